@@ -1,0 +1,5 @@
+import sys
+
+from torrent.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""One exception hierarchy, with messages a user can act on.
+
+Remote errors (a peer, tracker or file broke the rules) carry what was wrong
+and where; the CLI prints ``str(exc)`` as its one-line error.
+"""
+
+from __future__ import annotations
+
+
+class TorrentError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class BencodeError(TorrentError):
+    """Bencoded data is malformed or exceeds a limit."""
+
+    def __init__(self, reason: str, position: int | None = None) -> None:
+        self.reason = reason
+        self.position = position
+        where = f" at byte {position}" if position is not None else ""
+        super().__init__(f"invalid bencode{where}: {reason}")
+
+
+class MetainfoError(TorrentError):
+    """A .torrent file is well-formed bencode but not a valid torrent."""
+
+
+class MagnetError(TorrentError):
+    """A magnet URI cannot be parsed or built."""
+
+
+class ProtocolError(TorrentError):
+    """A peer broke the wire protocol; the connection must be dropped."""
+
+
+class BitfieldError(ProtocolError):
+    """A bitfield has the wrong length or non-zero spare bits."""
+
+
+class CreateError(TorrentError):
+    """A torrent cannot be created from the given path or options."""
+
+
+class StorageError(TorrentError):
+    """Reading or writing the payload on disk failed or was refused."""
+
+
+class UsageError(TorrentError):
+    """A command-line value cannot be understood."""

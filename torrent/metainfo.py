@@ -1,0 +1,296 @@
+"""Metainfo (.torrent) files: BEP 3 v1, with BEP 12, 19, 27 and 47 fields.
+
+Parsing is strict where a mistake would corrupt data (piece length, the
+``pieces`` blob, file lengths, paths) and lenient where real torrents are
+sloppy (unknown keys, malformed tracker lists, non-UTF-8 comments). The
+info-hash is the SHA-1 of the ``info`` value exactly as the file holds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from torrent import bencoding
+from torrent.errors import BencodeError, MetainfoError
+from torrent.geometry import Geometry
+from torrent.paths import sanitize_component, sanitize_path
+from torrent.settings import DEFAULT_LIMITS, Limits
+
+DIGEST_SIZE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file of the payload; ``path`` is sanitized and relative to the
+    download directory (it starts with the torrent's name)."""
+
+    path: tuple[str, ...]
+    length: int
+    offset: int
+    attr: str = ""
+    symlink: tuple[str, ...] | None = None
+
+    @property
+    def is_padding(self) -> bool:
+        """BEP 47 pad files fill piece gaps and are never written to disk."""
+        return "p" in self.attr
+
+    @property
+    def is_executable(self) -> bool:
+        return "x" in self.attr
+
+    @property
+    def is_hidden(self) -> bool:
+        return "h" in self.attr
+
+    @property
+    def display_path(self) -> str:
+        return "/".join(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Metainfo:
+    info_hash: bytes
+    name: str
+    piece_length: int
+    pieces: bytes = field(repr=False)
+    files: tuple[FileEntry, ...]
+    multi_file: bool
+    private: bool = False
+    trackers: tuple[tuple[str, ...], ...] = ()
+    web_seeds: tuple[str, ...] = ()
+    comment: str | None = None
+    created_by: str | None = None
+    creation_date: int | None = None
+    source: str | None = None
+    has_v2: bool = False
+    info_bytes: bytes = field(default=b"", repr=False)
+    geometry: Geometry = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "geometry", Geometry(self.piece_length, tuple(f.length for f in self.files)))
+
+    @property
+    def info_hash_hex(self) -> str:
+        return self.info_hash.hex()
+
+    @property
+    def total_length(self) -> int:
+        return self.geometry.total_length
+
+    @property
+    def num_pieces(self) -> int:
+        return len(self.pieces) // DIGEST_SIZE
+
+    def piece_hash(self, index: int) -> bytes:
+        if not 0 <= index < self.num_pieces:
+            raise IndexError(f"piece {index} out of range 0..{self.num_pieces - 1}")
+        return self.pieces[index * DIGEST_SIZE:(index + 1) * DIGEST_SIZE]
+
+    @property
+    def announce_urls(self) -> tuple[str, ...]:
+        """Every tracker once, tier order kept."""
+        return tuple(dict.fromkeys(url for tier in self.trackers for url in tier))
+
+    def magnet(self) -> str:
+        from torrent.magnet import Magnet
+
+        return Magnet(
+            info_hash=self.info_hash,
+            display_name=self.name,
+            trackers=self.announce_urls,
+            web_seeds=self.web_seeds,
+            exact_length=self.total_length,
+        ).to_uri()
+
+
+def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Metainfo:
+    """Read and parse a .torrent file; I/O failures become MetainfoError."""
+    try:
+        size = os.path.getsize(path)
+        if size > limits.bencode_max_size:
+            raise MetainfoError(f"{os.fspath(path)}: {size} bytes is too large for a .torrent file "
+                                f"(limit {limits.bencode_max_size})")
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise MetainfoError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+    try:
+        return parse(data, limits=limits)
+    except MetainfoError as exc:
+        raise MetainfoError(f"{os.fspath(path)}: {exc}") from exc
+
+
+def parse(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Metainfo:
+    """Parse the bytes of a .torrent file."""
+    try:
+        top, spans = bencoding.decode_with_spans(data, limits=limits)
+    except BencodeError as exc:
+        raise MetainfoError(f"not a torrent file ({exc})") from exc
+    if not isinstance(top, dict):
+        raise MetainfoError("not a torrent file: the top level is not a dictionary")
+    info = top.get(b"info")
+    if not isinstance(info, dict):
+        raise MetainfoError("missing or invalid 'info' dictionary")
+    begin, end = spans[b"info"]
+    info_bytes = bytes(data[begin:end])
+    return parse_info(info, info_bytes, top, limits=limits)
+
+
+def parse_info(info: dict[bytes, Any], info_bytes: bytes, top: dict[bytes, Any] | None = None,
+               *, limits: Limits = DEFAULT_LIMITS) -> Metainfo:
+    """Build a Metainfo from a decoded info dict (also used for magnet
+    metadata fetched from peers, where ``top`` is absent)."""
+    top = top or {}
+    info_hash = hashlib.sha1(info_bytes).digest()
+
+    piece_length = info.get(b"piece length")
+    if not isinstance(piece_length, int) or isinstance(piece_length, bool):
+        raise MetainfoError("'piece length' is missing or not an integer")
+    if not limits.min_piece_length <= piece_length <= limits.max_piece_length:
+        raise MetainfoError(f"piece length {piece_length} is outside "
+                            f"{limits.min_piece_length}..{limits.max_piece_length}")
+
+    pieces = info.get(b"pieces")
+    if pieces is None:
+        if info.get(b"meta version") == 2:
+            raise MetainfoError("v2-only torrents (BEP 52) are not supported yet; a hybrid torrent would load")
+        raise MetainfoError("'pieces' is missing")
+    if not isinstance(pieces, bytes):
+        raise MetainfoError("'pieces' is not a byte string")
+    if len(pieces) % DIGEST_SIZE:
+        raise MetainfoError(f"'pieces' is {len(pieces)} bytes, not a multiple of {DIGEST_SIZE}")
+
+    name = _decode_text(info.get(b"name.utf-8") or info.get(b"name"))
+    safe_name = sanitize_component(name or "") or info_hash.hex()
+
+    if (b"length" in info) == (b"files" in info):
+        raise MetainfoError("the info dictionary must have exactly one of 'length' and 'files'")
+    if b"length" in info:
+        length = _length(info[b"length"], "'length'")
+        files = (FileEntry((safe_name,), length, 0, _attr(info)),)
+        multi_file = False
+    else:
+        files = _parse_files(info[b"files"], safe_name, limits)
+        multi_file = True
+
+    total = sum(f.length for f in files)
+    if total == 0:
+        raise MetainfoError("the torrent holds no data (total length 0)")
+    expected = -(-total // piece_length)
+    if len(pieces) // DIGEST_SIZE != expected:
+        raise MetainfoError(f"'pieces' holds {len(pieces) // DIGEST_SIZE} hashes but "
+                            f"{total} bytes in pieces of {piece_length} need {expected}")
+
+    private = info.get(b"private")
+    return Metainfo(
+        info_hash=info_hash,
+        name=safe_name,
+        piece_length=piece_length,
+        pieces=pieces,
+        files=files,
+        multi_file=multi_file,
+        private=private == 1,
+        trackers=_trackers(top),
+        web_seeds=_web_seeds(top.get(b"url-list")),
+        comment=_decode_text(top.get(b"comment.utf-8") or top.get(b"comment")),
+        created_by=_decode_text(top.get(b"created by")),
+        creation_date=top.get(b"creation date") if type(top.get(b"creation date")) is int else None,
+        source=_decode_text(info.get(b"source")),
+        has_v2=info.get(b"meta version") == 2,
+        info_bytes=info_bytes,
+    )
+
+
+def _parse_files(raw: Any, root: str, limits: Limits) -> tuple[FileEntry, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise MetainfoError("'files' must be a non-empty list")
+    if len(raw) > limits.max_files:
+        raise MetainfoError(f"the torrent lists {len(raw)} files, more than the limit of {limits.max_files}")
+    files: list[FileEntry] = []
+    seen: set[tuple[str, ...]] = set()
+    dirs: set[tuple[str, ...]] = set()
+    offset = 0
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise MetainfoError(f"file #{i} is not a dictionary")
+        length = _length(entry.get(b"length"), f"file #{i} length")
+        components = entry.get(b"path.utf-8") or entry.get(b"path")
+        if not isinstance(components, list) or not all(isinstance(c, bytes) for c in components):
+            raise MetainfoError(f"file #{i} has a missing or malformed 'path'")
+        path = sanitize_path(_decode_text(c) or "" for c in components)
+        if not path:
+            raise MetainfoError(f"file #{i} has an empty path")
+        full = (root, *path)
+        if full in seen or full in dirs:
+            raise MetainfoError(f"file #{i} path '{'/'.join(path)}' collides with another file")
+        parents = {full[:k] for k in range(1, len(full))}
+        if parents & seen:
+            raise MetainfoError(f"file #{i} path '{'/'.join(path)}' passes through another file")
+        seen.add(full)
+        dirs |= parents
+        attr = _attr(entry)
+        symlink = None
+        if "l" in attr:
+            target = entry.get(b"symlink path")
+            if isinstance(target, list) and all(isinstance(c, bytes) for c in target):
+                symlink = sanitize_path(_decode_text(c) or "" for c in target)
+        files.append(FileEntry(full, length, offset, attr, symlink))
+        offset += length
+    return tuple(files)
+
+
+def _length(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MetainfoError(f"{what} is missing, not an integer or negative")
+    return value
+
+
+def _attr(entry: dict[bytes, Any]) -> str:
+    attr = entry.get(b"attr")
+    return attr.decode("ascii", "replace") if isinstance(attr, bytes) else ""
+
+
+def _decode_text(value: Any) -> str | None:
+    if not isinstance(value, bytes):
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _trackers(top: dict[bytes, Any]) -> tuple[tuple[str, ...], ...]:
+    """BEP 12: announce-list tiers win over announce; junk entries are dropped."""
+    tiers: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    announce_list = top.get(b"announce-list")
+    if isinstance(announce_list, list):
+        for tier in announce_list:
+            if not isinstance(tier, list):
+                continue
+            urls = []
+            for raw in tier:
+                url = _decode_text(raw)
+                if url and url.strip() and url.strip() not in seen:
+                    seen.add(url.strip())
+                    urls.append(url.strip())
+            if urls:
+                tiers.append(tuple(urls))
+    if not tiers:
+        url = _decode_text(top.get(b"announce"))
+        if url and url.strip():
+            tiers.append((url.strip(),))
+    return tuple(tiers)
+
+
+def _web_seeds(value: Any) -> tuple[str, ...]:
+    if isinstance(value, bytes):
+        value = [value]
+    if not isinstance(value, list):
+        return ()
+    urls = (_decode_text(v) for v in value)
+    return tuple(dict.fromkeys(u.strip() for u in urls if u and u.strip()))

@@ -1,0 +1,71 @@
+"""The one place where paths from a torrent become paths on disk.
+
+A torrent names files with lists of components chosen by whoever made it.
+Every component passes through ``sanitize_component`` and every join
+through ``safe_join``, so no torrent can make us write outside the download
+directory: ``..`` and ``.`` vanish, separators and control characters are
+neutralised, and the final path is checked against the real download
+directory after symlinks are resolved.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from torrent.errors import StorageError
+
+# Names Windows reserves; neutralised everywhere so a download directory can
+# be shared with (or copied to) a Windows machine.
+_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)] + [f"LPT{i}" for i in range(1, 10)]
+)
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+MAX_COMPONENT_BYTES = 255  # NAME_MAX on Linux filesystems
+
+
+def sanitize_component(component: str) -> str:
+    """Make one path component safe; returns "" when it must be dropped."""
+    name = _UNSAFE_CHARS.sub("_", component).strip()
+    if name in ("", ".", ".."):
+        return ""
+    stem = name.split(".", 1)[0]
+    if stem.upper() in _RESERVED:
+        name = "_" + name
+    return _truncate(name)
+
+
+def _truncate(name: str) -> str:
+    """Shorten to NAME_MAX bytes, keeping a short extension."""
+    if len(name.encode("utf-8")) <= MAX_COMPONENT_BYTES:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode()) > 16:
+        stem, ext = name, ""
+    budget = MAX_COMPONENT_BYTES - (len(ext.encode("utf-8")) + 1 if ext else 0)
+    stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
+    return f"{stem}.{ext}" if ext else stem
+
+
+def sanitize_path(components: Iterable[str]) -> tuple[str, ...]:
+    """Sanitize each component and drop the empty ones."""
+    return tuple(c for c in map(sanitize_component, components) if c)
+
+
+def safe_join(root: str | os.PathLike[str], components: Iterable[str]) -> Path:
+    """Join sanitized components under ``root`` and prove the result stays there.
+
+    Resolves symlinks in the existing part of the path, so a symlink planted
+    inside the download directory cannot redirect a write outside it.
+    """
+    parts = sanitize_path(components)
+    if not parts:
+        raise StorageError("a file in the torrent has an empty path")
+    base = Path(root).resolve()
+    target = base.joinpath(*parts)
+    real = target.resolve()
+    if real != base and base not in real.parents:
+        raise StorageError(f"refusing to write {target}: it resolves outside {base}")
+    return target

@@ -10,6 +10,7 @@ file, never of a re-encoding.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -19,15 +20,17 @@ from torrent.errors import BencodeError
 from torrent.settings import DEFAULT_LIMITS, Limits
 
 _INT = re.compile(rb"i(?:0|-?[1-9][0-9]*)e")
-_STRLEN = re.compile(rb"(0|[1-9][0-9]*):")
+_STRLEN = re.compile(rb"(0|[1-9][0-9]{0,18}):")  # 19 digits: lengths fit in 64 bits
 _DIGITS = frozenset(b"0123456789")
 
-_decoder = bencodepy.Bencode(encoding=None)
+@functools.cache
+def _decoder(max_depth: int) -> bencodepy.Bencode:
+    return bencodepy.Bencode(encoding=None, max_depth=max_depth + 1)
 
 
-def _decode_scanned(data: bytes) -> Any:
+def _decode_scanned(data: bytes, limits: Limits) -> Any:
     try:
-        return _decoder.decode(bytes(data))
+        return _decoder(limits.bencode_max_depth).decode(bytes(data))
     except bencodepy.BencodeDecodeError as exc:  # scan() accepted it, so this is a disagreement
         raise BencodeError(str(exc)) from exc
 
@@ -88,7 +91,7 @@ def scan(data: bytes, start: int = 0, *, limits: Limits = DEFAULT_LIMITS) -> tup
                 raise BencodeError(f"string of {length} bytes runs past the end of data", begin)
             if stack and stack[-1][0] and stack[-1][1] % 2 == 0:
                 frame = stack[-1]
-                key = data[m.end():pos]
+                key = bytes(data[m.end():pos])
                 if key in frame[3]:
                     raise BencodeError(f"duplicate dict key {key!r}", begin)
                 frame[3].add(key)
@@ -110,7 +113,7 @@ def decode(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Any:
     end, _ = scan(data, limits=limits)
     if end != len(data):
         raise BencodeError("trailing data after the value", end)
-    return _decode_scanned(data)
+    return _decode_scanned(data, limits)
 
 
 def decode_with_spans(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, Spans]:
@@ -118,7 +121,7 @@ def decode_with_spans(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[
     end, spans = scan(data, limits=limits)
     if end != len(data):
         raise BencodeError("trailing data after the value", end)
-    return _decode_scanned(data), spans
+    return _decode_scanned(data, limits), spans
 
 
 def decode_prefix(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, int]:
@@ -127,12 +130,22 @@ def decode_prefix(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Any,
     For messages that append raw bytes after a bencoded header (BEP 9).
     """
     end, _ = scan(data, limits=limits)
-    return _decode_scanned(data[:end]), end
+    return _decode_scanned(data[:end], limits), end
 
 
 def encode(obj: Any) -> bytes:
-    """Encode with sorted dict keys; str is written as UTF-8."""
+    """Encode with sorted dict keys; str is written as UTF-8.
+
+    The output is scanned once more so that keys which collide after UTF-8
+    encoding (``"a"`` and ``b"a"``) fail here, not in a peer's decoder.
+    """
     try:
-        return bencodepy.encode(obj)
-    except (TypeError, ValueError) as exc:
+        out = bencodepy.encode(obj)
+    except (KeyError, TypeError, ValueError) as exc:  # bencode.py raises KeyError for unknown types
         raise BencodeError(f"cannot encode {type(obj).__name__}: {exc}") from exc
+    scan(out, limits=_UNLIMITED)
+    return out
+
+
+# Our own output is trusted for size and depth, only its shape is checked.
+_UNLIMITED = Limits(bencode_max_depth=1 << 30, bencode_max_size=1 << 62, bencode_max_string=1 << 62)

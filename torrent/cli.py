@@ -12,8 +12,6 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ EXIT_USAGE = 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"torrent: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
     create.add_argument("--threads", type=int, default=None, help="hashing threads (default: one per core)")
     create.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    demo = sub.add_parser("demo", help="make a sample payload and its torrent, then describe it")
+    demo.add_argument("--dir", metavar="DIR", help="where to put the sample (default: a new temporary directory)")
+    demo.add_argument("--size", default="64M", help="payload size (default 64M)")
     return parser
 
 
@@ -66,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_info(args)
         if args.command == "create":
             return cmd_create(args)
-        parser.print_help()
-        return EXIT_USAGE
+        if args.command == "demo":
+            return cmd_demo(args)
+        parser.error("missing command: use 'info', 'create' or 'demo' (see torrent --help)")
     except TorrentError as exc:
         print(f"torrent: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -77,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def version_text() -> str:
+    from importlib import metadata  # ~0.1 s to import: only --version pays it
+
     def dist(name: str) -> str:
         try:
             return metadata.version(name)
@@ -118,7 +123,7 @@ def _metainfo_dict(m: Any) -> dict[str, Any]:
         "kind": "torrent",
         "name": m.name,
         "info_hash": m.info_hash_hex,
-        "total_size": m.total_length,
+        "total_size": m.payload_length,
         "piece_length": m.piece_length,
         "num_pieces": m.num_pieces,
         "private": m.private,
@@ -167,6 +172,8 @@ def _render_info(d: dict[str, Any]) -> str:
             if d[key]:
                 rows.append((label, d[key]))
         if d["creation_date"] is not None:
+            from datetime import datetime, timezone
+
             when = datetime.fromtimestamp(d["creation_date"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
             rows.append(("Created on", when))
     width = max(len(k) for k, _ in rows) + 2
@@ -195,7 +202,7 @@ def _render_info(d: dict[str, Any]) -> str:
 # ---- create ---------------------------------------------------------------
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from torrent.create import check_piece_length, collect_files, create_torrent
+    from torrent.create import check_piece_length, collect_files
 
     piece_length = None if args.piece_size == "auto" else check_piece_length(parse_size(args.piece_size))
     tiers = [[u.strip() for u in t.split(",") if u.strip()] for t in args.tracker]
@@ -203,13 +210,33 @@ def cmd_create(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(f"{name}.torrent")
     if output.exists() and not args.force:
         raise TorrentError(f"{output} already exists (use --force to overwrite)")
+    _write_torrent(args.path, output, quiet=args.quiet, trackers=tiers, piece_length=piece_length,
+                   private=args.private, comment=args.comment, web_seeds=args.web_seed, source=args.source,
+                   threads=args.threads)
+    return 0
 
-    with _HashProgress(enabled=not args.quiet and sys.stderr.isatty()) as progress:
-        data = create_torrent(
-            args.path, trackers=tiers, piece_length=piece_length, private=args.private,
-            comment=args.comment, web_seeds=args.web_seed, source=args.source,
-            threads=args.threads, progress=progress.advance, on_start=progress.start,
-        )
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from torrent.demo import make_payload
+
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="torrent-demo-"))
+    size = parse_size(args.size)
+    print(f"Writing a {format_size(size)} sample payload to {root / 'sample'}")
+    payload = make_payload(root / "sample", size)
+    output = root / "sample.torrent"
+    _write_torrent(payload, output, quiet=False, trackers=[["udp://127.0.0.1:6969/announce"]])
+    print()
+    return cmd_info(argparse.Namespace(source=str(output), json=False))
+
+
+def _write_torrent(path: str | os.PathLike[str], output: Path, *, quiet: bool, **options: Any) -> None:
+    """Hash ``path`` with a progress bar and write the .torrent atomically."""
+    from torrent.create import create_torrent
+
+    with _HashProgress(enabled=not quiet and sys.stderr.isatty()) as progress:
+        data = create_torrent(path, progress=progress.advance, on_start=progress.start, **options)
     tmp = output.with_name(output.name + ".part")
     try:
         tmp.write_bytes(data)
@@ -221,9 +248,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     from torrent.metainfo import parse
 
     m = parse(data)
-    print(f"{output}: {m.name}, {format_size(m.total_length)} in {m.num_pieces:,} pieces of "
+    print(f"{output}: {m.name}, {format_size(m.payload_length)} in {m.num_pieces:,} pieces of "
           f"{format_size(m.piece_length)}, info-hash {m.info_hash_hex}")
-    return 0
 
 
 class _HashProgress:

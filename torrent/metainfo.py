@@ -82,6 +82,11 @@ class Metainfo:
         return self.geometry.total_length
 
     @property
+    def payload_length(self) -> int:
+        """Bytes the user gets: BEP 47 pad files excluded."""
+        return sum(f.length for f in self.files if not f.is_padding)
+
+    @property
     def num_pieces(self) -> int:
         return len(self.pieces) // DIGEST_SIZE
 
@@ -103,7 +108,7 @@ class Metainfo:
             display_name=self.name,
             trackers=self.announce_urls,
             web_seeds=self.web_seeds,
-            exact_length=self.total_length,
+            exact_length=self.payload_length,
         ).to_uri()
 
 
@@ -225,14 +230,15 @@ def _parse_files(raw: Any, root: str, limits: Limits) -> tuple[FileEntry, ...]:
         if not path:
             raise MetainfoError(f"file #{i} has an empty path")
         full = (root, *path)
-        if full in seen or full in dirs:
-            raise MetainfoError(f"file #{i} path '{'/'.join(path)}' collides with another file")
-        parents = {full[:k] for k in range(1, len(full))}
-        if parents & seen:
-            raise MetainfoError(f"file #{i} path '{'/'.join(path)}' passes through another file")
-        seen.add(full)
-        dirs |= parents
         attr = _attr(entry)
+        if "p" not in attr:  # pad files are never written, and libtorrent names them alike
+            if full in seen or full in dirs:
+                raise MetainfoError(f"file #{i} path '{'/'.join(path)}' collides with another file")
+            parents = {full[:k] for k in range(1, len(full))}
+            if parents & seen:
+                raise MetainfoError(f"file #{i} path '{'/'.join(path)}' passes through another file")
+            seen.add(full)
+            dirs |= parents
         symlink = None
         if "l" in attr:
             target = entry.get(b"symlink path")

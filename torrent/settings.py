@@ -38,5 +38,9 @@ class Limits:
     max_piece_length: int = 512 * MiB
     max_files: int = 1_000_000
 
+    # A magnet link is pasted or clicked: 64 KiB holds hundreds of trackers,
+    # and anything longer is not a link a person made.
+    magnet_max_length: int = 64 * 1024
+
 
 DEFAULT_LIMITS = Limits()

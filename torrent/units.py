@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from torrent.errors import UsageError
 
@@ -15,7 +16,10 @@ def parse_size(text: str) -> int:
     m = _SIZE.fullmatch(text.strip())
     if m is None:
         raise UsageError(f"invalid size {text!r}: use bytes or a number with K, M or G (e.g. 256K)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    size = int(Fraction(m.group(1)) * _UNITS[m.group(2).upper()])
+    if size >= 1 << 63:
+        raise UsageError(f"size {text!r} is too large")
+    return size
 
 
 def format_size(n: float) -> str:
@@ -24,6 +28,7 @@ def format_size(n: float) -> str:
         return f"{int(n)} B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
+        text = f"{n:.1f}" if n < 99.95 else f"{n:.0f}"
+        if float(text) < 1024 or unit == "TiB":
+            return f"{text} {unit}"
     raise AssertionError("unreachable")

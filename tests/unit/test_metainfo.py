@@ -1,0 +1,511 @@
+"""Metainfo parsing: torrents built by hand with ``bencoding.encode`` (or as raw
+bytes where key order matters), checked against values worked out in the test."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torrent import bencoding, metainfo
+from torrent.errors import MetainfoError
+from torrent.geometry import Geometry
+from torrent.magnet import parse_magnet
+from torrent.metainfo import FileEntry, Metainfo
+from torrent.settings import Limits
+
+PIECE = 16384
+
+
+def digests(data: bytes, piece_length: int = PIECE) -> bytes:
+    return b"".join(hashlib.sha1(data[i:i + piece_length]).digest() for i in range(0, len(data), piece_length))
+
+
+def pieces_for(total: int, piece_length: int = PIECE) -> bytes:
+    """Any 20-byte values, one per piece: parsing does not check payload hashes."""
+    count = -(-total // piece_length)
+    return b"".join(hashlib.sha1(b"%d" % i).digest() for i in range(count))
+
+
+def single_info(length: int = 40000, name: bytes = b"file.bin", extra: dict[bytes, Any] | None = None) -> dict[bytes, Any]:
+    info: dict[bytes, Any] = {b"name": name, b"piece length": PIECE, b"length": length,
+                              b"pieces": pieces_for(length)}
+    info.update(extra or {})
+    return info
+
+
+def multi_info(files: list[tuple[list[bytes], int]], name: bytes = b"album") -> dict[bytes, Any]:
+    total = sum(length for _, length in files)
+    info: dict[bytes, Any] = {
+        b"name": name,
+        b"piece length": PIECE,
+        b"files": [{b"length": length, b"path": path} for path, length in files],
+        b"pieces": pieces_for(total),
+    }
+    return info
+
+
+def torrent(info: Any, top: dict[bytes, Any] | None = None) -> bytes:
+    return bencoding.encode({b"info": info, **(top or {})})
+
+
+def parse_info_dict(info: dict[bytes, Any], top: dict[bytes, Any] | None = None) -> Metainfo:
+    return metainfo.parse(torrent(info, top))
+
+
+# --- single and multi-file ---------------------------------------------------------------
+
+
+def test_single_file() -> None:
+    info = single_info(length=40000)
+    m = parse_info_dict(info, {b"announce": b"http://tracker.example/announce"})
+    assert m.name == "file.bin"
+    assert not m.multi_file
+    assert m.files == (FileEntry(("file.bin",), 40000, 0),)
+    assert m.piece_length == PIECE
+    assert m.total_length == 40000
+    assert m.num_pieces == 3  # 16384 + 16384 + 7232
+    assert m.pieces == info[b"pieces"]
+    assert m.piece_hash(2) == info[b"pieces"][40:60]
+    with pytest.raises(IndexError):
+        m.piece_hash(3)
+    with pytest.raises(IndexError):
+        m.piece_hash(-1)
+    assert m.info_hash == hashlib.sha1(bencoding.encode(info)).digest()
+    assert m.info_hash_hex == hashlib.sha1(bencoding.encode(info)).hexdigest()
+    assert m.info_bytes == bencoding.encode(info)
+
+
+def test_multi_file_with_short_last_piece() -> None:
+    files = [([b"disc 1", b"01.flac"], 20000), ([b"disc 1", b"02.flac"], 5000), ([b"cover.jpg"], 100)]
+    m = parse_info_dict(multi_info(files))
+    assert m.multi_file
+    assert m.name == "album"
+    assert [f.path for f in m.files] == [
+        ("album", "disc 1", "01.flac"), ("album", "disc 1", "02.flac"), ("album", "cover.jpg")]
+    assert [f.length for f in m.files] == [20000, 5000, 100]
+    assert [f.offset for f in m.files] == [0, 20000, 25000]
+    assert m.total_length == 25100
+    assert m.num_pieces == 2
+    assert m.geometry.piece_size(1) == 25100 - PIECE
+    assert m.files[0].display_path == "album/disc 1/01.flac"
+
+
+def test_exact_multiple_of_piece_length() -> None:
+    m = parse_info_dict(single_info(length=2 * PIECE))
+    assert m.num_pieces == 2
+    assert m.geometry.piece_size(1) == PIECE
+
+
+def test_empty_file_in_multi_file_torrent() -> None:
+    files = [([b"a"], 100), ([b"empty"], 0), ([b"b"], 50)]
+    m = parse_info_dict(multi_info(files))
+    assert [(f.path[-1], f.length, f.offset) for f in m.files] == [("a", 100, 0), ("empty", 0, 100), ("b", 50, 100)]
+    assert m.total_length == 150
+    assert m.geometry.file_pieces(1) == range(0)
+
+
+def test_geometry_matches_files() -> None:
+    files = [([b"x"], 30000), ([b"y"], 0), ([b"z"], 10000)]
+    m = parse_info_dict(multi_info(files))
+    assert isinstance(m.geometry, Geometry)
+    assert m.geometry.piece_length == PIECE
+    assert m.geometry.file_lengths == (30000, 0, 10000)
+    assert m.geometry.file_offsets == tuple(f.offset for f in m.files)
+    assert m.geometry.num_pieces == m.num_pieces == 3
+    assert m.geometry.total_length == 40000
+
+
+def test_pad_file_attr() -> None:
+    files = [{b"length": 1000, b"path": [b"a.bin"]},
+             {b"length": PIECE - 1000, b"path": [b".pad", b"15384"], b"attr": b"p"},
+             {b"length": 10, b"path": [b"b.bin"], b"attr": b"xh"}]
+    info = {b"name": b"padded", b"piece length": PIECE, b"files": files, b"pieces": pieces_for(PIECE + 10)}
+    m = parse_info_dict(info)
+    assert [f.is_padding for f in m.files] == [False, True, False]
+    assert m.files[1].attr == "p"
+    assert m.files[2].is_executable and m.files[2].is_hidden
+    assert not m.files[0].is_executable and not m.files[0].is_hidden
+    assert m.files[2].offset == PIECE
+
+
+def test_pad_files_count_in_geometry_but_not_in_magnet_length() -> None:
+    files = [{b"length": 1000, b"path": [b"a.bin"]},
+             {b"length": PIECE - 1000, b"path": [b".pad", b"15384"], b"attr": b"p"},
+             {b"length": 10, b"path": [b"b.bin"]}]
+    info = {b"name": b"padded", b"piece length": PIECE, b"files": files, b"pieces": pieces_for(PIECE + 10)}
+    m = parse_info_dict(info)
+    assert m.total_length == PIECE + 10  # pieces cover the pad bytes
+    assert m.payload_length == 1010  # what lands on disk
+    assert parse_magnet(m.magnet()).exact_length == 1010
+
+
+def test_pad_files_sharing_a_path_are_accepted() -> None:
+    # libtorrent names every pad file ".pad/<size>", so two pads of one size share a path.
+    # Pad files are never written to disk, so they cannot collide with anything.
+    files = [{b"length": 1000, b"path": [b"a.bin"]},
+             {b"length": PIECE - 1000, b"path": [b".pad", b"15384"], b"attr": b"p"},
+             {b"length": 1000, b"path": [b"b.bin"]},
+             {b"length": PIECE - 1000, b"path": [b".pad", b"15384"], b"attr": b"p"},
+             {b"length": 10, b"path": [b"c.bin"]}]
+    info = {b"name": b"padded", b"piece length": PIECE, b"files": files, b"pieces": pieces_for(2 * PIECE + 10)}
+    m = parse_info_dict(info)
+    assert [f.is_padding for f in m.files] == [False, True, False, True, False]
+    assert m.total_length == 2 * PIECE + 10
+
+
+def test_symlink_attr_keeps_sanitized_target() -> None:
+    files = [{b"length": 10, b"path": [b"real"]},
+             {b"length": 0, b"path": [b"link"], b"attr": b"l", b"symlink path": [b"..", b"real"]}]
+    info = {b"name": b"d", b"piece length": PIECE, b"files": files, b"pieces": pieces_for(10)}
+    m = parse_info_dict(info)
+    assert m.files[1].symlink == ("real",)
+
+
+# --- info-hash ------------------------------------------------------------------------------
+
+
+def test_info_hash_is_sha1_of_exact_bytes_with_unsorted_keys() -> None:
+    pieces = pieces_for(5)
+    # Keys deliberately out of order, plus an unknown key: a re-encoding would sort them.
+    info = (b"d6:pieces20:" + pieces + b"4:name1:x12:piece lengthi16384e6:lengthi5e3:zzz3:abce")
+    data = b"d4:info" + info + b"8:announce10:http://t/ae"
+    m = metainfo.parse(data)
+    assert m.info_hash == hashlib.sha1(info).digest()
+    assert m.info_bytes == info
+    resorted = bencoding.encode(bencoding.decode(info))
+    assert resorted != info
+    assert m.info_hash != hashlib.sha1(resorted).digest()
+    assert m.name == "x" and m.total_length == 5
+
+
+def test_parse_accepts_memoryview() -> None:
+    data = torrent(single_info())
+    expected = hashlib.sha1(bencoding.encode(single_info())).digest()
+    m = metainfo.parse(memoryview(data))
+    assert m.info_hash == expected
+    assert type(m.info_bytes) is bytes
+
+
+# --- trackers, web seeds, flags, text ---------------------------------------------------
+
+
+def test_announce_only() -> None:
+    m = parse_info_dict(single_info(), {b"announce": b" http://a.example/announce "})
+    assert m.trackers == (("http://a.example/announce",),)
+    assert m.announce_urls == ("http://a.example/announce",)
+
+
+def test_no_trackers() -> None:
+    m = parse_info_dict(single_info())
+    assert m.trackers == ()
+    assert m.announce_urls == ()
+
+
+def test_announce_list_tiers_with_junk() -> None:
+    announce_list = [
+        [b"http://a/1", b"http://a/2", b"http://a/1"],  # duplicate inside a tier
+        b"http://not-a-tier",  # not a list
+        [],  # empty tier
+        [5, b"udp://b/1", [b"nested"], b"", b"   "],  # non-bytes, blank
+        [b"http://a/2"],  # duplicate across tiers: tier becomes empty
+        [b"udp://c/1"],
+    ]
+    m = parse_info_dict(single_info(), {b"announce": b"http://ignored/", b"announce-list": announce_list})
+    assert m.trackers == (("http://a/1", "http://a/2"), ("udp://b/1",), ("udp://c/1",))
+    assert m.announce_urls == ("http://a/1", "http://a/2", "udp://b/1", "udp://c/1")
+
+
+def test_announce_list_of_only_junk_falls_back_to_announce() -> None:
+    m = parse_info_dict(single_info(), {b"announce": b"http://a/", b"announce-list": [[], [7], b"x"]})
+    assert m.trackers == (("http://a/",),)
+
+
+def test_announce_list_not_a_list_is_ignored() -> None:
+    m = parse_info_dict(single_info(), {b"announce": b"http://a/", b"announce-list": b"http://b/"})
+    assert m.trackers == (("http://a/",),)
+
+
+@pytest.mark.parametrize(
+    ("url_list", "expected"),
+    [
+        (b"http://seed/file", ("http://seed/file",)),
+        ([b"http://s1/", b"http://s2/", b"http://s1/", b"", 3], ("http://s1/", "http://s2/")),
+        (42, ()),
+        ([], ()),
+    ],
+    ids=["string", "list", "int", "empty-list"],
+)
+def test_url_list(url_list: Any, expected: tuple[str, ...]) -> None:
+    m = parse_info_dict(single_info(), {b"url-list": url_list})
+    assert m.web_seeds == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(1, True), (0, False), (b"1", False), (2, False)])
+def test_private_flag(value: Any, expected: bool) -> None:
+    assert parse_info_dict(single_info(extra={b"private": value})).private is expected
+
+
+def test_private_absent() -> None:
+    assert parse_info_dict(single_info()).private is False
+
+
+def test_optional_text_fields() -> None:
+    m = parse_info_dict(
+        single_info(extra={b"source": b"SRC"}),
+        {b"comment": b"caf\xe9", b"created by": b"maker 1.0", b"creation date": 1_700_000_000})
+    assert m.comment == "café"  # not UTF-8: read as Latin-1 rather than refused
+    assert m.created_by == "maker 1.0"
+    assert m.creation_date == 1_700_000_000
+    assert m.source == "SRC"
+
+
+def test_comment_utf8_preferred_and_bad_creation_date_ignored() -> None:
+    m = parse_info_dict(single_info(), {b"comment": b"plain", b"comment.utf-8": "grüß".encode(),
+                                           b"creation date": b"yesterday"})
+    assert m.comment == "grüß"
+    assert m.creation_date is None
+
+
+def test_name_and_path_utf8_preferred() -> None:
+    files = [{b"length": 5, b"path": [b"bad\xff"], b"path.utf-8": ["naïve.txt".encode()]}]
+    info = {b"name": b"old", b"name.utf-8": "répertoire".encode(), b"piece length": PIECE,
+            b"files": files, b"pieces": pieces_for(5)}
+    m = parse_info_dict(info)
+    assert m.name == "répertoire"
+    assert m.files[0].path == ("répertoire", "naïve.txt")
+
+
+def test_non_utf8_names_are_decoded_not_refused() -> None:
+    files = [{b"length": 5, b"path": [b"\xc9t\xe9.txt"]}]
+    info = {b"name": b"Caf\xe9", b"piece length": PIECE, b"files": files, b"pieces": pieces_for(5)}
+    m = parse_info_dict(info)
+    assert m.name == "Café"
+    assert m.files[0].path == ("Café", "Été.txt")
+
+
+def test_missing_or_unusable_name_falls_back_to_info_hash() -> None:
+    for info in (single_info(name=b".."), {k: v for k, v in single_info().items() if k != b"name"}):
+        m = parse_info_dict(info)
+        assert m.name == hashlib.sha1(bencoding.encode(info)).hexdigest()
+        assert m.files[0].path == (m.name,)
+
+
+# --- BEP 52 -------------------------------------------------------------------------------
+
+
+def test_hybrid_v1_v2_loads_as_v1() -> None:
+    info = single_info(extra={b"meta version": 2, b"file tree": {b"file.bin": {b"": {b"length": 40000}}}})
+    m = parse_info_dict(info, {b"piece layers": {}})
+    assert m.has_v2
+    assert m.num_pieces == 3
+
+
+def test_v1_only_has_no_v2() -> None:
+    assert parse_info_dict(single_info()).has_v2 is False
+
+
+def test_v2_only_is_refused_with_a_clear_message() -> None:
+    info = {b"name": b"v2", b"piece length": PIECE, b"meta version": 2,
+            b"file tree": {b"v2": {b"": {b"length": 5, b"pieces root": b"\x00" * 32}}}}
+    with pytest.raises(MetainfoError, match="v2"):
+        parse_info_dict(info)
+
+
+# --- path safety -----------------------------------------------------------------------------
+
+
+HOSTILE_COMPONENTS = [b"..", b".", b"/etc/passwd", b"a/b", b"x\x00y", b"C:\\Windows", b"\\\\server\\share",
+                      b"", b"  ..  ", b"../../escape", b"\x01\x1f", b"con", b"~"]
+
+
+def test_hostile_path_components_are_neutralised() -> None:
+    files = [([b"..", b"..", b"etc", b"passwd"], 1),
+             ([b"/etc/passwd"], 1),
+             ([b"a/b", b"..", b"c"], 1),
+             ([b"x\x00y"], 1),
+             ([b"C:\\Windows", b"system32"], 1),
+             ([b"", b".", b"sub", b"", b"f"], 1),
+             ([b"../../escape"], 1),
+             ([b"\\\\server\\share"], 1)]
+    m = parse_info_dict(multi_info(files, name=b"../root"))
+    for f in m.files:
+        assert f.path[0] == m.name
+        for part in f.path:
+            assert part not in ("", ".", "..")
+            assert "/" not in part and "\\" not in part and "\x00" not in part
+    assert "/" not in m.name and m.name not in ("", ".", "..")
+    assert m.files[0].path[1:] == ("etc", "passwd")
+    assert m.files[5].path[1:] == ("sub", "f")
+
+
+@pytest.mark.parametrize("component", HOSTILE_COMPONENTS)
+def test_each_hostile_component(component: bytes) -> None:
+    files = [([component, b"leaf"], 3)]
+    m = parse_info_dict(multi_info(files))
+    (entry,) = m.files
+    assert entry.path[0] == "album" and entry.path[-1] == "leaf"
+    for part in entry.path:
+        assert part and part not in (".", "..")
+        assert "/" not in part and "\\" not in part
+        assert not any(ord(ch) < 0x20 for ch in part)
+
+
+def test_path_that_sanitizes_to_nothing_is_refused() -> None:
+    with pytest.raises(MetainfoError, match="empty path"):
+        parse_info_dict(multi_info([([b"..", b".", b""], 5)]))
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        [[b"a"], [b"a"]],  # identical
+        [[b"a"], [b"..", b"a"]],  # identical after sanitizing
+        [[b"x/y"], [b"x\\y"]],  # both become x_y
+        [[b"dir"], [b"dir", b"file"]],  # a file used as a directory
+        [[b"dir", b"file"], [b"dir"]],  # a directory used as a file
+        [[b"a", b"b", b"c"], [b"a", b"b"]],
+    ],
+    ids=["same", "dotdot", "separators", "file-then-dir", "dir-then-file", "deep"],
+)
+def test_colliding_paths_are_refused(paths: list[list[bytes]]) -> None:
+    with pytest.raises(MetainfoError, match="collides|passes through"):
+        parse_info_dict(multi_info([(p, 10) for p in paths]))
+
+
+# --- malformed torrents ---------------------------------------------------------------------
+
+
+def without(d: dict[bytes, Any], key: bytes) -> dict[bytes, Any]:
+    return {k: v for k, v in d.items() if k != key}
+
+
+MALFORMED: list[tuple[str, bytes, str]] = [
+    ("not-bencode", b"this is not a torrent", "not a torrent"),
+    ("truncated", torrent(single_info())[:-5], "not a torrent"),
+    ("top-not-dict", bencoding.encode([b"info"]), "top level"),
+    ("missing-info", bencoding.encode({b"announce": b"http://a/"}), "info"),
+    ("info-not-dict", bencoding.encode({b"info": b"nope"}), "info"),
+    ("piece-length-0", torrent(single_info(extra={b"piece length": 0})), "piece length"),
+    ("piece-length-negative", torrent(single_info(extra={b"piece length": -16384})), "piece length"),
+    ("piece-length-str", torrent(single_info(extra={b"piece length": b"16384"})), "piece length"),
+    ("piece-length-missing", torrent(without(single_info(), b"piece length")), "piece length"),
+    ("pieces-missing", torrent(without(single_info(), b"pieces")), "pieces"),
+    ("pieces-not-bytes", torrent(single_info(extra={b"pieces": [b"x" * 20]})), "pieces"),
+    ("pieces-not-multiple-of-20", torrent(single_info(extra={b"pieces": pieces_for(40000) + b"x"})), "multiple of 20"),
+    ("too-few-pieces", torrent(single_info(extra={b"pieces": pieces_for(40000)[:40]})), "need 3"),
+    ("too-many-pieces", torrent(single_info(extra={b"pieces": pieces_for(40000) + b"\x00" * 20})), "need 3"),
+    ("both-length-and-files", torrent(single_info(extra={b"files": [{b"length": 1, b"path": [b"a"]}]})), "exactly one"),
+    ("neither-length-nor-files", torrent(without(single_info(), b"length")), "exactly one"),
+    ("negative-length", torrent(single_info(extra={b"length": -1})), "length"),
+    ("length-not-int", torrent(single_info(extra={b"length": b"10"})), "length"),
+    ("files-not-list", torrent(without(single_info(extra={b"files": {b"a": 1}}), b"length")), "non-empty list"),
+    ("files-empty", torrent(without(single_info(extra={b"files": []}), b"length")), "non-empty list"),
+    ("file-entry-not-dict", torrent(multi_info([([b"a"], 10)]) | {b"files": [b"a"]}), "not a dictionary"),
+    ("file-negative-length", torrent(multi_info([([b"a"], 10)]) | {b"files": [{b"length": -10, b"path": [b"a"]}]}),
+     "length"),
+    ("file-missing-length", torrent(multi_info([([b"a"], 10)]) | {b"files": [{b"path": [b"a"]}]}), "length"),
+    ("path-not-list", torrent(multi_info([([b"a"], 10)]) | {b"files": [{b"length": 10, b"path": b"a"}]}), "path"),
+    ("path-item-not-bytes", torrent(multi_info([([b"a"], 10)]) | {b"files": [{b"length": 10, b"path": [b"a", 1]}]}),
+     "path"),
+    ("path-missing", torrent(multi_info([([b"a"], 10)]) | {b"files": [{b"length": 10}]}), "path"),
+    ("total-zero-single", torrent(single_info(length=0, extra={b"pieces": b""})), "total length 0"),
+    ("total-zero-multi", torrent(multi_info([([b"a"], 0), ([b"b"], 0)])), "total length 0"),
+]
+
+
+@pytest.mark.parametrize(("data", "words"), [(d, w) for _, d, w in MALFORMED], ids=[i for i, _, _ in MALFORMED])
+def test_malformed_torrents_raise_metainfo_error(data: bytes, words: str) -> None:
+    with pytest.raises(MetainfoError) as info:
+        metainfo.parse(data)
+    assert words in str(info.value)
+
+
+def test_piece_length_bool_is_refused() -> None:
+    # bencode has no booleans, but parse_info is also fed dicts built in Python (BEP 9 metadata).
+    info = single_info(extra={b"piece length": True})
+    with pytest.raises(MetainfoError, match="piece length"):
+        metainfo.parse_info(info, bencoding.encode(single_info()))
+
+
+def test_file_length_bool_is_refused() -> None:
+    info = single_info(extra={b"length": True})
+    with pytest.raises(MetainfoError, match="length"):
+        metainfo.parse_info(info, b"")
+
+
+def test_piece_length_outside_limits() -> None:
+    limits = Limits(max_piece_length=8192)
+    with pytest.raises(MetainfoError, match="piece length 16384"):
+        metainfo.parse(torrent(single_info()), limits=limits)
+
+
+def test_too_many_files() -> None:
+    files = [([b"f%d" % i], 1) for i in range(5)]
+    with pytest.raises(MetainfoError, match="5 files"):
+        metainfo.parse(torrent(multi_info(files)), limits=Limits(max_files=4))
+    assert len(metainfo.parse(torrent(multi_info(files)), limits=Limits(max_files=5)).files) == 5
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+def test_load_reads_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "ok.torrent"
+    path.write_bytes(torrent(single_info()))
+    assert metainfo.load(path).info_hash == hashlib.sha1(bencoding.encode(single_info())).digest()
+    assert metainfo.load(str(path)).name == "file.bin"
+
+
+def test_load_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(MetainfoError, match="cannot read") as info:
+        metainfo.load(tmp_path / "absent.torrent")
+    assert "absent.torrent" in str(info.value)
+
+
+def test_load_directory(tmp_path: Path) -> None:
+    with pytest.raises(MetainfoError) as info:
+        metainfo.load(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_load_oversized_file(tmp_path: Path) -> None:
+    path = tmp_path / "huge.torrent"
+    with open(path, "wb") as fh:  # sparse: no real disk space used
+        fh.truncate(Limits().bencode_max_size + 1)
+    with pytest.raises(MetainfoError, match="too large"):
+        metainfo.load(path)
+    small = tmp_path / "small.torrent"
+    small.write_bytes(torrent(single_info()))
+    with pytest.raises(MetainfoError, match="too large"):
+        metainfo.load(small, limits=Limits(bencode_max_size=os.path.getsize(small) - 1))
+
+
+def test_load_malformed_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.torrent"
+    path.write_bytes(b"d4:infoi1ee")
+    with pytest.raises(MetainfoError) as info:
+        metainfo.load(path)
+    assert "bad.torrent" in str(info.value) and "info" in str(info.value)
+
+
+# --- magnet ---------------------------------------------------------------------------------
+
+
+def test_magnet_round_trips_through_parse_magnet() -> None:
+    info = single_info(name="my file & co.bin".encode())
+    m = parse_info_dict(info, {b"announce-list": [[b"http://a/ann?x=1&y=2"], [b"udp://b:80"]],
+                                 b"url-list": [b"http://seed/"]})
+    uri = m.magnet()
+    expected_hash = hashlib.sha1(bencoding.encode(info)).digest()
+    assert uri.startswith("magnet:?")
+    assert expected_hash.hex() in uri
+    parsed = parse_magnet(uri)
+    assert parsed.info_hash == expected_hash
+    assert parsed.display_name == "my file & co.bin"
+    assert parsed.trackers == ("http://a/ann?x=1&y=2", "udp://b:80")
+    assert parsed.web_seeds == ("http://seed/",)
+    assert parsed.exact_length == 40000

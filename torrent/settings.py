@@ -31,6 +31,9 @@ class Limits:
     wire_max_request: int = 128 * KiB
     # Extension-protocol messages (handshake, ut_metadata, ut_pex) stay small.
     wire_max_extended: int = 1 * MiB
+    # Requests a peer may have queued with us (advertised as BEP 10 ``reqq``),
+    # and the most we keep outstanding with one peer. libtorrent uses 500.
+    peer_max_requests: int = 500
 
     # Metainfo: v1 (BEP 3) allows any positive piece length and old torrents
     # use odd ones; the upper bound keeps one piece buffer affordable.

@@ -21,7 +21,8 @@ COMPILE_ARGS = ["-O3", "-Wno-deprecated-declarations"]
 
 MODULES = {
     "bitfield": {},
-    "hashing": {"libraries": ["crypto"]},  # OpenSSL's SHA-1 (Debian: libssl-dev)
+    # OpenSSL's SHA-1 (Debian: libssl-dev) plus the multi-buffer SHA-NI kernel.
+    "hashing": {"libraries": ["crypto"], "depends": ["_speedups/sha1_multi.h"], "include_dirs": ["_speedups"]},
 }
 
 DIRECTIVES = {

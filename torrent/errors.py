@@ -6,6 +6,8 @@ and where; the CLI prints ``str(exc)`` as its one-line error.
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 
 class TorrentError(Exception):
     """Root of every error this package raises on purpose."""
@@ -47,3 +49,31 @@ class StorageError(TorrentError):
 
 class UsageError(TorrentError):
     """A command-line value cannot be understood."""
+
+
+class TrackerError(TorrentError):
+    """A tracker could not be used; ``reason`` says why, ``url`` which one."""
+
+    def __init__(self, reason: str, *, url: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.url = url
+
+    def at(self, url: str) -> Self:
+        """Name the tracker (the codecs raise without knowing it); returns ``self``."""
+        if self.url is None:
+            self.url = url
+        return self
+
+    def __str__(self) -> str:
+        return f"tracker {self.url}: {self.reason}" if self.url else self.reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
+
+def _rebuild(cls: type[TrackerError], state: dict[str, Any]) -> TrackerError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, state.get("reason", ""))
+    exc.__dict__.update(state)
+    return exc

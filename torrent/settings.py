@@ -41,6 +41,15 @@ class Limits:
     max_piece_length: int = 512 * MiB
     max_files: int = 1_000_000
 
+    # Trackers: 2 MiB of compact IPv4 peers is ~350 000 peers, far beyond any
+    # real answer (trackers send 50-200). The cap holds before and after
+    # gzip decoding. Status line plus headers take a few hundred bytes.
+    # Redirects: BEP 3 says nothing; libtorrent follows 5, three covers
+    # http→https and a load balancer hop.
+    tracker_max_response: int = 2 * MiB
+    tracker_max_header: int = 16 * KiB
+    tracker_max_redirects: int = 3
+
     # A magnet link is pasted or clicked: 64 KiB holds hundreds of trackers,
     # and anything longer is not a link a person made.
     magnet_max_length: int = 64 * 1024

@@ -332,11 +332,7 @@ class HttpResponseParser:
                 if not self._parse_head():
                     return NEED_DATA
             elif state == _LENGTH:
-                take = min(self._remaining, len(self._buf))
-                self._body += self._buf[:take]
-                del self._buf[:take]
-                self._remaining -= take
-                if self._remaining:
+                if not self._take_remaining():
                     return NEED_DATA
                 self._state = _DONE
             elif state == _UNTIL_CLOSE:
@@ -356,11 +352,7 @@ class HttpResponseParser:
                 self._remaining = size
                 self._state = _CHUNK_DATA if size else _TRAILERS
             elif state == _CHUNK_DATA:
-                take = min(self._remaining, len(self._buf))
-                self._body += self._buf[:take]
-                del self._buf[:take]
-                self._remaining -= take
-                if self._remaining:
+                if not self._take_remaining():
                     return NEED_DATA
                 self._state = _CHUNK_END
             elif state == _CHUNK_END:
@@ -381,6 +373,14 @@ class HttpResponseParser:
                     self._state = _DONE
             else:  # _DONE
                 return self._finish()
+
+    def _take_remaining(self) -> bool:
+        """Move up to ``_remaining`` buffered bytes into the body; True when done."""
+        take = min(self._remaining, len(self._buf))
+        self._body += self._buf[:take]
+        del self._buf[:take]
+        self._remaining -= take
+        return not self._remaining
 
     def _line(self, cap: int, what: str) -> bytes | None:
         """One CRLF- (or LF-) terminated line without its terminator, or None if incomplete."""

@@ -1,0 +1,199 @@
+"""Two PeerConnections over 127.0.0.1: handshake, state exchange, blocks, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+
+import pytest
+import uvloop
+
+from torrent import wire
+from torrent.bitfield import Bitfield
+from torrent.peer import PeerConnection
+
+NUM_PIECES = 10
+INFO_HASH = bytes(range(20))
+
+
+@dataclass(eq=False)
+class Owner:
+    """Records what the connection reports; stands in for the swarm."""
+
+    peer_id: bytes
+    have: Bitfield
+    info_hash: bytes = INFO_HASH
+    num_pieces: int = NUM_PIECES
+    refuse: str | None = None
+    events: list[tuple] = field(default_factory=list)
+    attached: list[PeerConnection] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _record(self, *event: object) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    def attach(self, peer: PeerConnection) -> str | None:
+        if self.refuse is None:
+            self.attached.append(peer)
+        self._record("attach", peer.remote_id)
+        return self.refuse
+
+    def detach(self, peer: PeerConnection) -> None:
+        self._record("detach", peer.close_reason)
+
+    def on_bitfield(self, peer: PeerConnection) -> None:
+        self._record("bitfield", peer.bitfield.count())
+
+    def on_have(self, peer: PeerConnection, index: int) -> None:
+        self._record("have", index)
+
+    def on_choke_change(self, peer: PeerConnection) -> None:
+        self._record("choke", peer.peer_choking)
+
+    def on_interest_change(self, peer: PeerConnection) -> None:
+        self._record("interest", peer.peer_interested)
+
+    def on_block(self, peer: PeerConnection, index: int, begin: int, data: bytes) -> None:
+        self._record("block", index, begin, data)
+
+    def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
+        self._record("reject", index, begin, length)
+
+    def on_request(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
+        self._record("request", index, begin, length)
+
+    def on_cancel(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
+        self._record("cancel", index, begin, length)
+
+    def on_allowed_fast(self, peer: PeerConnection, index: int) -> None:
+        self._record("allowed_fast", index)
+
+    async def wait_for(self, kind: str, timeout: float = 5.0) -> tuple:
+        async def find() -> tuple:
+            while True:
+                for event in self.events:
+                    if event[0] == kind:
+                        return event
+                self.changed.clear()
+                await self.changed.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+
+def full() -> Bitfield:
+    bf = Bitfield(NUM_PIECES)
+    bf.set_all()
+    return bf
+
+
+async def connect(seed: Owner, leech: Owner) -> tuple[PeerConnection, PeerConnection, asyncio.Server]:
+    """``seed`` listens (incoming side resolves the hash), ``leech`` dials."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: PeerConnection(None, resolver=lambda h: seed if h == seed.info_hash else None),
+        "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, outgoing = await loop.create_connection(lambda: PeerConnection(leech, address=("127.0.0.1", port)),
+                                               "127.0.0.1", port)
+    await leech.wait_for("attach")
+    await seed.wait_for("attach")
+    return outgoing, seed.attached[0] if seed.attached else None, server
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_factory(request):
+    return asyncio.new_event_loop if request.param == "asyncio" else uvloop.new_event_loop
+
+
+def run(loop_factory, coro):
+    loop = loop_factory()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def test_handshake_state_and_a_block_round_trip(loop_factory) -> None:
+    async def main() -> None:
+        seed = Owner(b"S" * 20, full())
+        leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
+        out, inc, server = await connect(seed, leech)
+        # Fast extension both ways: have-all / have-none instead of bitfields.
+        assert ("bitfield", NUM_PIECES) == await leech.wait_for("bitfield")
+        assert ("bitfield", 0) == await seed.wait_for("bitfield")
+        assert out.remote_id == b"S" * 20 and inc.remote_id == b"L" * 20
+        assert out.supports_fast and out.extension is not None and out.extension.v.startswith("torrent")
+        out.set_interested(True)
+        assert await seed.wait_for("interest") == ("interest", True)
+        inc.set_choking(False)
+        assert await leech.wait_for("choke") == ("choke", False)
+        out.send(wire.build_request(3, 0, 16384))
+        assert await seed.wait_for("request") == ("request", 3, 0, 16384)
+        block = os.urandom(16384)
+        inc.send_block(3, 0, block)
+        assert await leech.wait_for("block") == ("block", 3, 0, block)
+        assert out.downloaded.total == 16384 and inc.uploaded.total == 16384
+        out.close("done")
+        assert (await seed.wait_for("detach"))[0] == "detach"
+        server.close()
+
+    run(loop_factory, main())
+
+
+def test_wrong_info_hash_is_refused(loop_factory) -> None:
+    async def main() -> None:
+        seed = Owner(b"S" * 20, full())
+        stranger = Owner(b"L" * 20, Bitfield(NUM_PIECES), info_hash=b"\xff" * 20)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: PeerConnection(None, resolver=lambda h: seed if h == seed.info_hash else None),
+            "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, out = await loop.create_connection(lambda: PeerConnection(stranger), "127.0.0.1", port)
+        for _ in range(100):
+            if out.closed:
+                break
+            await asyncio.sleep(0.02)
+        assert out.closed and not seed.attached and not stranger.attached
+        server.close()
+
+    run(loop_factory, main())
+
+
+def test_owner_refusal_closes_without_detach(loop_factory) -> None:
+    async def main() -> None:
+        seed = Owner(b"S" * 20, full(), refuse="duplicate connection")
+        leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
+        out, _, server = await connect(seed, leech)
+        for _ in range(100):
+            if out.closed:
+                break
+            await asyncio.sleep(0.02)
+        assert out.closed
+        assert not any(e[0] == "detach" for e in seed.events)
+        server.close()
+
+    run(loop_factory, main())
+
+
+@pytest.mark.parametrize("garbage, reason", [
+    (wire.build_message(5, b"\xff\xff"), "spare bits"),  # bitfield with spare bits set for 10 pieces
+    (b"\xff\xff\xff\xff\x07", "exceeds the limit"),  # oversized length prefix
+    (wire.build_have(NUM_PIECES), "out of range"),
+])
+def test_protocol_violations_drop_the_peer(loop_factory, garbage: bytes, reason: str) -> None:
+    async def main() -> None:
+        seed = Owner(b"S" * 20, Bitfield(NUM_PIECES))
+        leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
+        out, inc, server = await connect(seed, leech)
+        await seed.wait_for("bitfield")
+        seed.events.clear()
+        out.transport.write(garbage)
+        detach = await seed.wait_for("detach")
+        assert reason in detach[1]
+        assert inc.closed
+        server.close()
+
+    run(loop_factory, main())

@@ -1,0 +1,304 @@
+"""One peer connection: an asyncio ``BufferedProtocol`` around ``WireParser``.
+
+The protocol owns the connection-level state (handshake, choke and interest
+flags, the peer's bitfield, BEP 6 allowed-fast sets, keep-alives) and hands
+torrent-level events to its owner, the swarm, through ``PeerOwner``. Bytes
+are received into one preallocated buffer (``get_buffer``) and parsed in
+place; a protocol violation closes the connection with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from torrent import __version__, wire
+from torrent.bitfield import Bitfield
+from torrent.errors import ProtocolError
+from torrent.rates import RateMeter
+from torrent.settings import DEFAULT_LIMITS, Limits
+
+RECV_BUFFER = 256 * 1024  # one read can carry 16 blocks; uvloop fills it in one call
+EXTENSIONS = {"ut_metadata": 0}  # advertised in the BEP 10 handshake; ids filled by later issues
+CLIENT_NAME = "torrent"
+
+
+class PeerOwner(Protocol):
+    """What a connection needs from the torrent it belongs to."""
+
+    info_hash: bytes
+    peer_id: bytes
+    num_pieces: int
+    have: Bitfield
+
+    def attach(self, peer: PeerConnection) -> str | None:
+        """Accept the handshaken peer; a reason string refuses it."""
+
+    def detach(self, peer: PeerConnection) -> None: ...
+    def on_bitfield(self, peer: PeerConnection) -> None: ...
+    def on_have(self, peer: PeerConnection, index: int) -> None: ...
+    def on_choke_change(self, peer: PeerConnection) -> None: ...
+    def on_interest_change(self, peer: PeerConnection) -> None: ...
+    def on_block(self, peer: PeerConnection, index: int, begin: int, data: bytes) -> None: ...
+    def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None: ...
+    def on_request(self, peer: PeerConnection, index: int, begin: int, length: int) -> None: ...
+    def on_cancel(self, peer: PeerConnection, index: int, begin: int, length: int) -> None: ...
+    def on_allowed_fast(self, peer: PeerConnection, index: int) -> None: ...
+
+
+Resolver = Callable[[bytes], "PeerOwner | None"]
+
+
+class PeerConnection(asyncio.BufferedProtocol):
+    """A BitTorrent peer over TCP, either side of the connection."""
+
+    def __init__(self, owner: PeerOwner | None, *, resolver: Resolver | None = None,
+                 address: tuple[str, int] | None = None, limits: Limits = DEFAULT_LIMITS,
+                 listen_port: int | None = None) -> None:
+        # Outgoing connections know their torrent; incoming ones learn it
+        # from the handshake through ``resolver``.
+        self.owner = owner
+        self._resolver = resolver
+        self.outgoing = owner is not None
+        self.address = address
+        self.listen_port = listen_port
+        self._limits = limits
+        self._parser = wire.WireParser(limits, num_pieces=owner.num_pieces if owner else None)
+        self._rbuf = bytearray(RECV_BUFFER)
+        self._rview = memoryview(self._rbuf)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.close_reason: str | None = None
+        self.drained: asyncio.Event = asyncio.Event()
+        self.drained.set()
+
+        self.remote_id: bytes | None = None
+        self.supports_fast = False
+        self.supports_extensions = False
+        self.extension: wire.ExtensionHandshake | None = None
+        self.bitfield: Bitfield | None = None
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+        self.allowed_fast: set[int] = set()  # pieces they let us fetch while choked
+        self.reqq = 250  # their request queue length, until their BEP 10 handshake says
+
+        now = time.monotonic()
+        self.connected_at = now
+        self.last_received = now
+        self.last_sent = now
+        self.last_block = now
+        self.downloaded = RateMeter()
+        self.uploaded = RateMeter()
+
+    # ---- asyncio callbacks -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
+        if self.address is None:
+            peer = transport.get_extra_info("peername")
+            self.address = (peer[0], peer[1]) if peer else ("?", 0)
+        if self.outgoing:
+            self._send_handshake()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._rview
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.last_received = time.monotonic()
+        try:
+            events = self._parser.feed(self._rview[:nbytes])
+            for event in events:
+                self._dispatch(event)
+                if self.closed:
+                    return
+        except ProtocolError as exc:
+            self.close(f"protocol error: {exc}")
+
+    def eof_received(self) -> bool:
+        self.close("connection closed by peer")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.close(f"connection lost: {exc}" if exc else "connection closed by peer")
+        self.drained.set()
+
+    def pause_writing(self) -> None:
+        self.drained.clear()
+
+    def resume_writing(self) -> None:
+        self.drained.set()
+
+    # ---- sending -----------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+            self.last_sent = time.monotonic()
+
+    def send_block(self, index: int, begin: int, data: bytes | memoryview) -> None:
+        """A piece message without concatenating the block into a new buffer."""
+        if self.transport is not None and not self.closed:
+            self.transport.writelines((wire.build_piece_header(index, begin, len(data)), data))
+            now = time.monotonic()
+            self.last_sent = now
+            self.uploaded.add(len(data), now)
+
+    def set_choking(self, choking: bool) -> None:
+        if choking != self.am_choking:
+            self.am_choking = choking
+            self.send(wire.build_choke() if choking else wire.build_unchoke())
+
+    def set_interested(self, interested: bool) -> None:
+        if interested != self.am_interested:
+            self.am_interested = interested
+            self.send(wire.build_interested() if interested else wire.build_not_interested())
+
+    def close(self, reason: str) -> None:
+        """Drop the connection once; the owner hears about it once."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        if self.transport is not None:
+            self.transport.abort()
+        if self.owner is not None and self.remote_id is not None:
+            self.owner.detach(self)
+
+    # ---- receiving ---------------------------------------------------------
+
+    def _send_handshake(self) -> None:
+        assert self.owner is not None
+        self.send(wire.Handshake(self.owner.info_hash, self.owner.peer_id).to_bytes())
+
+    def _dispatch(self, event: wire.Event) -> None:
+        # Ordered by frequency on a busy connection.
+        if type(event) is wire.Piece:
+            now = time.monotonic()
+            self.last_block = now
+            self.downloaded.add(len(event.data), now)
+            self.owner.on_block(self, event.index, event.begin, event.data)  # type: ignore[union-attr]
+        elif type(event) is wire.Request:
+            self.owner.on_request(self, event.index, event.begin, event.length)  # type: ignore[union-attr]
+        elif type(event) is wire.Have:
+            self._peer_bitfield().set(event.index)
+            self.owner.on_have(self, event.index)  # type: ignore[union-attr]
+        elif type(event) is wire.KeepAlive:
+            pass
+        elif type(event) is wire.Handshake:
+            self._on_handshake(event)
+        else:
+            self._dispatch_rare(event)
+
+    def _dispatch_rare(self, event: wire.Event) -> None:
+        owner = self.owner
+        assert owner is not None
+        kind = type(event)
+        if kind is wire.Unchoke or kind is wire.Choke:
+            self.peer_choking = kind is wire.Choke
+            owner.on_choke_change(self)
+        elif kind is wire.Interested or kind is wire.NotInterested:
+            self.peer_interested = kind is wire.Interested
+            owner.on_interest_change(self)
+        elif kind is wire.Bitfield:
+            self._set_bitfield(Bitfield.from_bytes(event.data, owner.num_pieces))
+        elif kind is wire.HaveAll or kind is wire.HaveNone:
+            self._require_fast(kind.__name__)
+            bitfield = Bitfield(owner.num_pieces)
+            if kind is wire.HaveAll:
+                bitfield.set_all()
+            self._set_bitfield(bitfield)
+        elif kind is wire.Cancel:
+            owner.on_cancel(self, event.index, event.begin, event.length)
+        elif kind is wire.Reject:
+            self._require_fast("Reject")
+            owner.on_reject(self, event.index, event.begin, event.length)
+        elif kind is wire.AllowedFast:
+            self._require_fast("AllowedFast")
+            self.allowed_fast.add(event.index)
+            owner.on_allowed_fast(self, event.index)
+        elif kind is wire.Extended:
+            if event.ext_id == wire.EXTENDED_HANDSHAKE_ID:
+                self._on_extension_handshake(event.payload)
+        elif kind is wire.Handshake:
+            raise ProtocolError("second handshake on one connection")
+        # Suggest, Port and unknown messages are advice we may ignore (BEP 3, 6).
+
+    def _require_fast(self, name: str) -> None:
+        if not self.supports_fast:
+            raise ProtocolError(f"{name} sent without the fast extension (BEP 6) negotiated")
+
+    def _peer_bitfield(self) -> Bitfield:
+        if self.bitfield is None:  # a have before any bitfield: they started with nothing
+            self.bitfield = Bitfield(self.owner.num_pieces)  # type: ignore[union-attr]
+        return self.bitfield
+
+    def _set_bitfield(self, bitfield: Bitfield) -> None:
+        if self.bitfield is not None:
+            raise ProtocolError("bitfield sent twice, or after a have")
+        self.bitfield = bitfield
+        self.owner.on_bitfield(self)  # type: ignore[union-attr]
+
+    def _on_handshake(self, hs: wire.Handshake) -> None:
+        if self.owner is None:
+            self.owner = self._resolver(hs.info_hash) if self._resolver else None
+            if self.owner is None:
+                self.close("handshake for a torrent we do not serve")
+                return
+            self._parser.num_pieces = self.owner.num_pieces
+            self._send_handshake()
+        elif hs.info_hash != self.owner.info_hash:
+            self.close("handshake for a different info-hash")
+            return
+        ours = wire.build_reserved()
+        self.supports_fast = hs.supports_fast and bool(ours[7] & 0x04)
+        self.supports_extensions = hs.supports_extensions
+        self.remote_id = hs.peer_id
+        refusal = self.owner.attach(self)
+        if refusal is not None:
+            self.remote_id = None  # never attached: no detach either
+            self.close(refusal)
+            return
+        if self.supports_extensions:
+            self.send(wire.build_extended_handshake(
+                EXTENSIONS, v=f"{CLIENT_NAME} {__version__}", p=self.listen_port, reqq=self._limits.peer_max_requests,
+                yourip=_packed_ip(self.address[0]) if self.address else None))
+        self._send_have_state()
+
+    def _send_have_state(self) -> None:
+        have = self.owner.have  # type: ignore[union-attr]
+        if self.supports_fast and have.all():
+            self.send(wire.build_have_all())
+        elif self.supports_fast and have.none():
+            self.send(wire.build_have_none())
+        elif not have.none():
+            self.send(wire.build_bitfield(have.to_bytes()))
+
+    def _on_extension_handshake(self, payload: bytes) -> None:
+        self.extension = wire.parse_extended_handshake(payload, limits=self._limits)
+        if self.extension.reqq:
+            self.reqq = min(self.extension.reqq, self._limits.peer_max_requests)
+
+    # ---- for the owner and the UI ------------------------------------------
+
+    @property
+    def client(self) -> str:
+        if self.extension and self.extension.v:
+            return self.extension.v
+        return self.remote_id[:8].decode("latin-1") if self.remote_id else "?"
+
+    def __repr__(self) -> str:
+        host, port = self.address or ("?", 0)
+        return f"<Peer {host}:{port} {self.client}>"
+
+
+def _packed_ip(host: str) -> bytes | None:
+    try:
+        return ipaddress.ip_address(host).packed
+    except ValueError:
+        return None

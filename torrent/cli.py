@@ -51,10 +51,36 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--threads", type=int, default=None, help="hashing threads (default: one per core)")
     create.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    download = sub.add_parser("download", help="download a torrent, then seed it")
+    download.add_argument("torrent", metavar="FILE.torrent")
+    download.add_argument("-o", "--output", default=".", metavar="DIR", help="download directory (default: here)")
+    download.add_argument("--seed", action=argparse.BooleanOptionalAction, default=True,
+                          help="keep seeding after the download completes (default: yes)")
+    download.add_argument("--seed-ratio", type=float, metavar="R", help="stop seeding at this upload ratio")
+    download.add_argument("--only", metavar="FILE-INDEXES", help="download only these files, e.g. 0,2,5")
+    download.add_argument("--recheck", action="store_true", help="hash the data on disk again, ignore resume data")
+    _add_network_options(download)
+
+    seed = sub.add_parser("seed", help="verify existing data and seed it")
+    seed.add_argument("torrent", metavar="FILE.torrent")
+    seed.add_argument("--dir", required=True, metavar="D", help="directory holding the torrent's data")
+    seed.add_argument("--recheck", action="store_true", help="hash the data on disk again, ignore resume data")
+    _add_network_options(seed)
+
     demo = sub.add_parser("demo", help="make a sample payload and its torrent, then describe it")
     demo.add_argument("--dir", metavar="DIR", help="where to put the sample (default: a new temporary directory)")
     demo.add_argument("--size", default="64M", help="payload size (default 64M)")
     return parser
+
+
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=6881, help="listening port (0: any free port)")
+    p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="connect to this peer too")
+    p.add_argument("--max-down", metavar="RATE", help="download limit in bytes/s (e.g. 2M)")
+    p.add_argument("--max-up", metavar="RATE", help="upload limit in bytes/s (e.g. 500K)")
+    p.add_argument("--max-peers", type=int, default=60)
+    p.add_argument("--resume-dir", metavar="DIR", help="where resume data lives (default: ~/.local/share/torrent)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_create(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command in ("download", "seed"):
+            return cmd_transfer(args)
         parser.error("missing command: use 'info', 'create' or 'demo' (see torrent --help)")
     except TorrentError as exc:
         print(f"torrent: error: {exc}", file=sys.stderr)
@@ -214,6 +242,49 @@ def cmd_create(args: argparse.Namespace) -> int:
                    private=args.private, comment=args.comment, web_seeds=args.web_seed, source=args.source,
                    threads=args.threads)
     return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from torrent import metainfo
+    from torrent.runner import RunOptions, run
+    from torrent.session import Settings
+
+    meta = metainfo.load(args.torrent)
+    seeding = args.command == "seed"
+    options = RunOptions(
+        download_dir=Path(args.dir if seeding else args.output),
+        seed=True if seeding else args.seed,
+        seed_ratio=None if seeding else args.seed_ratio,
+        peers=[_parse_peer(p) for p in args.peer],
+        only_files=_parse_indexes(args.only) if not seeding and args.only else None,
+        recheck=args.recheck, quiet=args.quiet)
+    if seeding and not options.download_dir.is_dir():
+        raise TorrentError(f"{options.download_dir} is not a directory")
+    resume_dir = Path(args.resume_dir) if args.resume_dir else _default_resume_dir()
+    settings = Settings(listen_port=args.port, max_peers=args.max_peers,
+                        max_down=parse_size(args.max_down) if args.max_down else 0,
+                        max_up=parse_size(args.max_up) if args.max_up else 0, resume_dir=resume_dir)
+    return run(meta, options, settings)
+
+
+def _default_resume_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base, "torrent", "resume")
+
+
+def _parse_peer(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise TorrentError(f"invalid peer {text!r}: use HOST:PORT, e.g. 127.0.0.1:6881")
+    return host, int(port)
+
+
+def _parse_indexes(text: str) -> list[int]:
+    try:
+        return sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise TorrentError(f"invalid file list {text!r}: use indexes such as 0,2,5 (see torrent info)") from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,140 @@
+"""Run one torrent to completion (and on, while seeding) for the CLI.
+
+Owns the event loop choice (uvloop), signal handling for a clean shutdown,
+and the progress display: a rich live line on a terminal, plain lines every
+few seconds otherwise. It uses only ``Session``'s public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvloop
+
+from torrent.metainfo import Metainfo
+from torrent.session import Session, Settings, TorrentStats
+from torrent.units import format_size
+
+PLAIN_EVERY = 5.0  # seconds between progress lines when not on a terminal
+
+
+@dataclass
+class RunOptions:
+    download_dir: Path
+    seed: bool = True
+    seed_ratio: float | None = None
+    peers: Sequence[tuple[str, int]] = ()
+    only_files: Sequence[int] | None = None
+    recheck: bool = False
+    quiet: bool = False
+
+
+def run(metainfo: Metainfo, options: RunOptions, settings: Settings) -> int:
+    """Download (and seed) until done or interrupted; returns the exit code."""
+    return uvloop.run(_main(metainfo, options, settings))
+
+
+async def _main(metainfo: Metainfo, options: RunOptions, settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    session = Session(settings)
+    await session.start()
+    display = _Display(enabled=not options.quiet and sys.stderr.isatty())
+    code = 0
+    try:
+        swarm = await session.add(metainfo, options.download_dir, peers=options.peers,
+                                  only_files=options.only_files, recheck=options.recheck)
+        print(f"{metainfo.name}: listening on port {session.listen_port}, "
+              f"{swarm.have.count()} of {metainfo.num_pieces} pieces verified on disk", file=sys.stderr)
+        code = await _drive(session, metainfo, options, stop, display)
+    finally:
+        display.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(session.close(), 15)
+    return code
+
+
+async def _drive(session: Session, metainfo: Metainfo, options: RunOptions, stop: asyncio.Event,
+                 display: _Display) -> int:
+    swarm = session.torrents[metainfo.info_hash].swarm
+    announced_done = swarm.completed.is_set()
+    last_plain = 0.0
+    while not stop.is_set():
+        stats = session.stats(metainfo.info_hash)
+        now = time.monotonic()
+        if display.enabled:
+            display.update(stats)
+        elif now - last_plain >= PLAIN_EVERY or (stats.complete and not announced_done):
+            print(_line(stats), file=sys.stderr, flush=True)
+            last_plain = now
+        if stats.complete and not announced_done:
+            announced_done = True
+            print(f"{metainfo.name}: download complete ({format_size(stats.total)})", file=sys.stderr)
+        if stats.complete:
+            if not options.seed:
+                return 0
+            if options.seed_ratio is not None and stats.uploaded >= options.seed_ratio * stats.total:
+                print(f"{metainfo.name}: seed ratio {options.seed_ratio} reached", file=sys.stderr)
+                return 0
+        while not session.errors.empty():
+            print(f"torrent: error: {session.errors.get_nowait()}", file=sys.stderr)
+            return 1
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+    print(f"{metainfo.name}: stopping", file=sys.stderr)
+    return 0 if swarm.completed.is_set() else 130
+
+
+def _line(s: TorrentStats) -> str:
+    pct = 100.0 * s.have / s.total if s.total else 100.0
+    return (f"{s.name}: {pct:5.1f}%  down {format_size(s.down_rate)}/s  up {format_size(s.up_rate)}/s  "
+            f"peers {s.peers} (seeds {s.seeds})  ETA {_eta(s)}"
+            + (f"  banned {s.banned}" if s.banned else "")
+            + (f"  [{s.tracker_error}]" if s.tracker_error else ""))
+
+
+def _eta(s: TorrentStats) -> str:
+    if s.complete:
+        return "done"
+    if s.down_rate <= 0:
+        return "-"
+    seconds = int((s.total - s.have) / s.down_rate)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _Display:
+    """A rich progress bar with rates, peers and ETA; nothing when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+
+    def update(self, s: TorrentStats) -> None:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      DownloadColumn(binary_units=True), TextColumn("{task.fields[info]}"),
+                                      console=Console(stderr=True))
+            self._progress.start()
+            self._task = self._progress.add_task(s.name, total=s.total, info="")
+        info = (f"↓ {format_size(s.down_rate)}/s ↑ {format_size(s.up_rate)}/s  "
+                f"peers {s.peers} seeds {s.seeds}  ETA {_eta(s)}")
+        if s.banned:
+            info += f"  banned {s.banned}"
+        self._progress.update(self._task, completed=s.have, info=info)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,473 @@
+"""One torrent's swarm: peers, requests, verification, serving, choking.
+
+The swarm composes the policy objects (``PiecePicker``, ``Choker``), the
+storage, and the peer connections; it is the ``PeerOwner`` of each
+connection. It decides, the peers move bytes, storage and hashing run in
+worker threads. Blocks are assembled in per-piece buffers (bounded by the
+picker's partial pieces), verified, then written once per piece.
+
+Blame (smart ban): every block remembers which peer sent it. When a piece
+fails its hash, a piece sent entirely by one peer bans that peer; otherwise
+the piece is fetched again from a single peer and the two copies are
+compared block by block, so only the senders of blocks that differ from the
+verified copy are banned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from torrent import wire
+from torrent.bitfield import Bitfield
+from torrent.choker import Choker, PeerView
+from torrent.errors import StorageError
+from torrent.geometry import BLOCK_SIZE
+from torrent.metainfo import Metainfo
+from torrent.peer import PeerConnection
+from torrent.picker import Block, PiecePicker
+from torrent.storage import Storage
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 30.0  # seconds before an unanswered request goes to another peer
+SNUB_TIME = 45.0  # unchoked, requests outstanding, and no block for this long
+KEEPALIVE_EVERY = 90.0
+IDLE_TIMEOUT = 180.0  # nothing received at all
+PIPELINE_SECONDS = 1.0  # outstanding requests ≈ this many seconds of the peer's rate
+MIN_PIPELINE = 8
+MAX_SERVE_QUEUE = 500  # requests we hold for one peer (our advertised reqq)
+
+
+def peer_identity(host: str, port: int) -> tuple[str, int] | str:
+    """Whom a ban applies to: the IP, except on loopback and private test
+    networks where many honest peers share one address."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return (host, port) if addr.is_loopback else host
+
+
+@dataclass(slots=True)
+class PartialPiece:
+    """A piece being assembled in memory, with who sent each block."""
+
+    index: int
+    data: bytearray
+    senders: dict[int, object] = field(default_factory=dict)  # begin → peer identity
+
+
+@dataclass(slots=True)
+class FailedPiece:
+    """A piece that failed its hash, kept block-hashed for the comparison."""
+
+    block_hashes: dict[int, tuple[bytes, object]]  # begin → (sha1 of block, sender identity)
+
+
+@dataclass(slots=True)
+class PeerState:
+    """What the swarm tracks per connection (the connection tracks the wire)."""
+
+    identity: object
+    outstanding: dict[Block, float] = field(default_factory=dict)  # block → time requested
+    serving: list[tuple[int, int, int]] = field(default_factory=list)  # requests queued for upload
+    serve_task: asyncio.Task[None] | None = None
+    snubbed: bool = False
+
+
+class Swarm:
+    """Everything for one torrent; created and started by the session."""
+
+    def __init__(self, metainfo: Metainfo, storage: Storage, have: Bitfield, *, peer_id: bytes,
+                 listen_port: int | None, session: SwarmHost, max_peers: int = 60,
+                 upload_slots: int = 4, rng: random.Random | None = None) -> None:
+        self.metainfo = metainfo
+        self.info_hash = metainfo.info_hash
+        self.peer_id = peer_id
+        self.num_pieces = metainfo.num_pieces
+        self.have = have
+        self.storage = storage
+        self.listen_port = listen_port
+        self.session = session
+        self.max_peers = max_peers
+        self._rng = rng or random.Random()
+        self.picker = PiecePicker(metainfo.geometry, have.copy(), rng=self._rng)
+        wanted = storage.wanted_pieces()
+        if not wanted.all():
+            self.picker.set_piece_priorities([1 if wanted.get(i) else 0 for i in range(self.num_pieces)])
+        self.choker = Choker(upload_slots, rng=self._rng)
+        self.peers: dict[PeerConnection, PeerState] = {}
+        self.banned: set[object] = set()
+        self.ban_reasons: dict[object, str] = {}
+        self.partial: dict[int, PartialPiece] = {}
+        self.failed: dict[int, FailedPiece] = {}
+        self.downloaded = 0  # verified payload bytes fetched this session
+        self.uploaded = 0
+        self.wasted = 0  # bytes of blocks dropped (unrequested, duplicate, failed)
+        self.hash_failures = 0
+        self.completed = asyncio.Event()
+        if self.wanted_done():
+            self.completed.set()
+        self._to_fill: set[PeerConnection] = set()
+        self._fill_scheduled = False
+        self._closing = False
+
+    # ---- PeerOwner ----------------------------------------------------------
+
+    def attach(self, peer: PeerConnection) -> str | None:
+        if self._closing:
+            return "torrent is stopping"
+        if peer.remote_id == self.peer_id:
+            self.session.note_self_address(peer.address)
+            return "connected to ourselves"
+        host, port = peer.address or ("?", 0)
+        identity = peer_identity(host, port if peer.outgoing else (peer.listen_port or port))
+        if identity in self.banned:
+            return f"banned: {self.ban_reasons.get(identity, 'sent bad data')}"
+        if any(p.remote_id == peer.remote_id for p in self.peers):
+            return "duplicate connection"
+        if len(self.peers) >= self.max_peers:
+            return "too many peers"
+        self.peers[peer] = PeerState(identity)
+        return None
+
+    def detach(self, peer: PeerConnection) -> None:
+        state = self.peers.pop(peer, None)
+        if state is None:
+            return
+        if self.picker.peer_gone(peer):
+            self._wake_all()
+        if state.serve_task is not None:
+            state.serve_task.cancel()
+        self._to_fill.discard(peer)
+        self._wake_all()
+
+    def on_bitfield(self, peer: PeerConnection) -> None:
+        assert peer.bitfield is not None
+        if peer.bitfield.all():
+            interested = self.picker.peer_have_all(peer)  # O(1): seeds are a counter
+        else:
+            interested = self.picker.peer_bitfield(peer, peer.bitfield)
+        peer.set_interested(interested)
+        if interested:
+            self._schedule_fill(peer)
+
+    def on_have(self, peer: PeerConnection, index: int) -> None:
+        if self.picker.peer_have(peer, index):
+            peer.set_interested(True)
+            self._schedule_fill(peer)
+
+    def on_choke_change(self, peer: PeerConnection) -> None:
+        state = self.peers.get(peer)
+        if state is None:
+            return
+        if peer.peer_choking:
+            if peer.supports_fast:
+                # BEP 6: each request will still be answered, by data or a reject.
+                self.picker.peer_choked(peer)
+            else:
+                # BEP 3: a choke discards every pending request.
+                state.outstanding.clear()
+                self.picker.release(peer)
+            self._wake_all()
+        else:
+            self._schedule_fill(peer)
+
+    def on_interest_change(self, peer: PeerConnection) -> None:
+        if not peer.peer_interested:
+            peer.set_choking(True)
+
+    def on_block(self, peer: PeerConnection, index: int, begin: int, data: bytes) -> None:
+        state = self.peers.get(peer)
+        block = Block(index, begin, len(data))
+        if state is None or state.outstanding.pop(block, None) is None:
+            # Never requested, or already cancelled and answered elsewhere.
+            self.wasted += len(data)
+            return
+        received = self.picker.block_received(peer, index, begin)
+        for other in received.cancel:
+            other_state = self.peers.get(other)
+            if other_state is not None and other_state.outstanding.pop(block, None) is not None:
+                other.send(wire.build_cancel(index, begin, len(data)))
+        if not received.new:
+            self.wasted += len(data)
+        else:
+            piece = self.partial.get(index)
+            if piece is None:
+                piece = self.partial[index] = PartialPiece(index, bytearray(self.metainfo.geometry.piece_size(index)))
+            piece.data[begin:begin + len(data)] = data
+            piece.senders[begin] = state.identity
+            if received.complete:
+                del self.partial[index]
+                asyncio.get_running_loop().create_task(self._verify(piece))
+        self._schedule_fill(peer)
+
+    def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
+        state = self.peers.get(peer)
+        block = Block(index, begin, length)
+        if state is not None and state.outstanding.pop(block, None) is not None:
+            self.picker.block_rejected(peer, index, begin)
+            self._wake_all()
+
+    def on_request(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
+        state = self.peers.get(peer)
+        if state is None:
+            return
+        geometry = self.metainfo.geometry
+        if begin + length > geometry.piece_size(index):
+            peer.close(f"request beyond the end of piece {index}: begin {begin}, length {length}")
+            return
+        if not self.have.get(index):
+            peer.close(f"request for piece {index}, which we do not have")
+            return
+        if peer.am_choking and index not in self._allowed_fast_for(peer):
+            if peer.supports_fast:
+                peer.send(wire.build_reject(index, begin, length))
+            return
+        if len(state.serving) >= MAX_SERVE_QUEUE:
+            peer.close(f"more than {MAX_SERVE_QUEUE} requests queued")
+            return
+        state.serving.append((index, begin, length))
+        if state.serve_task is None or state.serve_task.done():
+            state.serve_task = asyncio.get_running_loop().create_task(self._serve(peer, state))
+
+    def on_cancel(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
+        state = self.peers.get(peer)
+        if state is not None:
+            try:
+                state.serving.remove((index, begin, length))
+            except ValueError:
+                pass
+
+    def on_allowed_fast(self, peer: PeerConnection, index: int) -> None:
+        self._schedule_fill(peer)
+
+    # ---- requesting ----------------------------------------------------------
+
+    def _schedule_fill(self, peer: PeerConnection) -> None:
+        """Batch request decisions: one pass per loop iteration, not per message."""
+        self._to_fill.add(peer)
+        if not self._fill_scheduled:
+            self._fill_scheduled = True
+            asyncio.get_running_loop().call_soon(self._fill_all)
+
+    def _wake_all(self) -> None:
+        for peer in self.peers:
+            self._schedule_fill(peer)
+
+    def _fill_all(self) -> None:
+        self._fill_scheduled = False
+        peers, self._to_fill = self._to_fill, set()
+        for peer in peers:
+            if not peer.closed and peer in self.peers:
+                self._fill(peer, self.peers[peer])
+
+    def _fill(self, peer: PeerConnection, state: PeerState) -> None:
+        if peer.bitfield is None or not peer.am_interested:
+            return
+        choked = peer.peer_choking
+        if choked and not peer.allowed_fast:
+            return
+        rate = peer.downloaded.rate(time.monotonic())
+        depth = max(MIN_PIPELINE, int(rate * PIPELINE_SECONDS / BLOCK_SIZE))
+        depth = min(depth, peer.reqq, self.session.limits.peer_max_requests)
+        want = depth - len(state.outstanding)
+        if want <= 0:
+            return
+        if state.snubbed:
+            want = min(want, 1)  # a snubbed peer gets one request at a time, of a common piece
+        blocks = self.picker.pick(peer, want, allowed_fast=peer.allowed_fast, choked=choked,
+                                  snubbed=state.snubbed)
+        if not blocks:
+            if not state.outstanding and not self.picker.interesting(peer):
+                peer.set_interested(False)
+            return
+        now = time.monotonic()
+        out = []
+        for block in blocks:
+            state.outstanding[block] = now
+            out.append(wire.build_request(block.index, block.begin, block.length))
+        peer.send(b"".join(out))
+
+    def _give_up(self, peer: PeerConnection, state: PeerState, blocks: list[Block]) -> None:
+        """Stop waiting for ``blocks`` from ``peer``: other peers may take them.
+        If they still arrive they are accepted (the picker keeps them open)."""
+        for block in blocks:
+            del state.outstanding[block]
+            self.picker.request_timed_out(peer, block.index, block.begin)
+        self._wake_all()
+
+    # ---- verification and blame ---------------------------------------------
+
+    async def _verify(self, piece: PartialPiece) -> None:
+        index = piece.index
+        try:
+            good = await self.storage.verify_and_write(index, piece.data)
+        except StorageError as exc:
+            self.picker.piece_failed(index)
+            self.session.storage_failed(self, exc)
+            return
+        if self._closing:
+            return
+        if good:
+            self._piece_good(piece)
+        else:
+            self._piece_bad(piece)
+
+    def _piece_good(self, piece: PartialPiece) -> None:
+        index = piece.index
+        self.have.set(index)
+        self.picker.piece_verified(index)
+        self.downloaded += len(piece.data)
+        earlier = self.failed.pop(index, None)
+        if earlier is not None:
+            self._blame(index, earlier, piece)
+        have_msg = wire.build_have(index)
+        for peer in list(self.peers):
+            peer.send(have_msg)
+            if peer.am_interested and not self.picker.interesting(peer):
+                state = self.peers.get(peer)
+                if state is not None and not state.outstanding:
+                    peer.set_interested(False)
+        if self.wanted_done() and not self.completed.is_set():
+            self.completed.set()
+            self.session.torrent_completed(self)
+
+    def _piece_bad(self, piece: PartialPiece) -> None:
+        index = piece.index
+        self.hash_failures += 1
+        self.wasted += len(piece.data)
+        senders = set(piece.senders.values())
+        if len(senders) == 1:
+            (culprit,) = senders
+            self.ban(culprit, f"sent piece {index}, which failed its hash check")
+            self.picker.piece_failed(index)
+            self._wake_all()
+            return
+        # Several senders: remember each block's hash and fetch the piece
+        # again from one peer; the comparison then names the liars.
+        self.failed[index] = FailedPiece({
+            begin: (hashlib.sha1(piece.data[begin:begin + BLOCK_SIZE]).digest(), sender)
+            for begin, sender in piece.senders.items()})
+        reserve = self._choose_refetch_peer(index, senders)
+        self.picker.piece_failed(index, reserve_for=reserve)
+        self._wake_all()
+
+    def _choose_refetch_peer(self, index: int, exclude: set[object]) -> PeerConnection | None:
+        """A single peer to fetch a failed piece from: one that had no part in it
+        if possible, so the fresh copy is independent of the suspects."""
+        candidates = [p for p, s in self.peers.items() if p.bitfield is not None and p.bitfield.get(index)]
+        fresh = [p for p in candidates if self.peers[p].identity not in exclude]
+        pool = fresh or candidates
+        if not pool:
+            return None
+        return max(pool, key=lambda p: p.downloaded.rate(time.monotonic()))
+
+    def _blame(self, index: int, failed: FailedPiece, good: PartialPiece) -> None:
+        """Ban exactly the senders of blocks that differ from the verified copy."""
+        for begin, (digest, sender) in failed.block_hashes.items():
+            if hashlib.sha1(good.data[begin:begin + BLOCK_SIZE]).digest() != digest:
+                self.ban(sender, f"sent a corrupt block of piece {index} (offset {begin})")
+
+    def ban(self, identity: object, reason: str) -> None:
+        if identity in self.banned:
+            return
+        self.banned.add(identity)
+        self.ban_reasons[identity] = reason
+        log.warning("banning %s: %s", identity, reason)
+        for peer, state in list(self.peers.items()):
+            if state.identity == identity:
+                peer.close(f"banned: {reason}")
+
+    def wanted_done(self) -> bool:
+        return self.picker.wanted_remaining == 0
+
+    # ---- serving ---------------------------------------------------------------
+
+    def _allowed_fast_for(self, peer: PeerConnection) -> frozenset[int]:
+        return frozenset()  # we grant no allowed-fast pieces; BEP 6 makes that optional
+
+    async def _serve(self, peer: PeerConnection, state: PeerState) -> None:
+        """Send queued blocks in order, reading off the loop and honouring
+        the upload limit and the transport's back-pressure."""
+        limiter = self.session.upload_limiter
+        while state.serving and not peer.closed:
+            index, begin, length = state.serving.pop(0)
+            if peer.am_choking and index not in self._allowed_fast_for(peer):
+                continue
+            try:
+                data = await self.storage.read_block_async(index, begin, length)
+            except StorageError as exc:
+                self.session.storage_failed(self, exc)
+                return
+            await limiter.acquire(length + 13)
+            await peer.drained.wait()
+            if peer.closed:
+                return
+            peer.send_block(index, begin, data)
+            self.uploaded += length
+
+    # ---- periodic work -----------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Once a second: timeouts, snubbing, keep-alives."""
+        for peer, state in list(self.peers.items()):
+            if now - peer.last_received > IDLE_TIMEOUT:
+                peer.close("idle for too long")
+                continue
+            if now - peer.last_sent > KEEPALIVE_EVERY:
+                peer.send(wire.build_keepalive())
+            if state.outstanding:
+                oldest = min(state.outstanding.values())
+                if not peer.peer_choking and now - max(peer.last_block, oldest) > SNUB_TIME:
+                    state.snubbed = True
+                    state.outstanding.clear()
+                    self.picker.release(peer)
+                    self._wake_all()
+                elif now - oldest > REQUEST_TIMEOUT:
+                    self._give_up(peer, state, [b for b, t in state.outstanding.items() if now - t > REQUEST_TIMEOUT])
+            elif state.snubbed and now - peer.last_block < SNUB_TIME:
+                state.snubbed = False
+
+    def rechoke(self, now: float) -> None:
+        views = [PeerView(p, p.peer_interested, p.downloaded.rate(now), p.uploaded.rate(now),
+                          now - p.connected_at, self.peers[p].snubbed) for p in self.peers]
+        unchoke = self.choker.rechoke(views, seeding=self.have.all() or self.wanted_done())
+        for peer in list(self.peers):
+            peer.set_choking(peer not in unchoke)
+
+    def close(self) -> None:
+        self._closing = True
+        for peer in list(self.peers):
+            peer.close("torrent stopped")
+
+    # ---- numbers for front ends --------------------------------------------------
+
+    @property
+    def left(self) -> int:
+        geometry = self.metainfo.geometry
+        missing = self.num_pieces - self.have.count()
+        if missing and not self.have.get(self.num_pieces - 1):
+            return (missing - 1) * geometry.piece_length + geometry.piece_size(self.num_pieces - 1)
+        return missing * geometry.piece_length
+
+    def connected_addresses(self) -> Iterable[tuple[str, int]]:
+        return (p.address for p in self.peers if p.address)
+
+
+class SwarmHost:
+    """What a swarm needs from its session (the session implements it)."""
+
+    limits: object
+    upload_limiter: object
+
+    def note_self_address(self, address: tuple[str, int] | None) -> None: ...
+    def torrent_completed(self, swarm: Swarm) -> None: ...
+    def storage_failed(self, swarm: Swarm, exc: StorageError) -> None: ...

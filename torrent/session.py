@@ -143,10 +143,13 @@ class Session:
             storage.set_wanted_files([i in set(only_files) for i in range(len(metainfo.files))])
         resume_file = (resume.resume_path(self.settings.resume_dir, metainfo.info_hash)
                        if self.settings.resume_dir else None)
-        data = resume.load(resume_file, metainfo=metainfo) if resume_file and not recheck else None
         loop = asyncio.get_running_loop()
-        restored = await loop.run_in_executor(
-            None, lambda: resume.restore(storage, data, recheck=recheck))
+
+        def restore() -> resume.Restored:
+            data = resume.load(resume_file, metainfo=metainfo) if resume_file and not recheck else None
+            return resume.restore(storage, data, recheck=recheck)
+
+        restored = await loop.run_in_executor(None, restore)
         log.info("%s: %s", metainfo.name, restored.reason)
         await loop.run_in_executor(self.executor, storage.create_empty_files)
 
@@ -304,10 +307,12 @@ class Session:
             return
         swarm = running.swarm
         loop = asyncio.get_running_loop()
+        have = swarm.have.copy()  # taken on the loop: the swarm keeps changing it
+        uploaded, downloaded = swarm.uploaded, swarm.downloaded
 
         def save() -> None:
-            data = resume.snapshot(swarm.storage, swarm.have, uploaded=swarm.uploaded,
-                                   downloaded=swarm.downloaded)
+            swarm.storage.sync()  # the pieces the resume data vouches for are on disk first
+            data = resume.snapshot(swarm.storage, have, uploaded=uploaded, downloaded=downloaded)
             running.resume_path.parent.mkdir(parents=True, exist_ok=True)
             resume.save(running.resume_path, data)
 

@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ IDLE_TIMEOUT = 180.0  # nothing received at all
 PIPELINE_SECONDS = 1.0  # outstanding requests ≈ this many seconds of the peer's rate
 MIN_PIPELINE = 8
 MAX_SERVE_QUEUE = 500  # requests we hold for one peer (our advertised reqq)
+READ_CACHE_BYTES = 32 * 1024 * 1024  # whole pieces kept for serving their blocks
 
 
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:
@@ -115,6 +117,8 @@ class Swarm:
         self.completed = asyncio.Event()
         if self.wanted_done():
             self.completed.set()
+        self._read_cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
+        self._read_cache_max = max(2, READ_CACHE_BYTES // metainfo.piece_length)
         self._to_fill: set[PeerConnection] = set()
         self._fill_scheduled = False
         self._closing = False
@@ -403,16 +407,31 @@ class Swarm:
             if peer.am_choking and index not in self._allowed_fast_for(peer):
                 continue
             try:
-                data = await self.storage.read_block_async(index, begin, length)
+                piece = await self._cached_piece(index)
             except StorageError as exc:
                 self.session.storage_failed(self, exc)
                 return
+            data = memoryview(piece)[begin:begin + length]
             await limiter.acquire(length + 13)
             await peer.drained.wait()
             if peer.closed:
                 return
             peer.send_block(index, begin, data)
             self.uploaded += length
+
+    def _cached_piece(self, index: int) -> asyncio.Future[bytes]:
+        """The whole piece, read once for all of its blocks (and all peers):
+        one disk read and one thread hop per piece instead of per block."""
+        future = self._read_cache.get(index)
+        if future is not None:
+            self._read_cache.move_to_end(index)
+            return future
+        future = asyncio.ensure_future(self.storage.read_piece_async(index))
+        self._read_cache[index] = future
+        while len(self._read_cache) > self._read_cache_max:
+            self._read_cache.popitem(last=False)
+        future.add_done_callback(lambda f: f.exception() and self._read_cache.pop(index, None))
+        return future
 
     # ---- periodic work -----------------------------------------------------------
 

@@ -1,0 +1,661 @@
+"""Piece storage on real files: every read is compared with the payload the
+torrent was made from, and every file on disk with its slice of that payload."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import itertools
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from torrent import storage as storage_mod
+from torrent.bitfield import Bitfield
+from torrent.errors import StorageError
+from torrent.metainfo import FileEntry, Metainfo
+from torrent.settings import KiB, MiB
+from torrent.storage import DiskFullError, FileState, Storage
+
+Spec = Sequence[tuple[str, int] | tuple[str, int, str]]
+
+
+def make_torrent(spec: Spec, piece_length: int, *, seed: int = 1, name: str = "t") -> tuple[Metainfo, bytes]:
+    """A multi-file Metainfo named ``name`` and its payload (pad files are zeros).
+
+    ``spec`` holds ("dir/file", length[, attr]) in payload order.
+    """
+    rng = random.Random(seed)
+    entries, chunks, offset = [], [], 0
+    for item in spec:
+        path, length, attr = (*item, "")[:3]
+        entries.append(FileEntry((name, *path.split("/")), length, offset, attr))
+        chunks.append(bytes(length) if "p" in attr else rng.randbytes(length))
+        offset += length
+    data = b"".join(chunks)
+    pieces = b"".join(hashlib.sha1(data[i:i + piece_length]).digest() for i in range(0, len(data), piece_length))
+    meta = Metainfo(info_hash=hashlib.sha1(b"%d" % seed + pieces).digest(), name=name, piece_length=piece_length,
+                    pieces=pieces, files=tuple(entries), multi_file=True)
+    return meta, data
+
+
+def piece(meta: Metainfo, data: bytes, index: int) -> bytes:
+    start, end = meta.geometry.piece_span(index)
+    return data[start:end]
+
+
+def write_all(store: Storage, meta: Metainfo, data: bytes, order: Sequence[int] | None = None) -> None:
+    for i in order if order is not None else range(meta.num_pieces):
+        assert store.verify_and_write_sync(i, piece(meta, data, i))
+
+
+def assert_files_match(root: Path, meta: Metainfo, data: bytes) -> None:
+    for entry in meta.files:
+        path = root.joinpath(*entry.path)
+        if entry.is_padding:
+            assert not path.exists()
+        else:
+            assert path.read_bytes() == data[entry.offset:entry.offset + entry.length], entry.path
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture
+def dl(tmp_path: Path) -> Path:
+    d = tmp_path / "dl"
+    d.mkdir()
+    return d
+
+
+# A piece spanning three files, an empty file, pad files, a short last piece.
+SPEC: Spec = [("a.bin", 10), ("empty1", 0), ("b.bin", 5), ("sub/c.bin", 40), (".pad/9", 9, "p"),
+              ("sub/deeper/d.bin", 64), ("empty2", 0), ("e.bin", 13)]
+PL = 32  # 141 bytes: pieces 0..4, the last 13 bytes long
+
+
+# --- layout and round trips -----------------------------------------------------------
+
+
+def test_single_file_round_trip_in_random_order(dl: Path) -> None:
+    meta, data = make_torrent([("only.bin", 100_000)], 16 * KiB)
+    meta = Metainfo(meta.info_hash, "only.bin", meta.piece_length, meta.pieces,
+                    (FileEntry(("only.bin",), 100_000, 0),), multi_file=False)
+    store = Storage(meta, dl)
+    order = list(range(meta.num_pieces))
+    random.Random(3).shuffle(order)
+    write_all(store, meta, data, order)
+    assert meta.geometry.piece_size(meta.num_pieces - 1) == 100_000 - 6 * 16 * KiB
+    assert (dl / "only.bin").read_bytes() == data
+    for i in range(meta.num_pieces):
+        assert bytes(store.read_piece(i)) == piece(meta, data, i)
+    store.close()
+
+
+def test_multi_file_round_trip(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    assert [len(meta.geometry.piece_slices(0))] == [3]  # a.bin, b.bin, sub/c.bin
+    store = Storage(meta, dl)
+    write_all(store, meta, data, [4, 0, 2, 1, 3])
+    store.create_empty_files()
+    assert_files_match(dl, meta, data)
+    assert not (dl / "t" / ".pad").exists()
+    for i in range(meta.num_pieces):
+        assert bytes(store.read_piece(i)) == piece(meta, data, i)
+    store.close()
+
+
+def test_empty_files_are_created_only_on_request(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    assert not (dl / "t" / "empty1").exists()
+    store.create_empty_files()
+    assert (dl / "t" / "empty1").stat().st_size == 0 and (dl / "t" / "empty2").stat().st_size == 0
+
+
+def test_read_block_at_every_offset(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    for i in range(meta.num_pieces):
+        size = meta.geometry.piece_size(i)
+        base = i * PL
+        for begin in range(size):
+            for length in {1, 7, size - begin}:
+                if begin + length <= size:
+                    assert store.read_block(i, begin, length) == data[base + begin:base + begin + length]
+
+
+def test_write_block_at_arbitrary_offsets(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    rng = random.Random(5)
+    for i in range(meta.num_pieces):
+        size = meta.geometry.piece_size(i)
+        cuts = sorted({0, size, *rng.sample(range(1, size), min(3, size - 1))})
+        blocks = list(itertools.pairwise(cuts))
+        rng.shuffle(blocks)
+        for begin, end in blocks:
+            store.write_block(i, begin, memoryview(piece(meta, data, i))[begin:end])
+    store.create_empty_files()
+    assert_files_match(dl, meta, data)
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_write_pieces_run_in_one_buffer(dl: Path, kind: type) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    store.write_pieces(1, kind(data[PL:3 * PL]))  # pieces 1 and 2
+    store.write_pieces(3, kind(data[3 * PL:]))  # 3 and the short last one
+    store.write_pieces(0, kind(data[:PL]))
+    store.create_empty_files()
+    assert_files_match(dl, meta, data)
+    with pytest.raises(ValueError):
+        store.write_pieces(0, data[:PL + 1])  # not whole pieces
+    with pytest.raises(ValueError):
+        store.write_pieces(4, data[4 * PL:] + b"x")  # past the end
+
+
+def test_argument_checks(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    with pytest.raises(ValueError):
+        store.write_piece(0, data[:PL - 1])
+    with pytest.raises(ValueError):
+        store.write_piece(4, data[4 * PL:] + b"\0")
+    with pytest.raises(IndexError):
+        store.write_piece(5, b"x")
+    with pytest.raises(ValueError):
+        store.write_block(4, 10, b"1234")  # runs past the 13-byte last piece
+    for begin, length in [(-1, 2), (0, 0), (30, 3)]:
+        with pytest.raises(ValueError):
+            store.read_block(0, begin, length)
+    assert not (dl / "t").exists()
+
+
+def test_verify_and_write_rejects_bad_data_and_writes_nothing(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    bad = bytearray(piece(meta, data, 0))
+    bad[5] ^= 1
+    assert store.verify_piece(0, bytes(bad)) is False
+    assert store.verify_and_write_sync(0, bad) is False
+    assert store.verify_piece(0, piece(meta, data, 0)[:-1]) is False
+    assert not (dl / "t").exists()
+    assert store.verify_and_write_sync(0, piece(meta, data, 0)) is True
+
+
+def test_files_are_created_sparse_at_their_final_length(dl: Path) -> None:
+    size = 64 * MiB
+    meta = Metainfo(b"s" * 20, "big.bin", 16 * KiB, bytes(20) * (size // (16 * KiB)),
+                    (FileEntry(("big.bin",), size, 0),), multi_file=False)
+    store = Storage(meta, dl)
+    store.write_block(2000, 0, b"\xab" * 16 * KiB)
+    st = (dl / "big.bin").stat()
+    assert st.st_size == size
+    assert st.st_blocks * 512 < 1 * MiB
+    assert store.read_block(2000, 100, 10) == b"\xab" * 10
+
+
+def test_an_existing_file_of_the_wrong_size_is_set_to_the_torrents_length(dl: Path) -> None:
+    meta, data = make_torrent([("x.bin", 100)], 32)
+    (dl / "t").mkdir()
+    (dl / "t" / "x.bin").write_bytes(b"z" * 500)
+    store = Storage(meta, dl)
+    store.write_piece(0, piece(meta, data, 0))
+    assert (dl / "t" / "x.bin").stat().st_size == 100
+
+
+def test_executable_attribute_sets_mode(dl: Path) -> None:
+    meta, data = make_torrent([("run.sh", 10, "x"), ("plain", 10)], 32)
+    Storage(meta, dl).write_piece(0, data)
+    assert os.stat(dl / "t" / "run.sh").st_mode & 0o100
+    assert not os.stat(dl / "t" / "plain").st_mode & 0o100
+
+
+# --- descriptors ----------------------------------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_fd_cache_is_bounded(dl: Path) -> None:
+    meta, data = make_torrent([(f"f{i:03}", 7) for i in range(300)], 16)
+    before = open_fds()
+    store = Storage(meta, dl, max_open_files=8)
+    write_all(store, meta, data)
+    assert store.open_files == 8
+    assert open_fds() - before <= 8 + 1  # + the download directory
+    for i in range(meta.num_pieces):
+        assert bytes(store.read_piece(i)) == piece(meta, data, i)
+    assert store.open_files == 8
+    store.close()
+    assert open_fds() == before
+    assert_files_match(dl, meta, data)
+
+
+def test_fd_cache_under_concurrent_use(dl: Path) -> None:
+    """Eviction never closes a descriptor another thread is using: with a
+    cache of 2 and 8 threads, every byte still lands in the right file."""
+    meta, data = make_torrent([(f"d{i % 5}/f{i:03}", 3 + i % 11) for i in range(150)], 24, seed=9)
+    store = Storage(meta, dl, max_open_files=2)
+    before = open_fds()
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(lambda i: store.verify_and_write_sync(i, piece(meta, data, i)),
+                            range(meta.num_pieces)))
+        reads = list(pool.map(lambda i: bytes(store.read_piece(i)) == piece(meta, data, i),
+                              range(meta.num_pieces) ))
+    assert all(reads)
+    store.close()
+    assert open_fds() <= before
+    assert_files_match(dl, meta, data)
+
+
+def test_closed_storage_refuses_work(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    store.sync()
+    store.close()
+    with pytest.raises(StorageError, match="^storage for t is closed$"):
+        store.read_piece(0)
+
+
+# --- recheck --------------------------------------------------------------------------
+
+
+def test_check_existing_on_an_empty_directory_creates_nothing(tmp_path: Path) -> None:
+    meta, _ = make_torrent(SPEC, PL)
+    store = Storage(meta, tmp_path / "not-yet")
+    assert store.check_existing().count() == 0
+    assert not (tmp_path / "not-yet").exists()
+
+
+def test_check_existing_finds_exactly_the_good_pieces(dl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage_mod, "CHECK_BATCH", 3 * 1024)  # many batches of 3 pieces
+    spec = [("a", 5000), ("b", 3000), (".pad/x", 192, "p"), ("c", 9000), ("d", 4000), ("e", 2345)]
+    meta, data = make_torrent(spec, 1024, seed=4)
+    geo = meta.geometry
+    store = Storage(meta, dl)
+    written = [i for i in range(meta.num_pieces) if i % 7 != 3]
+    write_all(store, meta, data, written)
+    expected = set(written)
+
+    # Corrupt one byte in piece 10 (inside file c).
+    c_off = meta.files[3].offset
+    with open(dl / "t" / "c", "r+b") as fh:
+        fh.seek(10 * 1024 + 100 - c_off)
+        fh.write(b"\xff" if data[10 * 1024 + 100] != 0xFF else b"\x00")
+    expected.discard(10)
+    # Truncate d by 1000 bytes: the pieces touching its last 1000 bytes go.
+    d_off, d_len = meta.files[4].offset, meta.files[4].length
+    os.truncate(dl / "t" / "d", d_len - 1000)
+    expected -= set(range((d_off + d_len - 1000) // 1024, (d_off + d_len - 1) // 1024 + 1))
+    # Delete b: all its pieces go.
+    (dl / "t" / "b").unlink()
+    expected -= set(geo.file_pieces(1))
+
+    done: list[int] = []
+    store.close()
+    store = Storage(meta, dl)
+    found = store.check_existing(done.append, threads=2)
+    assert found.iter_set() == sorted(expected)
+    assert sum(done) == geo.total_length
+    assert not (dl / "t" / "b").exists()  # a check never creates files
+    # Subsets check only what they are asked.
+    subset = store.check_existing(pieces=[10, 11, 12, 0])
+    assert subset.iter_set() == sorted({10, 11, 12, 0} & expected)
+    bf = Bitfield(meta.num_pieces)
+    bf.set(meta.num_pieces - 1)
+    assert store.check_existing(pieces=bf).iter_set() == sorted({meta.num_pieces - 1} & expected)
+
+
+def test_check_existing_sees_a_file_deleted_while_its_descriptor_is_cached(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    assert store.open_files > 0
+    (dl / "t" / "e.bin").unlink()  # the cached descriptor still reads the deleted inode
+    assert store.check_existing().iter_set() == [0, 1, 2, 3]
+
+
+def test_check_existing_with_pieces_bigger_than_a_batch(dl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage_mod, "CHECK_BATCH", 100)
+    monkeypatch.setattr(storage_mod, "CHECK_MEMORY", 100)
+    meta, data = make_torrent([("a", 3000), ("b", 1500)], 1024)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    assert store.check_existing(threads=1).all()
+
+
+def test_check_existing_progress_may_abort(dl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage_mod, "CHECK_BATCH", 1024)
+    meta, data = make_torrent([("a", 20_000)], 1024)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+
+    def stop(n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.check_existing(stop)
+    assert store.check_existing().all()
+
+
+def test_complete_download_verifies_fully(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    write_all(Storage(meta, dl), meta, data)
+    assert Storage(meta, dl).check_existing().all()
+
+
+# --- deselected files -----------------------------------------------------------------
+
+
+def test_deselected_files(dl: Path) -> None:
+    # Pieces of 32: a [0,40) b [40,64) c [64,100) d [100,150)
+    meta, data = make_torrent([("a", 40), ("b", 24), ("c", 36), ("d", 50), ("z", 0)], 32)
+    store = Storage(meta, dl)
+    with pytest.raises(ValueError):
+        store.set_wanted_files([True])
+    store.set_wanted_files([True, False, False, True, False])
+    assert store.wanted_files == (True, False, False, True, False)
+    wanted = store.wanted_pieces()
+    assert wanted.iter_set() == [0, 1, 3, 4]  # piece 2 [64,96) is c alone
+    write_all(store, meta, data, wanted.iter_set())
+    store.create_empty_files()
+    t = dl / "t"
+    assert (t / "a").read_bytes() == data[:40]
+    assert (t / "d").read_bytes() == data[100:150]
+    # b shares piece 1 with a: created (sparse, with the shared bytes).
+    assert (t / "b").read_bytes()[:24] == data[40:64]
+    # c shares piece 3 [96,128) with d: its last 4 bytes are there.
+    assert (t / "c").read_bytes()[-4:] == data[96:100]
+    assert not (t / "z").exists()  # a deselected empty file is not created
+    full = Storage(meta, dl)
+    assert full.check_existing().iter_set() == [0, 1, 3, 4]
+    store.set_wanted_files([True] * 5)
+    assert store.wanted_pieces().all()
+
+
+def test_a_deselected_file_sharing_no_piece_is_never_created(dl: Path) -> None:
+    meta, data = make_torrent([("a", 64), ("skip", 64), ("c", 64)], 32)
+    store = Storage(meta, dl)
+    store.set_wanted_files([True, False, True])
+    write_all(store, meta, data, store.wanted_pieces().iter_set())
+    assert tree(dl) == ["t", "t/a", "t/c"]
+
+
+# --- resume state ---------------------------------------------------------------------
+
+
+def test_file_states(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    assert store.file_states() == [None] * len(meta.files)
+    write_all(store, meta, data)
+    store.create_empty_files()
+    states = store.file_states()
+    for entry, state in zip(meta.files, states):
+        if entry.is_padding:
+            assert state is None
+        else:
+            st = os.stat(dl.joinpath(*entry.path))
+            assert state == FileState(entry.length, st.st_mtime_ns)
+
+
+# --- path safety ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    d = tmp_path / "outside"
+    d.mkdir()
+    return d
+
+
+def test_symlink_present_at_start_is_refused(dl: Path, outside: Path) -> None:
+    meta, _ = make_torrent(SPEC, PL)
+    (dl / "t").symlink_to(outside)
+    with pytest.raises(StorageError, match="outside"):
+        Storage(meta, dl)
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["t", "t/sub", "t/sub/deeper", "t/a.bin"])
+def test_symlink_planted_after_start_is_refused(dl: Path, outside: Path, where: str) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    link = dl / where
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside / "target")
+    if where != "t/a.bin":
+        (outside / "target").mkdir()
+    failed = None
+    for i in range(meta.num_pieces):
+        try:
+            store.write_piece(i, piece(meta, data, i))
+        except StorageError as exc:
+            assert str(exc).startswith("refusing to") and "\n" not in str(exc)
+            failed = i
+            break
+    assert failed is not None
+    assert [p for p in outside.rglob("*") if p.is_file()] == []
+    # Reads refuse too, instead of serving someone else's bytes.
+    with pytest.raises(StorageError, match="^refusing to"):
+        store.read_piece(failed)
+    assert failed not in store.check_existing().iter_set()
+    assert [p for p in outside.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("where", ["t", "t/sub", "t/a.bin"])
+def test_open_refuses_links_even_when_the_path_check_is_raced(dl: Path, outside: Path, where: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link swapped in between safe_join's check and the open: the open walks
+    the tree with O_NOFOLLOW, so it still refuses."""
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    monkeypatch.setattr(storage_mod, "safe_join", lambda root, parts: Path(root, *parts))  # check "passed"
+    link = dl / where
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if where == "t/a.bin":
+        link.symlink_to(outside / "a.bin")
+    else:
+        link.symlink_to(outside)
+    with pytest.raises(StorageError) as info:
+        store.write_piece(0, piece(meta, data, 0))
+    assert str(info.value).startswith("refusing to follow the symlink ")
+    assert list(outside.iterdir()) == []
+
+
+def test_symlink_to_inside_is_also_refused_on_open(dl: Path) -> None:
+    """safe_join allows a link that stays inside; opening walks without
+    following any link, which is stricter and documented."""
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    (dl / "elsewhere").mkdir()
+    (dl / "t").mkdir()
+    (dl / "t" / "sub").symlink_to(dl / "elsewhere")
+    with pytest.raises(StorageError, match="^refusing to follow the symlink .*/t/sub: files are only"):
+        store.write_piece(1, piece(meta, data, 1))
+
+
+def test_a_fifo_in_place_of_a_file_is_refused(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    (dl / "t").mkdir()
+    os.mkfifo(dl / "t" / "a.bin")
+    store = Storage(meta, dl)
+    with pytest.raises(StorageError, match="^refusing to use .*: it is not a regular file$"):
+        store.write_piece(0, piece(meta, data, 0))
+
+
+def test_a_file_in_the_way_of_a_directory(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    (dl / "t").mkdir()
+    (dl / "t" / "sub").write_bytes(b"")
+    store = Storage(meta, dl)
+    with pytest.raises(StorageError, match="^cannot use .*/t/sub: a file is in the way"):
+        store.write_piece(1, piece(meta, data, 1))
+
+
+def test_reading_a_deleted_file_is_a_storage_error(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    store.close()
+    (dl / "t" / "e.bin").unlink()
+    os.truncate(dl / "t" / "sub" / "c.bin", 3)
+    store = Storage(meta, dl)
+    with pytest.raises(StorageError, match="^.*/e.bin is missing") as info:
+        store.read_block(4, 0, 5)
+    assert "\n" not in str(info.value)
+    with pytest.raises(StorageError, match="^.*/c.bin is shorter than the torrent says"):
+        store.read_block(1, 0, 32)
+
+
+# --- full disk and friends ------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (we run as root in CI); fails — never skips — if it cannot be
+    mounted, since the RLIMIT_FSIZE test below covers a different errno."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.fail("the disk-full tests need root to mount a tmpfs")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                          check=False, capture_output=True, text=True)
+    if proc.returncode:
+        pytest.fail(f"cannot mount a tmpfs for the disk-full test: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full(tiny_fs: Path) -> None:
+    meta, data = make_torrent([("small", 300 * KiB), ("big", 2 * MiB)], 64 * KiB, seed=7)
+    store = Storage(meta, tiny_fs)
+    written = []
+    with pytest.raises(DiskFullError) as info:
+        for i in range(meta.num_pieces):
+            store.write_piece(i, piece(meta, data, i))
+            written.append(i)
+    err = info.value
+    msg = str(err)
+    assert msg.startswith("disk full writing ") and "\n" not in msg
+    assert str(tiny_fs / "t" / "big") in msg and "more needed" in msg
+    assert isinstance(err, StorageError) and err.needed > 1 * MiB and err.free < 64 * KiB
+    assert 10 <= len(written) < meta.num_pieces
+    # Everything reported written is intact; the failed piece is not.
+    store.close()
+    store = Storage(meta, tiny_fs)
+    found = store.check_existing()
+    assert found.iter_set() == written
+
+
+def test_read_only_filesystem(tiny_fs: Path) -> None:
+    meta, data = make_torrent([("a", 100), ("b", 100)], 64)
+    store = Storage(meta, tiny_fs)
+    store.write_piece(0, piece(meta, data, 0))  # a and b's first 28 bytes
+    store.close()
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_fs)], check=True)
+    store = Storage(meta, tiny_fs)
+    assert bytes(store.read_piece(0)) == piece(meta, data, 0)  # seeding from read-only files works
+    with pytest.raises(StorageError, match="^read-only filesystem writing .*choose another"):
+        store.write_piece(1, piece(meta, data, 1))
+    store.close()
+
+
+_FSIZE_CHILD = r"""
+import hashlib, json, resource, signal, sys
+from torrent.metainfo import FileEntry, Metainfo
+from torrent.errors import StorageError
+from torrent.storage import Storage
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+root, limit = sys.argv[1], int(sys.argv[2])
+data = bytes(range(256)) * 1024  # 256 KiB
+pl = 16384
+pieces = b"".join(hashlib.sha1(data[i:i + pl]).digest() for i in range(0, len(data), pl))
+meta = Metainfo(b"f" * 20, "f", pl, pieces, (FileEntry(("f", "x.bin"), len(data), 0),), True)
+store = Storage(meta, root)
+# Sparse creation extends past the limit, so that must fail first, cleanly:
+try:
+    store.write_piece(0, data[:pl])
+    print(json.dumps({"ok": True}))
+except StorageError as exc:
+    print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
+"""
+
+
+def test_file_size_limit_is_a_one_line_error(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE (EFBIG) in a child: the portable way to make writes fail without root."""
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000)); "
+            "exec(sys.stdin.read())")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dl"), "100000"], input=_FSIZE_CHILD,
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["type"] == "StorageError"
+    assert result["error"].startswith("file too large for the filesystem creating ")
+    assert "\n" not in result["error"]
+
+
+def test_error_messages_are_one_line_and_name_the_path(dl: Path) -> None:
+    meta, _ = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    for code, start in [(errno.EACCES, "permission denied"), (errno.EROFS, "read-only filesystem"),
+                        (errno.EIO, "I/O error"), (errno.EFBIG, "file too large"),
+                        (errno.EMFILE, "too many open files"), (errno.EINVAL, "cannot complete")]:
+        err = store._error(OSError(code, os.strerror(code)), "writing", 0)
+        assert type(err) is StorageError
+        assert str(err).startswith(start) and str(dl / "t" / "a.bin") in str(err) and "\n" not in str(err)
+    err = store._error(OSError(errno.EDQUOT, "quota"), "writing", 0)
+    assert isinstance(err, DiskFullError) and str(err).startswith("disk quota exceeded writing")
+    assert err.needed == meta.payload_length
+
+
+# --- async wrappers -------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("own_executor", [False, True])
+async def test_async_wrappers(dl: Path, own_executor: bool) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    executor = ThreadPoolExecutor(2, thread_name_prefix="disk") if own_executor else None
+    store = Storage(meta, dl, executor=executor)
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    bad = bytearray(piece(meta, data, 0))
+    bad[0] ^= 0xFF
+    assert await store.verify_and_write(0, bad) is False
+    assert not (dl / "t").exists()
+    assert await store.verify_and_write(0, piece(meta, data, 0)) is True
+    assert await store.verify_piece_async(1, piece(meta, data, 1)) is True
+    await store.write_piece_async(1, piece(meta, data, 1))
+    await store.write_block_async(2, 0, piece(meta, data, 2)[:10])
+    await store.write_block_async(2, 10, piece(meta, data, 2)[10:])
+    await store.write_pieces_async(3, data[3 * PL:])
+    assert await store.read_block_async(1, 3, 20) == data[PL + 3:PL + 23]
+    assert bytes(await store.read_piece_async(4)) == piece(meta, data, 4)
+    await asyncio.gather(*(store.read_block_async(i, 0, 1) for i in range(5)))
+    have = await store.check_existing_async(lambda n: seen.append(threading.get_ident()))
+    assert have.all() and seen and loop_thread not in seen
+    assert (await store.check_existing_async(pieces=[2])).iter_set() == [2]
+    assert len(await store.file_states_async()) == len(meta.files)
+    await store.sync_async()
+    store.close()
+    if executor:
+        executor.shutdown()

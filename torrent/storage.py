@@ -1,0 +1,726 @@
+"""Piece storage: pieces in and out of the files of one torrent.
+
+The synchronous methods (``write_piece``, ``read_block``, ``check_existing``…)
+do blocking I/O and hashing; they run in worker threads (DESIGN rule 4) and
+are safe to call from several threads at once. The ``*_async`` methods and
+``verify_and_write`` are thin ``run_in_executor`` wrappers for the event loop.
+
+Files
+    Every path is resolved once through ``paths.safe_join`` and again on each
+    open. The open itself walks the directories below the download directory
+    with ``O_NOFOLLOW`` and ``dir_fd``, so a symlink planted anywhere under it
+    — before or after start — is refused (``StorageError``) instead of being
+    followed; nothing is ever created or written outside the download
+    directory. (That is stricter than ``safe_join``: a symlink pointing to
+    another place *inside* the download directory is refused too.)
+    Files are created on their first write, sparse: ``ftruncate`` to their
+    final length, with no data blocks until pieces arrive (a file already at
+    that path with another size is set to the torrent's length then). A file
+    never written is never created. BEP 47 pad files are never created, never
+    written, and read as zeros. Symlink entries (BEP 47 ``l``) are not
+    created. Empty files are made by ``create_empty_files``.
+    Open descriptors are kept in a small LRU (``MAX_OPEN_FILES``), reference
+    counted so that a descriptor one thread uses is never closed under it.
+
+Deselected files (``set_wanted_files``)
+    Storage writes whatever piece it is given. The picker should ask only for
+    ``wanted_pieces()``: pieces touching at least one wanted file. A piece
+    shared by a wanted and a deselected file is still written whole, so the
+    deselected neighbour *is* created (sparse, holding only that boundary
+    data) — the whole piece is needed to verify it and to serve it. This is
+    the simple alternative to libtorrent's part-file; a deselected file that
+    shares no piece with a wanted file is never created, and
+    ``create_empty_files`` skips deselected files.
+
+Errors
+    Every ``OSError`` becomes a ``StorageError`` with one line a user can act
+    on; disk full and quota become ``DiskFullError`` carrying the path, the
+    space the torrent still needs and the free space. A write that fails
+    part-way raises: the caller must keep that piece unverified. Data already
+    written is never removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import queue
+import stat
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+from torrent import hashing
+from torrent.bitfield import Bitfield
+from torrent.errors import StorageError
+from torrent.metainfo import DIGEST_SIZE, Metainfo
+from torrent.paths import safe_join
+from torrent.settings import MiB
+from torrent.units import format_size
+
+__all__ = ["MAX_OPEN_FILES", "DiskFullError", "FileState", "Storage"]
+
+# Limits (candidates for settings.Limits; kept here until they move there).
+# 64 descriptors: libtorrent's default file pool holds 40; a torrent with
+# 100 000 files must not exhaust the process's (often 1024) descriptors.
+MAX_OPEN_FILES = 64
+# A recheck reads piece-aligned batches of about 8 MiB: one preadv call per
+# file slice amortises the syscall, and a few batches in flight keep both
+# cores hashing.
+CHECK_BATCH = 8 * MiB
+# The recheck holds at most this much in buffers (or two pieces, if pieces
+# are larger than half of it).
+CHECK_MEMORY = 64 * MiB
+
+Buffer = bytes | bytearray | memoryview
+Progress = Callable[[int], None]
+T = TypeVar("T")
+
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO must not hang us
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class DiskFullError(StorageError):
+    """The disk (or the user's quota) is full; fields let a front end say more."""
+
+    def __init__(self, message: str, path: Path, needed: int, free: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.needed = needed  # bytes the torrent still needs on disk (estimate)
+        self.free = free  # bytes free for us on that filesystem
+
+
+class FileState(NamedTuple):
+    """What fast resume compares: a file's size and modification time."""
+
+    size: int
+    mtime_ns: int
+
+
+class _Missing(Exception):
+    """A file to read does not exist (yet) or is shorter than the torrent says."""
+
+    def __init__(self, message: str, got: int = 0) -> None:
+        super().__init__(message)
+        self.got = got  # bytes read before the data ran out
+
+
+class _Handle:
+    """One open descriptor; closed when evicted and no thread uses it."""
+
+    __slots__ = ("evicted", "fd", "refs", "sized", "writable")
+
+    def __init__(self, fd: int, writable: bool) -> None:
+        self.fd = fd
+        self.writable = writable
+        self.refs = 0
+        self.evicted = False
+        self.sized = False  # extended to the final length already
+
+
+class Storage:
+    """The files of one torrent under ``download_dir``."""
+
+    def __init__(self, metainfo: Metainfo, download_dir: str | os.PathLike[str], *,
+                 executor: Executor | None = None, max_open_files: int = MAX_OPEN_FILES) -> None:
+        if max_open_files < 1:
+            raise ValueError(f"max_open_files must be at least 1, not {max_open_files}")
+        self.metainfo = metainfo
+        self.geometry = metainfo.geometry
+        self.root = Path(download_dir).resolve()
+        self._executor = executor
+        self._max_open = max_open_files
+        self._files = metainfo.files
+        # Resolved once: pad files have no path on disk.
+        self.paths: tuple[Path | None, ...] = tuple(
+            None if f.is_padding else safe_join(self.root, f.path) for f in self._files)
+        self._wanted: tuple[bool, ...] = tuple(True for _ in self._files)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[int, _Handle] = OrderedDict()
+        self._dirty: set[int] = set()
+        self._root_fd: int | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Storage({self.metainfo.name!r} in {str(self.root)!r}, {len(self._cache)} open)"
+
+    # --- file priorities --------------------------------------------------------------
+
+    def set_wanted_files(self, mask: Sequence[bool]) -> None:
+        """Which files the user wants (one flag per file, pad files ignored)."""
+        if len(mask) != len(self._files):
+            raise ValueError(f"{len(mask)} file flags for a torrent of {len(self._files)} files")
+        self._wanted = tuple(bool(w) for w in mask)
+
+    @property
+    def wanted_files(self) -> tuple[bool, ...]:
+        return self._wanted
+
+    def wanted_pieces(self) -> Bitfield:
+        """Pieces that hold any byte of a wanted, non-pad file."""
+        field = Bitfield(self.geometry.num_pieces)
+        if all(self._wanted):
+            field.set_all()
+            return field
+        for i, entry in enumerate(self._files):
+            if self._wanted[i] and not entry.is_padding:
+                for piece in self.geometry.file_pieces(i):
+                    field.set(piece)
+        return field
+
+    # --- writing ----------------------------------------------------------------------
+
+    def write_piece(self, index: int, data: Buffer) -> None:
+        """Write one whole piece (already verified by the caller)."""
+        size = self.geometry.piece_size(index)
+        if len(data) != size:
+            raise ValueError(f"piece {index} is {size} bytes, got {len(data)}")
+        self._write(index * self.geometry.piece_length, data)
+
+    def write_pieces(self, first_index: int, data: Buffer) -> None:
+        """Write a run of consecutive whole pieces held in one buffer."""
+        geo = self.geometry
+        start = first_index * geo.piece_length
+        geo.piece_size(first_index)  # range check
+        if not data or start + len(data) > geo.total_length or (
+                len(data) % geo.piece_length and start + len(data) != geo.total_length):
+            raise ValueError(f"{len(data)} bytes from piece {first_index} is not a run of whole pieces")
+        self._write(start, data)
+
+    def write_block(self, index: int, begin: int, data: Buffer) -> None:
+        """Write ``data`` at ``begin`` within piece ``index``."""
+        self._check_range(index, begin, len(data))
+        self._write(index * self.geometry.piece_length + begin, data)
+
+    def _write(self, start: int, data: Buffer) -> None:
+        view = memoryview(data).cast("B")
+        pos = 0
+        for part in self.geometry.slices(start, len(view)):
+            chunk = view[pos:pos + part.length]
+            pos += part.length
+            if self.paths[part.file_index] is None:  # pad file: never on disk
+                continue
+            handle = self._acquire(part.file_index, create=True)
+            try:
+                self._pwrite_all(handle, part.file_index, chunk, part.offset)
+            finally:
+                self._release(handle)
+
+    def _pwrite_all(self, handle: _Handle, file_index: int, chunk: memoryview, offset: int) -> None:
+        done, n = 0, len(chunk)
+        try:
+            while done < n:
+                written = os.pwritev(handle.fd, [chunk[done:]], offset + done)
+                if written <= 0:  # pragma: no cover - the kernel raises instead
+                    raise OSError(errno.EIO, "write returned 0")
+                done += written
+        except OSError as exc:
+            raise self._error(exc, "writing", file_index) from exc
+        self._dirty.add(file_index)
+
+    def create_empty_files(self) -> None:
+        """Create the torrent's wanted empty files (no piece ever writes them)."""
+        for i, entry in enumerate(self._files):
+            if entry.length == 0 and self.paths[i] is not None and self._wanted[i] and entry.symlink is None:
+                self._release(self._acquire(i, create=True))
+
+    # --- reading ----------------------------------------------------------------------
+
+    def read_block(self, index: int, begin: int, length: int) -> bytes:
+        """``length`` bytes at ``begin`` in piece ``index``, for serving a peer.
+
+        The caller only asks for pieces it has; a missing or short file is a
+        ``StorageError`` (the data was deleted or changed behind our back).
+        """
+        self._check_range(index, begin, length)
+        buf = bytearray(length)
+        self._read_into(index * self.geometry.piece_length + begin, memoryview(buf))
+        return bytes(buf)
+
+    def read_piece(self, index: int) -> bytearray:
+        """A whole piece in a fresh buffer."""
+        buf = bytearray(self.geometry.piece_size(index))
+        self._read_into(index * self.geometry.piece_length, memoryview(buf))
+        return buf
+
+    def _read_into(self, start: int, view: memoryview) -> None:
+        pos = 0
+        for part in self.geometry.slices(start, len(view)):
+            chunk = view[pos:pos + part.length]
+            pos += part.length
+            if self.paths[part.file_index] is None:
+                continue  # pad file: the buffer is already zeros
+            try:
+                self._read_slice(part.file_index, chunk, part.offset)
+            except _Missing as exc:
+                raise StorageError(str(exc)) from None
+
+    def _read_slice(self, file_index: int, chunk: memoryview, offset: int) -> None:
+        """Fill ``chunk`` from a file; ``_Missing`` if it is absent or too short."""
+        handle = self._acquire(file_index, create=False)
+        if handle is None:
+            raise _Missing(f"{self.paths[file_index]} is missing: was it moved or deleted?")
+        try:
+            done, n = 0, len(chunk)
+            while done < n:
+                got = os.preadv(handle.fd, [chunk[done:]], offset + done)
+                if got == 0:
+                    raise _Missing(f"{self.paths[file_index]} is shorter than the torrent says "
+                                   f"({format_size(offset + done)}, expected "
+                                   f"{format_size(self._files[file_index].length)}): "
+                                   "was it changed outside the client?", done)
+                done += got
+        except OSError as exc:
+            raise self._error(exc, "reading", file_index) from exc
+        finally:
+            self._release(handle)
+
+    # --- hashing ----------------------------------------------------------------------
+
+    def verify_piece(self, index: int, data: Buffer) -> bool:
+        """Does ``data`` hash to piece ``index``'s SHA-1? (compiled, GIL released)"""
+        if len(data) != self.geometry.piece_size(index):
+            return False
+        return hashing.verify_piece(data, self.metainfo.piece_hash(index))
+
+    def verify_and_write_sync(self, index: int, data: Buffer) -> bool:
+        """Hash a piece; write it only when it is good. False: discard and re-fetch."""
+        if not self.verify_piece(index, data):
+            return False
+        self.write_piece(index, data)
+        return True
+
+    def check_existing(self, progress: Progress | None = None, *,
+                       pieces: Bitfield | Iterable[int] | None = None,
+                       threads: int | None = None) -> Bitfield:
+        """Which pieces are on disk and hash correctly (a recheck).
+
+        Reads sequentially in piece-aligned batches of about ``CHECK_BATCH``
+        and hashes them in a small pool (``threads``, default up to 2), so
+        reading and hashing overlap; at most ``threads + 1`` batches are in
+        memory (bounded by ``CHECK_MEMORY``). Idle cached descriptors are
+        closed first, so a file deleted or replaced since it was opened is seen
+        as it is now. ``pieces`` limits the check to
+        those pieces (a partial recheck after fast resume). Missing or short
+        files make the pieces they touch absent; they are not errors.
+        ``progress(nbytes)`` is called in this thread after each batch; it may
+        raise to abort the check. Nothing is created or written.
+        """
+        geo = self.geometry
+        result = Bitfield(geo.num_pieces)
+        self._drop_idle()  # look at the files as they are now, not at inodes deleted since
+        runs = _runs(range(geo.num_pieces) if pieces is None else pieces, geo.num_pieces)
+        if not runs:
+            return result
+        pl = geo.piece_length
+        batch_pieces = max(1, CHECK_BATCH // pl)
+        threads = max(1, threads or min(2, os.cpu_count() or 1))
+        nbuf = max(2, min(threads + 1, CHECK_MEMORY // (batch_pieces * pl)))
+        buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(nbuf):
+            buffers.put(bytearray(batch_pieces * pl))
+        digests = self.metainfo.pieces
+
+        def verify(buf: bytearray, first: int, length: int) -> list[bool]:
+            try:
+                count = -(-length // pl)
+                expected = digests[first * DIGEST_SIZE:(first + count) * DIGEST_SIZE]
+                return hashing.verify_pieces(memoryview(buf)[:length], pl, expected)
+            finally:
+                buffers.put(buf)
+
+        # (future or None, first piece, byte length, bad pieces)
+        pending: deque[tuple[Future[list[bool]] | None, int, int, set[int]]] = deque()
+
+        def collect() -> None:
+            future, first, length, bad = pending.popleft()
+            if future is not None:
+                for k, good in enumerate(future.result()):
+                    if good and first + k not in bad:
+                        result.set(first + k)
+            if progress:
+                progress(length)
+
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="recheck")
+        try:
+            for first, count in runs:
+                for batch_first in range(first, first + count, batch_pieces):
+                    batch_count = min(batch_pieces, first + count - batch_first)
+                    start = batch_first * pl
+                    length = min(batch_count * pl, geo.total_length - start)
+                    while len(pending) >= nbuf:
+                        collect()
+                    buf = buffers.get()
+                    bad = self._fill_batch(memoryview(buf), start, length)
+                    if len(bad) == batch_count:  # nothing to hash (e.g. no file yet)
+                        buffers.put(buf)
+                        pending.append((None, batch_first, length, bad))
+                    else:
+                        pending.append((pool.submit(verify, buf, batch_first, length),
+                                        batch_first, length, bad))
+            while pending:
+                collect()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return result
+
+    def _fill_batch(self, view: memoryview, start: int, length: int) -> set[int]:
+        """Read ``length`` payload bytes from ``start`` into ``view``; the
+        pieces that could not be read in full."""
+        pl = self.geometry.piece_length
+        bad: set[int] = set()
+        pos = 0
+        for part in self.geometry.slices(start, length):
+            chunk = view[pos:pos + part.length]
+            slice_start = start + pos
+            pos += part.length
+            if self.paths[part.file_index] is None:
+                chunk[:] = bytes(part.length)  # pad file: zeros (buffers are reused)
+                continue
+            try:
+                self._read_slice(part.file_index, chunk, part.offset)
+            except _Missing as exc:
+                lost_from = slice_start + exc.got
+            except StorageError:  # unreadable, or a path we refuse to follow
+                lost_from = slice_start
+            else:
+                continue
+            bad.update(range(lost_from // pl, (slice_start + part.length - 1) // pl + 1))
+        return bad
+
+    # --- state for fast resume --------------------------------------------------------
+
+    def file_states(self) -> list[FileState | None]:
+        """(size, mtime_ns) of each file on disk; None for pad and missing files
+        and for anything that is not a regular file."""
+        states: list[FileState | None] = []
+        for path in self.paths:
+            if path is None:
+                states.append(None)
+                continue
+            try:
+                st = os.stat(path, follow_symlinks=False)
+            except OSError:
+                states.append(None)
+                continue
+            states.append(FileState(st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None)
+        return states
+
+    def sync(self) -> None:
+        """fsync every file written since the last sync (call before saving
+        resume data at exit)."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        for i in sorted(dirty):
+            handle = self._acquire(i, create=False)
+            if handle is None:
+                continue
+            try:
+                os.fsync(handle.fd)
+            except OSError as exc:
+                raise self._error(exc, "flushing", i) from exc
+            finally:
+                self._release(handle)
+
+    def close(self) -> None:
+        """Close every descriptor (those in use close when their call ends)."""
+        with self._lock:
+            self._closed = True
+            handles = list(self._cache.values())
+            self._cache.clear()
+            for handle in handles:
+                handle.evicted = True
+                if handle.refs == 0:
+                    os.close(handle.fd)
+            if self._root_fd is not None:
+                os.close(self._root_fd)
+                self._root_fd = None
+
+    @property
+    def open_files(self) -> int:
+        """Descriptors held in the cache (for tests and stats)."""
+        return len(self._cache)
+
+    # --- async wrappers ---------------------------------------------------------------
+
+    def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def write_piece_async(self, index: int, data: Buffer) -> None:
+        """``write_piece`` in the executor; do not touch ``data`` until it returns."""
+        await self._run(self.write_piece, index, data)
+
+    async def write_pieces_async(self, first_index: int, data: Buffer) -> None:
+        await self._run(self.write_pieces, first_index, data)
+
+    async def write_block_async(self, index: int, begin: int, data: Buffer) -> None:
+        await self._run(self.write_block, index, begin, data)
+
+    async def read_block_async(self, index: int, begin: int, length: int) -> bytes:
+        return await self._run(self.read_block, index, begin, length)
+
+    async def read_piece_async(self, index: int) -> bytearray:
+        return await self._run(self.read_piece, index)
+
+    async def verify_piece_async(self, index: int, data: Buffer) -> bool:
+        return await self._run(self.verify_piece, index, data)
+
+    async def verify_and_write(self, index: int, data: Buffer) -> bool:
+        """Hash then write in one trip to the executor; False if the piece is bad
+        (nothing written: discard it and fetch it again)."""
+        return await self._run(self.verify_and_write_sync, index, data)
+
+    async def check_existing_async(self, progress: Progress | None = None, *,
+                                   pieces: Bitfield | Iterable[int] | None = None) -> Bitfield:
+        """``check_existing`` in the executor; ``progress`` is called from that
+        thread (use ``loop.call_soon_threadsafe`` to reach the loop)."""
+        return await self._run(lambda: self.check_existing(progress, pieces=pieces))
+
+    async def file_states_async(self) -> list[FileState | None]:
+        return await self._run(self.file_states)
+
+    async def sync_async(self) -> None:
+        await self._run(self.sync)
+
+    # --- descriptors ------------------------------------------------------------------
+
+    def _acquire(self, file_index: int, *, create: bool) -> _Handle | None:
+        """A referenced handle (``_release`` it), or None when reading a file
+        that does not exist."""
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"storage for {self.metainfo.name} is closed")
+            handle = self._cache.get(file_index)
+            if handle is not None and (handle.writable or not create):
+                self._cache.move_to_end(file_index)
+                handle.refs += 1
+            else:
+                handle = None
+        if handle is None:
+            handle = self._open_handle(file_index, create)
+            if handle is None:
+                return None
+        if create and not handle.sized:
+            self._extend(handle, file_index)
+        return handle
+
+    def _open_handle(self, file_index: int, create: bool) -> _Handle | None:
+        fd, writable = self._open(file_index, create)
+        if fd is None:
+            return None
+        new = _Handle(fd, writable)
+        new.refs = 1
+        with self._lock:
+            if self._closed:
+                os.close(fd)
+                raise StorageError(f"storage for {self.metainfo.name} is closed")
+            old = self._cache.get(file_index)
+            if old is not None and (old.writable or not writable):
+                # Another thread opened it meanwhile: use theirs.
+                os.close(fd)
+                old.refs += 1
+                self._cache.move_to_end(file_index)
+                return old
+            if old is not None:
+                self._evict(file_index, old)
+            self._cache[file_index] = new
+            while len(self._cache) > self._max_open:
+                index, victim = next(iter(self._cache.items()))
+                self._evict(index, victim)
+        return new
+
+    def _evict(self, index: int, handle: _Handle) -> None:
+        """Under the lock: drop from the cache; close now or at last release."""
+        del self._cache[index]
+        handle.evicted = True
+        if handle.refs == 0:
+            os.close(handle.fd)
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            for index, handle in list(self._cache.items()):
+                if handle.refs == 0:
+                    self._evict(index, handle)
+
+    def _release(self, handle: _Handle | None) -> None:
+        if handle is None:
+            return
+        with self._lock:
+            handle.refs -= 1
+            if handle.refs == 0 and handle.evicted:
+                os.close(handle.fd)
+
+    def _extend(self, handle: _Handle, file_index: int) -> None:
+        """First write: make the file exactly its final length (sparse)."""
+        length = self._files[file_index].length
+        try:
+            if os.fstat(handle.fd).st_size != length:
+                os.ftruncate(handle.fd, length)
+        except OSError as exc:
+            self._release(handle)
+            raise self._error(exc, "creating", file_index) from exc
+        handle.sized = True
+
+    def _open(self, file_index: int, create: bool) -> tuple[int | None, bool]:
+        """Open a file by walking from the download directory without following
+        any symlink. Returns (fd, writable), or (None, False) if it does not
+        exist and ``create`` is false."""
+        entry = self._files[file_index]
+        path = safe_join(self.root, entry.path)  # re-check: the tree may have changed
+        parts = path.relative_to(self.root).parts
+        root_fd = self._get_root_fd(create)
+        if root_fd is None:
+            return None, False
+        dir_fd = root_fd
+        try:
+            for k, name in enumerate(parts[:-1]):
+                if create:
+                    try:
+                        os.mkdir(name, 0o777, dir_fd=dir_fd)
+                    except FileExistsError:
+                        pass
+                try:
+                    next_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    if create:
+                        raise
+                    return None, False
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                        raise self._not_followed(dir_fd, name, self.root.joinpath(*parts[:k + 1])) from exc
+                    raise
+                if dir_fd != root_fd:
+                    os.close(dir_fd)
+                dir_fd = next_fd
+            name = parts[-1]
+            mode = 0o777 if entry.is_executable else 0o666
+            try:
+                fd = os.open(name, os.O_RDWR | _OPEN_FLAGS | (os.O_CREAT if create else 0), mode, dir_fd=dir_fd)
+                writable = True
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None, False
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise self._not_followed(dir_fd, name, path) from exc
+                if create or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ETXTBSY):
+                    raise
+                fd = os.open(name, os.O_RDONLY | _OPEN_FLAGS, dir_fd=dir_fd)  # seeding from read-only files
+                writable = False
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                raise StorageError(f"refusing to use {path}: it is not a regular file")
+            return fd, writable
+        except OSError as exc:
+            raise self._error(exc, "writing" if create else "opening", file_index) from exc
+        finally:
+            if dir_fd != root_fd:
+                os.close(dir_fd)
+
+    def _not_followed(self, dir_fd: int, name: str, path: Path) -> StorageError:
+        try:
+            is_link = stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        except OSError:
+            is_link = False
+        if is_link:
+            return StorageError(f"refusing to follow the symlink {path}: files are only written "
+                                f"inside {self.root}")
+        return StorageError(f"cannot use {path}: a file is in the way of a directory")
+
+    def _get_root_fd(self, create: bool) -> int | None:
+        with self._lock:
+            if self._root_fd is not None:
+                return self._root_fd
+        try:
+            if create:
+                os.makedirs(self.root, exist_ok=True)
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if create:
+                raise StorageError(f"cannot create the download directory {self.root}") from None
+            return None
+        except OSError as exc:
+            raise StorageError(_describe(exc, "opening the download directory", self.root)) from exc
+        with self._lock:
+            if self._closed:
+                os.close(fd)
+                raise StorageError(f"storage for {self.metainfo.name} is closed")
+            if self._root_fd is None:
+                self._root_fd = fd
+            else:
+                os.close(fd)
+            return self._root_fd
+
+    # --- errors -----------------------------------------------------------------------
+
+    def _error(self, exc: OSError, action: str, file_index: int) -> StorageError:
+        path = self.paths[file_index] or self.root
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            needed = self._space_needed()
+            try:
+                vfs = os.statvfs(self.root)
+                free = vfs.f_bavail * vfs.f_frsize
+            except OSError:
+                free = 0
+            what = "disk full" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+            return DiskFullError(f"{what} {action} {path}: about {format_size(needed)} more needed "
+                                 f"to finish, {format_size(free)} free", path, needed, free)
+        return StorageError(_describe(exc, action, path))
+
+    def _space_needed(self) -> int:
+        """Bytes of wanted files not yet allocated on disk (an estimate: sparse
+        files count their allocated blocks)."""
+        needed = 0
+        for i, path in enumerate(self.paths):
+            if path is None or not self._wanted[i]:
+                continue
+            length = self._files[i].length
+            try:
+                st = os.stat(path, follow_symlinks=False)
+                needed += max(0, length - st.st_blocks * 512)
+            except OSError:
+                needed += length
+        return needed
+
+    def _check_range(self, index: int, begin: int, length: int) -> None:
+        size = self.geometry.piece_size(index)
+        if begin < 0 or length <= 0 or begin + length > size:
+            raise ValueError(f"block {begin}+{length} is outside piece {index} of {size} bytes")
+
+
+def _describe(exc: OSError, action: str, path: Path) -> str:
+    """One line for an OSError, with a hint when there is an obvious one."""
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        return f"permission denied {action} {path}: check the download directory's owner and mode"
+    if code == errno.EROFS:
+        return f"read-only filesystem {action} {path}: choose another download directory"
+    if code == errno.EFBIG:
+        return f"file too large for the filesystem {action} {path} (a FAT disk, or a file size limit)"
+    if code == errno.EIO:
+        return f"I/O error {action} {path}: the disk may be failing"
+    if code == errno.ENAMETOOLONG:
+        return f"name too long {action} {path}"
+    if code == errno.EMFILE or code == errno.ENFILE:
+        return f"too many open files {action} {path}: raise the open-file limit (ulimit -n)"
+    return f"cannot complete {action} {path}: {exc.strerror or exc}"
+
+
+def _runs(pieces: Bitfield | Iterable[int], num_pieces: int) -> list[tuple[int, int]]:
+    """Sorted (first, count) runs of consecutive piece indexes."""
+    indexes = pieces.iter_set() if hasattr(pieces, "iter_set") else sorted(set(pieces))
+    runs: list[tuple[int, int]] = []
+    for i in indexes:
+        if not 0 <= i < num_pieces:
+            raise IndexError(f"piece {i} out of range 0..{num_pieces - 1}")
+        if runs and runs[-1][0] + runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs

@@ -365,14 +365,26 @@ class Swarm:
         self._wake_all()
 
     def _choose_refetch_peer(self, index: int, exclude: set[object]) -> PeerConnection | None:
-        """A single peer to fetch a failed piece from: one that had no part in it
-        if possible, so the fresh copy is independent of the suspects."""
-        candidates = [p for p, s in self.peers.items() if p.bitfield is not None and p.bitfield.get(index)]
+        """A single peer to fetch a failed piece from: one that has been
+        delivering, and had no part in the failed copy if possible, so the
+        fresh copy is independent of the suspects."""
+        candidates = [p for p, s in self.peers.items()
+                      if p.bitfield is not None and p.bitfield.get(index) and not s.snubbed
+                      and p.downloaded.total and not p.closed]
         fresh = [p for p in candidates if self.peers[p].identity not in exclude]
         pool = fresh or candidates
         if not pool:
             return None
-        return max(pool, key=lambda p: p.downloaded.rate(time.monotonic()))
+        now = time.monotonic()
+        return max(pool, key=lambda p: p.downloaded.rate(now))
+
+    def _move_reservations(self, peer: PeerConnection) -> None:
+        """A peer that stopped delivering loses its smart-ban re-fetches: the
+        pieces open to everyone (the fresh copy is proven by its hash, whoever
+        sends it, so the block comparison stays sound)."""
+        for progress in self.picker.partials():
+            if progress.reserved_for is peer:
+                self.picker.unreserve(progress.index)
 
     def _blame(self, index: int, failed: FailedPiece, good: PartialPiece) -> None:
         """Ban exactly the senders of blocks that differ from the verified copy."""
@@ -407,7 +419,8 @@ class Swarm:
             if peer.am_choking and index not in self._allowed_fast_for(peer):
                 continue
             try:
-                piece = await self._cached_piece(index)
+                # Shielded: the read is shared, one peer leaving must not cancel it for all.
+                piece = await asyncio.shield(self._cached_piece(index))
             except StorageError as exc:
                 self.session.storage_failed(self, exc)
                 return
@@ -430,7 +443,7 @@ class Swarm:
         self._read_cache[index] = future
         while len(self._read_cache) > self._read_cache_max:
             self._read_cache.popitem(last=False)
-        future.add_done_callback(lambda f: f.exception() and self._read_cache.pop(index, None))
+        future.add_done_callback(lambda f: (f.cancelled() or f.exception()) and self._read_cache.pop(index, None))
         return future
 
     # ---- periodic work -----------------------------------------------------------
@@ -449,6 +462,7 @@ class Swarm:
                     state.snubbed = True
                     state.outstanding.clear()
                     self.picker.release(peer)
+                    self._move_reservations(peer)
                     self._wake_all()
                 elif now - oldest > REQUEST_TIMEOUT:
                     self._give_up(peer, state, [b for b, t in state.outstanding.items() if now - t > REQUEST_TIMEOUT])

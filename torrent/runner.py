@@ -94,6 +94,40 @@ async def _drive(session: Session, metainfo: Metainfo, options: RunOptions, stop
     return 0 if swarm.completed.is_set() else 130
 
 
+def run_demo(metainfo: Metainfo, data_parent: Path, download_dir: Path, *, quiet: bool = False) -> int:
+    """A seeder and a leecher in one process on 127.0.0.1, showing the leecher."""
+    return uvloop.run(_demo(metainfo, data_parent, download_dir, quiet))
+
+
+async def _demo(metainfo: Metainfo, data_parent: Path, download_dir: Path, quiet: bool) -> int:
+    settings = dict(listen_host="127.0.0.1", listen_port=0)
+    seeder = Session(Settings(**settings))
+    leecher = Session(Settings(**settings))
+    await seeder.start()
+    await leecher.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    display = _Display(enabled=not quiet and sys.stderr.isatty())
+    try:
+        await seeder.add(metainfo, data_parent)
+        print(f"seeder: 127.0.0.1:{seeder.listen_port}, leecher: 127.0.0.1:{leecher.listen_port}",
+              file=sys.stderr)
+        started = time.monotonic()
+        await leecher.add(metainfo, download_dir, peers=[("127.0.0.1", seeder.listen_port)])
+        code = await _drive(leecher, metainfo, RunOptions(download_dir, seed=False), stop, display)
+        elapsed = time.monotonic() - started
+        if code == 0:
+            print(f"downloaded {format_size(metainfo.payload_length)} in {elapsed:.2f} s "
+                  f"({metainfo.payload_length / elapsed / 1e6:.0f} MB/s) into {download_dir}", file=sys.stderr)
+        return code
+    finally:
+        display.close()
+        await leecher.close()
+        await seeder.close()
+
+
 def _line(s: TorrentStats) -> str:
     pct = 100.0 * s.have / s.total if s.total else 100.0
     return (f"{s.name}: {pct:5.1f}%  down {format_size(s.down_rate)}/s  up {format_size(s.up_rate)}/s  "

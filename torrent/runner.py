@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -38,7 +39,13 @@ class RunOptions:
 
 def run(metainfo: Metainfo, options: RunOptions, settings: Settings) -> int:
     """Download (and seed) until done or interrupted; returns the exit code."""
+    _log_to_stderr()
     return uvloop.run(_main(metainfo, options, settings))
+
+
+def _log_to_stderr() -> None:
+    """Warnings (tracker failures, bans, disk errors) as one line each."""
+    logging.basicConfig(level=logging.WARNING, format="torrent: %(message)s", stream=sys.stderr)
 
 
 async def _main(metainfo: Metainfo, options: RunOptions, settings: Settings) -> int:
@@ -96,6 +103,7 @@ async def _drive(session: Session, metainfo: Metainfo, options: RunOptions, stop
 
 def run_demo(metainfo: Metainfo, data_parent: Path, download_dir: Path, *, quiet: bool = False) -> int:
     """A seeder and a leecher in one process on 127.0.0.1, showing the leecher."""
+    _log_to_stderr()
     return uvloop.run(_demo(metainfo, data_parent, download_dir, quiet))
 
 

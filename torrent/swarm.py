@@ -301,11 +301,12 @@ class Swarm:
         peer.send(b"".join(out))
 
     def _give_up(self, peer: PeerConnection, state: PeerState, blocks: list[Block]) -> None:
-        """Stop waiting for ``blocks`` from ``peer``: other peers may take them.
-        If they still arrive they are accepted (the picker keeps them open)."""
+        """Stop waiting for ``blocks`` from ``peer``: cancel them there and let
+        other peers take them. A copy that still arrives is dropped."""
         for block in blocks:
             del state.outstanding[block]
-            self.picker.request_timed_out(peer, block.index, block.begin)
+            peer.send(wire.build_cancel(*block))
+            self.picker.block_rejected(peer, block.index, block.begin)
         self._wake_all()
 
     # ---- verification and blame ---------------------------------------------

@@ -286,3 +286,47 @@ def test_sigkill_mid_download_resumes_without_refetching(tmp_path: Path) -> None
 
     run(seed_and_leech())
     assert same_tree(data / "payload", tmp_path / "out" / "payload")
+
+
+def test_dead_and_lying_trackers_do_not_stop_the_download(tmp_path: Path) -> None:
+    """Tier 1 answers garbage, tier 2 returns a failure reason, tier 3 is a UDP
+    port nobody listens on: the errors are recorded, peers still work."""
+    data_parent = tmp_path / "seed"
+    make_payload(data_parent / "payload", 2 * 1024 * 1024, files=2)
+
+    async def main() -> None:
+        async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot bcode")
+            await writer.drain()
+            writer.close()
+
+        async def failure(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            body = b"d14:failure reason13:go away, sire"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            writer.close()
+
+        servers = [await asyncio.start_server(h, "127.0.0.1", 0) for h in (garbage, failure)]
+        ports = [s.sockets[0].getsockname()[1] for s in servers]
+        tiers = [[f"http://127.0.0.1:{ports[0]}/announce"], [f"http://127.0.0.1:{ports[1]}/announce"],
+                 ["udp://127.0.0.1:9/announce"]]
+        meta = metainfo.parse(create_torrent(data_parent / "payload", piece_length=PIECE, trackers=tiers))
+        seeder, leecher = await start_session(tmp_path, "s"), await start_session(tmp_path, "l")
+        try:
+            await seeder.add(meta, data_parent)
+            await leecher.add(meta, tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            await wait_complete(leecher, meta)
+            running = leecher.torrents[meta.info_hash]
+            statuses = {s.url: s for s in running.tiers.status()}
+            assert statuses[tiers[0][0]].failures >= 1
+            assert statuses[tiers[1][0]].failures >= 1 and "go away" in statuses[tiers[1][0]].last_error
+        finally:
+            await leecher.close()
+            await seeder.close()
+            for s in servers:
+                s.close()
+        assert same_tree(data_parent / "payload", tmp_path / "out" / "payload")
+
+    run(main())

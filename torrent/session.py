@@ -56,7 +56,7 @@ class Settings:
     limits: Limits = DEFAULT_LIMITS
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class TorrentStats:
     """An immutable view of one torrent for a front end."""
 

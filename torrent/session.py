@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 RESUME_EVERY = 30.0
 CONNECT_TIMEOUT = 10.0
 RECONNECT_AFTER = 60.0  # a candidate that failed is tried again after this long
+MAX_CANDIDATES = 2000  # peer addresses remembered per torrent; the oldest go first
 
 
 def make_peer_id() -> bytes:
@@ -158,7 +159,7 @@ class Session:
         running = _Running(swarm, metainfo, TrackerTiers(metainfo.trackers), resume_path=resume_file)
         self.torrents[metainfo.info_hash] = running
         for address in peers:
-            running.candidates[address] = 0.0
+            _add_candidate(running, address)
         running.tasks = [
             loop.create_task(self._timers(running)),
             loop.create_task(self._announcer(running)),
@@ -181,7 +182,7 @@ class Session:
         running = self.torrents.get(info_hash)
         if running is not None:
             for address in peers:
-                running.candidates.setdefault(address, 0.0)
+                _add_candidate(running, address)
 
     # ---- SwarmHost -----------------------------------------------------------------
 
@@ -286,7 +287,7 @@ class Session:
         running.tiers.on_success(url, response, time.monotonic())
         running.last_tracker_error = None
         for address in response.peers:
-            running.candidates.setdefault((address[0], address[1]), 0.0)
+            _add_candidate(running, (address[0], address[1]))
         return True
 
     async def _announce_stopped(self, running: _Running) -> None:
@@ -338,6 +339,14 @@ class Session:
             seeds=sum(1 for p in peers if p.bitfield is not None and p.bitfield.all()),
             complete=swarm.completed.is_set(), hash_failures=swarm.hash_failures, banned=len(swarm.banned),
             tracker_error=running.last_tracker_error)
+
+
+def _add_candidate(running: _Running, address: tuple[str, int]) -> None:
+    if address in running.candidates:
+        return
+    if len(running.candidates) >= MAX_CANDIDATES:
+        del running.candidates[next(iter(running.candidates))]
+    running.candidates[address] = 0.0
 
 
 def _needs_quick_rechoke(swarm: Swarm) -> bool:

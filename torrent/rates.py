@@ -10,14 +10,17 @@ WINDOW = 5  # seconds averaged
 
 
 class RateMeter:
-    __slots__ = ("total", "_buckets", "_second")
+    __slots__ = ("total", "_buckets", "_second", "_start")
 
     def __init__(self) -> None:
         self.total = 0
         self._buckets = [0] * WINDOW
         self._second = 0
+        self._start: float | None = None
 
     def add(self, amount: int, now: float) -> None:
+        if self._start is None:
+            self._start = now
         self._advance(int(now))
         self._buckets[self._second % WINDOW] += amount
         self.total += amount
@@ -25,8 +28,14 @@ class RateMeter:
     def rate(self, now: float) -> float:
         """Bytes per second over the last complete seconds of the window."""
         self._advance(int(now))
-        # WINDOW - 1 whole seconds plus the part of the current one that has passed.
-        return sum(self._buckets) / ((WINDOW - 1) + (now - int(now)))
+        if self._start is None:
+            return 0.0
+        # WINDOW - 1 whole seconds plus the part of the current one that has
+        # passed; less for a young meter, so a new connection is not
+        # underestimated (its pipeline depth is sized from this). At least
+        # 0.1 s, so one early block does not read as a burst.
+        span = min((WINDOW - 1) + (now - int(now)), max(now - self._start, 0.1))
+        return sum(self._buckets) / span
 
     def _advance(self, second: int) -> None:
         if second <= self._second:

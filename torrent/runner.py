@@ -95,8 +95,12 @@ async def _drive(session: Session, metainfo: Metainfo, options: RunOptions, stop
         while not session.errors.empty():
             print(f"torrent: error: {session.errors.get_nowait()}", file=sys.stderr)
             return 1
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
+        waits = [asyncio.ensure_future(stop.wait())]
+        if not announced_done:
+            waits.append(asyncio.ensure_future(swarm.completed.wait()))
+        _, pending = await asyncio.wait(waits, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+        for w in pending:
+            w.cancel()
     print(f"{metainfo.name}: stopping", file=sys.stderr)
     return 0 if swarm.completed.is_set() else 130
 

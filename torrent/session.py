@@ -164,6 +164,7 @@ class Session:
             loop.create_task(self._timers(running)),
             loop.create_task(self._announcer(running)),
         ]
+        self._connect_more(running, time.monotonic())
         return swarm
 
     async def remove(self, info_hash: bytes) -> None:
@@ -183,6 +184,7 @@ class Session:
         if running is not None:
             for address in peers:
                 _add_candidate(running, address)
+            self._connect_more(running, time.monotonic())
 
     # ---- SwarmHost -----------------------------------------------------------------
 
@@ -288,6 +290,7 @@ class Session:
         running.last_tracker_error = None
         for address in response.peers:
             _add_candidate(running, (address[0], address[1]))
+        self._connect_more(running, time.monotonic())
         return True
 
     async def _announce_stopped(self, running: _Running) -> None:
@@ -312,7 +315,10 @@ class Session:
         uploaded, downloaded = swarm.uploaded, swarm.downloaded
 
         def save() -> None:
-            swarm.storage.sync()  # the pieces the resume data vouches for are on disk first
+            # No fsync of the payload: a killed process loses nothing from the
+            # page cache, and syncing gigabytes would stall every exit (libtorrent
+            # does not either). Only a power cut can leave resume data ahead of
+            # the disk, and a recheck (--recheck) repairs that.
             data = resume.snapshot(swarm.storage, have, uploaded=uploaded, downloaded=downloaded)
             running.resume_path.parent.mkdir(parents=True, exist_ok=True)
             resume.save(running.resume_path, data)

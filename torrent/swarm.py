@@ -41,8 +41,8 @@ REQUEST_TIMEOUT = 30.0  # seconds before an unanswered request goes to another p
 SNUB_TIME = 45.0  # unchoked, requests outstanding, and no block for this long
 KEEPALIVE_EVERY = 90.0
 IDLE_TIMEOUT = 180.0  # nothing received at all
-PIPELINE_SECONDS = 1.0  # outstanding requests ≈ this many seconds of the peer's rate
-MIN_PIPELINE = 8
+PIPELINE_SECONDS = 2.0  # outstanding requests ≈ this many seconds of the peer's rate
+MIN_PIPELINE = 16
 MAX_SERVE_QUEUE = 500  # requests we hold for one peer (our advertised reqq)
 READ_CACHE_BYTES = 32 * 1024 * 1024  # whole pieces kept for serving their blocks
 

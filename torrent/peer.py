@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -20,6 +21,8 @@ from torrent.bitfield import Bitfield
 from torrent.errors import ProtocolError
 from torrent.rates import RateMeter
 from torrent.settings import DEFAULT_LIMITS, Limits
+
+log = logging.getLogger(__name__)
 
 RECV_BUFFER = 256 * 1024  # one read can carry 16 blocks; uvloop fills it in one call
 EXTENSIONS = {"ut_metadata": 0}  # advertised in the BEP 10 handshake; ids filled by later issues
@@ -165,6 +168,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             return
         self.closed = True
         self.close_reason = reason
+        log.debug("%r closed: %s", self, reason)
         if self.transport is not None:
             self.transport.abort()
         if self.owner is not None and self.remote_id is not None:
@@ -239,10 +243,16 @@ class PeerConnection(asyncio.BufferedProtocol):
         return self.bitfield
 
     def _set_bitfield(self, bitfield: Bitfield) -> None:
-        if self.bitfield is not None:
-            raise ProtocolError("bitfield sent twice, or after a have")
-        self.bitfield = bitfield
-        self.owner.on_bitfield(self)  # type: ignore[union-attr]
+        if self.bitfield is None:
+            self.bitfield = bitfield
+            self.owner.on_bitfield(self)  # type: ignore[union-attr]
+            return
+        # A later bitfield (aria2 sends one instead of several haves): apply
+        # the pieces it adds as haves; a peer cannot lose pieces it announced.
+        added = bitfield.and_not(self.bitfield)
+        self.bitfield = self.bitfield.or_(bitfield)
+        for index in added.iter_set():
+            self.owner.on_have(self, index)  # type: ignore[union-attr]
 
     def _on_handshake(self, hs: wire.Handshake) -> None:
         if self.owner is None:

@@ -197,3 +197,25 @@ def test_protocol_violations_drop_the_peer(loop_factory, garbage: bytes, reason:
         server.close()
 
     run(loop_factory, main())
+
+
+def test_a_later_bitfield_adds_its_new_pieces_as_haves(loop_factory) -> None:
+    """aria2 sends a fresh bitfield instead of several haves: keep the peer."""
+    async def main() -> None:
+        seed = Owner(b"S" * 20, full())
+        leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
+        out, inc, server = await connect(seed, leech)
+        await seed.wait_for("bitfield")  # have-none from the leecher
+        seed.events.clear()
+        later = Bitfield(NUM_PIECES)
+        later.set(2)
+        later.set(7)
+        out.send(wire.build_bitfield(later.to_bytes()))
+        assert await seed.wait_for("have") == ("have", 2)
+        await asyncio.sleep(0.05)
+        assert [e for e in seed.events if e[0] == "have"] == [("have", 2), ("have", 7)]
+        assert not inc.closed and inc.bitfield.iter_set() == [2, 7]
+        out.close("done")
+        server.close()
+
+    run(loop_factory, main())

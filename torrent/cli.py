@@ -78,7 +78,8 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="connect to this peer too")
     p.add_argument("--max-down", metavar="RATE", help="download limit in bytes/s (e.g. 2M)")
     p.add_argument("--max-up", metavar="RATE", help="upload limit in bytes/s (e.g. 500K)")
-    p.add_argument("--max-peers", type=int, default=60)
+    p.add_argument("--max-peers", type=int, default=60, help="connections per torrent (default 60)")
+    p.add_argument("--upload-slots", type=int, default=4, help="peers we upload to at once (default 4)")
     p.add_argument("--resume-dir", metavar="DIR", help="where resume data lives (default: ~/.local/share/torrent)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
 
@@ -261,7 +262,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     if seeding and not options.download_dir.is_dir():
         raise TorrentError(f"{options.download_dir} is not a directory")
     resume_dir = Path(args.resume_dir) if args.resume_dir else _default_resume_dir()
-    settings = Settings(listen_port=args.port, max_peers=args.max_peers,
+    if args.upload_slots < 1 or args.max_peers < 1:
+        raise TorrentError("--upload-slots and --max-peers must be at least 1")
+    settings = Settings(listen_port=args.port, max_peers=args.max_peers, upload_slots=args.upload_slots,
                         max_down=parse_size(args.max_down) if args.max_down else 0,
                         max_up=parse_size(args.max_up) if args.max_up else 0, resume_dir=resume_dir)
     return run(meta, options, settings)

@@ -24,6 +24,7 @@ from torrent.settings import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
+HANDSHAKE_TIMEOUT = 10.0  # seconds for the other side to complete its handshake
 RECV_BUFFER = 256 * 1024  # one read can carry 16 blocks; uvloop fills it in one call
 EXTENSIONS = {"ut_metadata": 0}  # advertised in the BEP 10 handshake; ids filled by later issues
 CLIENT_NAME = "torrent"
@@ -107,6 +108,11 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.address = (peer[0], peer[1]) if peer else ("?", 0)
         if self.outgoing:
             self._send_handshake()
+        asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._check_handshake)
+
+    def _check_handshake(self) -> None:
+        if self.remote_id is None and not self.closed:
+            self.close(f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._rview

@@ -39,6 +39,13 @@ class TokenBucket:
             self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
             self._stamp = now
 
+    def available(self, now: float) -> float:
+        """Bytes that may go now without waiting (infinite when unlimited)."""
+        if not self._rate:
+            return float("inf")
+        self._refill(now)
+        return self._tokens
+
     def take(self, amount: int, now: float) -> float:
         """Spend ``amount`` bytes; return how long to wait before sending them.
 
@@ -64,6 +71,13 @@ class RateLimiter:
 
     def set_rate(self, rate: float) -> None:
         self._bucket.set_rate(rate, now=time.monotonic())
+
+    def available(self) -> float:
+        return self._bucket.available(time.monotonic())
+
+    def spend(self, amount: int) -> None:
+        """Count bytes already committed (e.g. requested) against the limit."""
+        self._bucket.take(amount, time.monotonic())
 
     async def acquire(self, amount: int) -> None:
         delay = self._bucket.take(amount, time.monotonic())

@@ -46,9 +46,10 @@ def make_peer_id() -> bytes:
 
 @dataclass
 class Settings:
-    listen_host: str = "0.0.0.0"
+    listen_host: str | None = None  # None: every IPv4 and IPv6 address
     listen_port: int = 6881  # 0: any free port
-    max_peers: int = 60
+    max_peers: int = 60  # per torrent
+    max_connections: int = 200  # for the whole session
     max_half_open: int = 20  # outgoing connection attempts at once, per torrent
     upload_slots: int = 4
     max_down: int = 0  # bytes/s, 0 = unlimited
@@ -101,7 +102,7 @@ class Session:
         self.executor = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="disk")
         self.torrents: dict[bytes, _Running] = {}
         self.listen_port: int | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._servers: list[asyncio.base_events.Server] = []
         self._self_addresses: set[tuple[str, int]] = set()
         self.errors: asyncio.Queue[str] = asyncio.Queue(maxsize=100)
         self._key = random.getrandbits(32)
@@ -110,18 +111,40 @@ class Session:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: PeerConnection(None, resolver=self._resolve, listen_port=self.listen_port,
-                                   limits=self.limits),
-            self.settings.listen_host, self.settings.listen_port, reuse_address=True)
-        self.listen_port = self._server.sockets[0].getsockname()[1]
+
+        def factory() -> PeerConnection:
+            return PeerConnection(None, resolver=self._resolve, listen_port=self.listen_port, limits=self.limits)
+
+        host, port = self.settings.listen_host, self.settings.listen_port
+        if host is not None:
+            self._servers = [await loop.create_server(factory, host, port, reuse_address=True)]
+            self.listen_port = self._servers[0].sockets[0].getsockname()[1]
+            return
+        # IPv4 first (a free port is picked there when port is 0), then IPv6 on
+        # the same port if the machine has it.
+        self._servers = [await loop.create_server(factory, "0.0.0.0", port, reuse_address=True)]
+        self.listen_port = self._servers[0].sockets[0].getsockname()[1]
+        try:
+            self._servers.append(await loop.create_server(factory, "::", self.listen_port, reuse_address=True))
+        except OSError as exc:
+            log.info("not listening on IPv6: %s", exc)
+
+    def connection_allowed(self) -> bool:
+        return sum(len(r.swarm.peers) for r in self.torrents.values()) < self.settings.max_connections
+
+    def set_rate_limits(self, *, max_down: int | None = None, max_up: int | None = None) -> None:
+        """Change the global limits while transfers run (bytes/s, 0 = unlimited)."""
+        if max_down is not None:
+            self.download_limiter.set_rate(max_down)
+        if max_up is not None:
+            self.upload_limiter.set_rate(max_up)
 
     async def close(self) -> None:
         """Stop every torrent: ``stopped`` announces, resume saved, sockets closed."""
         for info_hash in list(self.torrents):
             await self.remove(info_hash)
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         self.executor.shutdown(wait=True)
 
     def _resolve(self, info_hash: bytes) -> Swarm | None:
@@ -229,7 +252,9 @@ class Session:
         if swarm.completed.is_set() and not swarm.have.all():
             return  # done with what the user wanted; others will dial us
         connected = set(swarm.connected_addresses())
-        room = min(swarm.max_peers - len(swarm.peers), self.settings.max_half_open - len(running.connecting))
+        total = sum(len(r.swarm.peers) for r in self.torrents.values())
+        room = min(swarm.max_peers - len(swarm.peers), self.settings.max_half_open - len(running.connecting),
+                   self.settings.max_connections - total)
         for address, not_before in list(running.candidates.items()):
             if room <= 0:
                 break

@@ -139,6 +139,8 @@ class Swarm:
             return "duplicate connection"
         if len(self.peers) >= self.max_peers:
             return "too many peers"
+        if not self.session.connection_allowed():
+            return "too many connections in this session"
         self.peers[peer] = PeerState(identity)
         return None
 
@@ -287,12 +289,22 @@ class Swarm:
             return
         if state.snubbed:
             want = min(want, 1)  # a snubbed peer gets one request at a time, of a common piece
+        limiter = self.session.download_limiter
+        if limiter.rate:
+            # The download limit holds back requests, not received bytes: what
+            # we ask for is what peers send.
+            want = min(want, int(limiter.available() // BLOCK_SIZE))
+            if want <= 0:
+                asyncio.get_running_loop().call_later(BLOCK_SIZE / limiter.rate, self._schedule_fill, peer)
+                return
         blocks = self.picker.pick(peer, want, allowed_fast=peer.allowed_fast, choked=choked,
                                   snubbed=state.snubbed)
         if not blocks:
             if not state.outstanding and not self.picker.interesting(peer):
                 peer.set_interested(False)
             return
+        if limiter.rate:
+            limiter.spend(sum(block.length for block in blocks))
         now = time.monotonic()
         out = []
         for block in blocks:
@@ -501,7 +513,9 @@ class SwarmHost:
 
     limits: object
     upload_limiter: object
+    download_limiter: object
 
+    def connection_allowed(self) -> bool: ...
     def note_self_address(self, address: tuple[str, int] | None) -> None: ...
     def torrent_completed(self, swarm: Swarm) -> None: ...
     def storage_failed(self, swarm: Swarm, exc: StorageError) -> None: ...

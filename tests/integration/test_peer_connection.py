@@ -219,3 +219,27 @@ def test_a_later_bitfield_adds_its_new_pieces_as_haves(loop_factory) -> None:
         server.close()
 
     run(loop_factory, main())
+
+
+def test_a_silent_connection_is_dropped_after_the_handshake_timeout(loop_factory, monkeypatch) -> None:
+    import torrent.peer as peer_module
+
+    monkeypatch.setattr(peer_module, "HANDSHAKE_TIMEOUT", 0.2)
+
+    async def main() -> None:
+        seed = Owner(b"S" * 20, full())
+        loop = asyncio.get_running_loop()
+        conns: list[PeerConnection] = []
+
+        def factory() -> PeerConnection:
+            conns.append(PeerConnection(None, resolver=lambda h: seed))
+            return conns[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        assert await asyncio.wait_for(reader.read(), 3) == b""  # closed on us, nothing sent
+        assert conns[0].closed and "no handshake" in conns[0].close_reason
+        writer.close()
+        server.close()
+
+    run(loop_factory, main())

@@ -330,3 +330,29 @@ def test_dead_and_lying_trackers_do_not_stop_the_download(tmp_path: Path) -> Non
         assert same_tree(data_parent / "payload", tmp_path / "out" / "payload")
 
     run(main())
+
+
+def test_download_limit_holds_and_can_be_lifted_while_running(tmp_path: Path) -> None:
+    meta, data = make_torrent(tmp_path, 3 * 1024 * 1024, files=1)
+
+    async def main() -> None:
+        seeder, leecher = await start_session(tmp_path, "s"), await start_session(tmp_path, "l")
+        leecher.set_rate_limits(max_down=512 * 1024)
+        try:
+            await seeder.add(meta, data)
+            lswarm = await leecher.add(meta, tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            started = time.monotonic()
+            await asyncio.sleep(2.0)
+            # 512 KiB/s plus a one-second burst: at most ~1.5 MiB in two seconds.
+            fetched = lswarm.have.count() * meta.piece_length
+            assert fetched <= 512 * 1024 * 3 + 2 * meta.piece_length, fetched
+            assert fetched > 0
+            leecher.set_rate_limits(max_down=0)
+            await wait_complete(leecher, meta)
+            assert time.monotonic() - started >= 2.0
+        finally:
+            await leecher.close()
+            await seeder.close()
+        assert same_tree(data / "payload", tmp_path / "out" / "payload")
+
+    run(main())

@@ -363,3 +363,30 @@ def test_download_limit_holds_and_can_be_lifted_while_running(tmp_path: Path) ->
         assert same_tree(data / "payload", tmp_path / "out" / "payload")
 
     run(main())
+
+
+def test_only_selected_files_are_downloaded(tmp_path: Path) -> None:
+    """Deselected files are skipped; a piece shared with a wanted file still comes."""
+    meta, data = make_torrent(tmp_path, 3 * 1024 * 1024 + 777, files=3)
+    wanted = 1
+
+    async def main() -> None:
+        seeder, leecher = await start_session(tmp_path, "s"), await start_session(tmp_path, "l")
+        try:
+            await seeder.add(meta, data)
+            lswarm = await leecher.add(meta, tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)],
+                                       only_files=[wanted])
+            await wait_complete(leecher, meta)
+            geometry = meta.geometry
+            needed = set(geometry.file_pieces(wanted))
+            assert set(lswarm.have.iter_set()) == needed  # exactly the pieces touching the wanted file
+        finally:
+            await leecher.close()
+            await seeder.close()
+        rel = Path(*meta.files[wanted].path)
+        assert (tmp_path / "out" / rel).read_bytes() == (data / rel).read_bytes()
+        for i, f in enumerate(meta.files):
+            if i != wanted and not set(meta.geometry.file_pieces(i)) & set(meta.geometry.file_pieces(wanted)):
+                assert not (tmp_path / "out" / Path(*f.path)).exists()
+
+    run(main())

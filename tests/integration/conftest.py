@@ -22,24 +22,12 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import pytest
+from helpers import free_port
 
 OPENTRACKER_START_TIMEOUT = 10.0
 WHITELISTED = 32  # random info-hashes, enough for one per test
 
 
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (bound to :0, then released)."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-        return port
-    pytest.fail("no port free for both TCP and UDP on 127.0.0.1", pytrace=False)
 
 
 @dataclass

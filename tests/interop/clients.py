@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import quote_from_bytes
 
 import pytest
+from helpers import free_port
 
 # Which Debian package provides each command these tests start.
 DEBIAN_PACKAGE = {
@@ -64,19 +65,6 @@ def require_tool(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (bound to :0, then released)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-        return port
-    pytest.fail("no port free for both TCP and UDP on 127.0.0.1", pytrace=False)
 
 
 # ---- payloads and comparisons ---------------------------------------------------

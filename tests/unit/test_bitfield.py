@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import compiled_bitfield_class
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,16 +28,11 @@ from torrent.errors import BitfieldError, ProtocolError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def compiled_class() -> type:
-    try:
-        return speedups.compiled_module("bitfield").Bitfield
-    except ImportError as exc:  # pragma: no cover - only when the build is broken
-        pytest.fail(f"_speedups.bitfield is not built ({exc}); run setup.py build_ext --inplace")
 
 
 @pytest.fixture(scope="module", params=["cython", "python"])
 def impl(request: pytest.FixtureRequest) -> type:
-    return compiled_class() if request.param == "cython" else PyBitfield
+    return compiled_bitfield_class() if request.param == "cython" else PyBitfield
 
 
 def nbytes(length: int) -> int:
@@ -376,7 +372,7 @@ def test_repr_is_short(impl):
 
 def test_compiled_without_init_is_an_empty_field():
     """``__new__`` alone must leave a safe, zero-length field, never a NULL buffer."""
-    compiled = compiled_class()
+    compiled = compiled_bitfield_class()
     bf = compiled.__new__(compiled)
     assert (len(bf), bf.count(), bf.to_bytes(), bf.iter_set()) == (0, 0, b"", [])
     assert bf.next_clear(0) == -1 and bf.all() and bf.copy() == compiled(0)
@@ -459,7 +455,7 @@ def outcome(fn, *args):
 @settings(PROPERTY_SETTINGS, max_examples=300)
 @given(fields=field_pair(), ops=OPS)
 def test_compiled_matches_twin(fields, ops):
-    compiled = compiled_class()
+    compiled = compiled_bitfield_class()
     length, data_a, data_b = fields
     ca, cb = compiled.from_bytes(data_a, length), compiled.from_bytes(data_b, length)
     pa, pb = PyBitfield.from_bytes(data_a, length), PyBitfield.from_bytes(data_b, length)
@@ -575,8 +571,8 @@ def test_env_var_forces_the_twin():
     assert run_python(code, **{speedups.PURE_ENV: "1"}) == "True"
 
 
-def test_selector_prefers_the_compiled_class():
-    compiled_class()
+def test_selector_prefers_the_compiled_bitfield_class():
+    compiled_bitfield_class()
     code = (
         "import torrent.bitfield as b, _speedups.bitfield as c, torrent.speedups as s; "
         "print(b.Bitfield is c.Bitfield, s._status['bitfield'])"

@@ -8,6 +8,7 @@ import random
 from collections import Counter
 
 import pytest
+from helpers import compiled_bitfield_class
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -18,7 +19,6 @@ from hypothesis.stateful import (
     rule,
 )
 
-from torrent import speedups
 from torrent.bitfield import PyBitfield
 from torrent.errors import ProtocolError
 from torrent.geometry import BLOCK_SIZE, Geometry
@@ -27,16 +27,11 @@ from torrent.picker import Block, PiecePicker, Received
 KiB = 1024
 
 
-def compiled_class() -> type:
-    try:
-        return speedups.compiled_module("bitfield").Bitfield
-    except ImportError as exc:  # pragma: no cover - only when the build is broken
-        pytest.fail(f"_speedups.bitfield is not built ({exc}); run setup.py build_ext --inplace")
 
 
 @pytest.fixture(scope="module", params=["cython", "python"])
 def impl(request: pytest.FixtureRequest) -> type:
-    return compiled_class() if request.param == "cython" else PyBitfield
+    return compiled_bitfield_class() if request.param == "cython" else PyBitfield
 
 
 def geo(pieces: int, piece_length: int = 64 * KiB, tail: int = 0) -> Geometry:
@@ -189,7 +184,7 @@ def test_interest(impl):
 
 
 def test_mixed_bitfield_classes(impl):
-    other = PyBitfield if impl is not PyBitfield else compiled_class()
+    other = PyBitfield if impl is not PyBitfield else compiled_bitfield_class()
     n = 20
     p = make(impl, geo(n))
     p.peer_bitfield("a", bits(other, n, [3, 4]))
@@ -849,7 +844,7 @@ class PickerMachine(RuleBasedStateMachine):
                 random_first=st.integers(0, 3), requesters=st.integers(1, 3),
                 peers=st.lists(st.sets(st.integers(0, N_PIECES - 1), min_size=3), max_size=3))
     def start(self, seed, pure, have, random_first, requesters, peers):
-        self.m = Model(PyBitfield if pure else compiled_class(), seed, have, random_first, requesters)
+        self.m = Model(PyBitfield if pure else compiled_bitfield_class(), seed, have, random_first, requesters)
         for k, pieces in zip(PEER_KEYS, peers):
             self.m.do_bitfield(k, pieces)
 
@@ -1091,4 +1086,4 @@ def test_simulated_swarm_completes(impl, seed):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_simulated_swarm_completes_any_seed(seed):
-    run_swarm(compiled_class(), seed, pieces=20, fail_rate=0.2)
+    run_swarm(compiled_bitfield_class(), seed, pieces=20, fail_rate=0.2)

@@ -45,6 +45,10 @@ PIPELINE_SECONDS = 2.0  # outstanding requests ≈ this many seconds of the peer
 MIN_PIPELINE = 16
 MAX_SERVE_QUEUE = 500  # requests we hold for one peer (our advertised reqq)
 READ_CACHE_BYTES = 32 * 1024 * 1024  # whole pieces kept for serving their blocks
+# Complete pieces waiting to be hashed and written: past this, no new requests
+# go out until the disk catches up, so memory does not grow with the torrent
+# when the network is faster than the disk.
+WRITE_BACKLOG_BYTES = 32 * 1024 * 1024
 
 
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:
@@ -122,6 +126,7 @@ class Swarm:
         self._to_fill: set[PeerConnection] = set()
         self._fill_scheduled = False
         self._closing = False
+        self._backlog = 0  # bytes of complete pieces not yet hashed and written
 
     # ---- PeerOwner ----------------------------------------------------------
 
@@ -278,6 +283,8 @@ class Swarm:
     def _fill(self, peer: PeerConnection, state: PeerState) -> None:
         if peer.bitfield is None or not peer.am_interested:
             return
+        if self._backlog > WRITE_BACKLOG_BYTES:
+            return  # the write that brings the backlog down wakes every peer
         choked = peer.peer_choking
         if choked and not peer.allowed_fast:
             return
@@ -325,12 +332,18 @@ class Swarm:
 
     async def _verify(self, piece: PartialPiece) -> None:
         index = piece.index
+        self._backlog += len(piece.data)
         try:
             good = await self.storage.verify_and_write(index, piece.data)
         except StorageError as exc:
             self.picker.piece_failed(index)
             self.session.storage_failed(self, exc)
             return
+        finally:
+            was_full = self._backlog > WRITE_BACKLOG_BYTES
+            self._backlog -= len(piece.data)
+            if was_full and self._backlog <= WRITE_BACKLOG_BYTES:
+                self._wake_all()
         if self._closing:
             return
         if good:

@@ -553,11 +553,14 @@ class PiecePicker:
         allowed_fast: Collection[int] = (),
         choked: bool = False,
         snubbed: bool = False,
+        new_pieces: bool = True,
     ) -> list[Block]:
         """Up to ``count`` blocks to request from ``peer`` now, in request order.
 
         ``choked``: only pieces in the peer's BEP 6 ``allowed_fast`` set. ``snubbed``:
         a slow peer gets common pieces and never holds a piece for itself.
+        ``new_pieces=False``: only blocks of pieces already in progress (the engine's
+        cap on memory for pieces being assembled).
         """
         st = self._peers.get(peer)
         if st is None or count <= 0:
@@ -601,9 +604,10 @@ class PiecePicker:
                 return out
 
         # 4. Untouched pieces.
-        need = self._pick_fresh(st, need, out, allowed, snubbed)
-        if not need:
-            return out
+        if new_pieces:
+            need = self._pick_fresh(st, need, out, allowed, snubbed)
+            if not need:
+                return out
 
         # 5. Free blocks of pieces other peers are filling.
         if self._with_free:

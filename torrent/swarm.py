@@ -49,6 +49,9 @@ READ_CACHE_BYTES = 32 * 1024 * 1024  # whole pieces kept for serving their block
 # go out until the disk catches up, so memory does not grow with the torrent
 # when the network is faster than the disk.
 WRITE_BACKLOG_BYTES = 32 * 1024 * 1024
+# Pieces being assembled in memory: past this, peers only get blocks of pieces
+# already in progress (at least a few pieces, whatever the piece size).
+ASSEMBLY_BYTES = 64 * 1024 * 1024
 
 
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:
@@ -127,6 +130,7 @@ class Swarm:
         self._fill_scheduled = False
         self._closing = False
         self._backlog = 0  # bytes of complete pieces not yet hashed and written
+        self._max_assembling = max(4, ASSEMBLY_BYTES // metainfo.piece_length)
 
     # ---- PeerOwner ----------------------------------------------------------
 
@@ -304,8 +308,9 @@ class Swarm:
             if want <= 0:
                 asyncio.get_running_loop().call_later(BLOCK_SIZE / limiter.rate, self._schedule_fill, peer)
                 return
+        new_pieces = len(self.partial) < self._max_assembling
         blocks = self.picker.pick(peer, want, allowed_fast=peer.allowed_fast, choked=choked,
-                                  snubbed=state.snubbed)
+                                  snubbed=state.snubbed, new_pieces=new_pieces)
         if not blocks:
             if not state.outstanding and not self.picker.interesting(peer):
                 peer.set_interested(False)

@@ -1087,3 +1087,18 @@ def test_simulated_swarm_completes(impl, seed):
 @given(seed=st.integers(0, 2**32 - 1))
 def test_simulated_swarm_completes_any_seed(seed):
     run_swarm(compiled_bitfield_class(), seed, pieces=20, fail_rate=0.2)
+
+
+def test_no_new_pieces_gives_only_blocks_of_pieces_in_progress() -> None:
+    geometry = Geometry(4 * BLOCK_SIZE, (4 * BLOCK_SIZE * 8,))
+    picker = PiecePicker(geometry, rng=random.Random(1))
+    full = PyBitfield(geometry.num_pieces)
+    full.set_all()
+    picker.peer_bitfield("a", full)
+    picker.peer_bitfield("b", full)
+    first = picker.pick("a", 2)  # starts one piece, half of it requested
+    assert {b.index for b in first} == {first[0].index}
+    capped = picker.pick("b", 10, new_pieces=False)
+    assert capped and {b.index for b in capped} == {first[0].index}  # the rest of that piece only
+    assert picker.pick("b", 10, new_pieces=False) == []
+    assert picker.pick("b", 10)  # without the cap it starts new pieces

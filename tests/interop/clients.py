@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import quote_from_bytes
 
 import pytest
-from helpers import free_port
+from helpers import LIBTORRENT_LOOPBACK, free_port
 
 # Which Debian package provides each command these tests start.
 DEBIAN_PACKAGE = {
@@ -364,15 +364,7 @@ class LtPeer:
         self.name = name
         cat = lt.alert_category
         self.session: Any = lt.session({
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_incoming_utp": False,
-            "enable_outgoing_utp": False,
-            "allow_multiple_connections_per_ip": True,
-            "stop_tracker_timeout": 1,
+            **LIBTORRENT_LOOPBACK,
             "alert_mask": cat.error | cat.status | cat.peer | cat.connect | cat.storage,
             "user_agent": f"libtorrent interop {name}",
         })

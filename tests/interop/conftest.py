@@ -10,6 +10,8 @@ module, so test modules need no package layout.
 
 from __future__ import annotations
 
+from helpers import LIBTORRENT_LOOPBACK
+
 import json
 import random
 import re
@@ -191,14 +193,7 @@ def lt_recheck(lt: ModuleType, torrent: Path, save_path: Path, *, timeout: float
     Waits (bounded) for the check to finish: ``torrent_checked_alert`` or seeding.
     """
     session = lt.session({
-        "listen_interfaces": "127.0.0.1:0",
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_incoming_utp": False,
-        "enable_outgoing_utp": False,
-        "stop_tracker_timeout": 1,
+        **LIBTORRENT_LOOPBACK,
         "alert_mask": lt.alert.category_t.status_notification | lt.alert.category_t.error_notification,
     })
     try:

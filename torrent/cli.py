@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from torrent import __version__, speedups
-from torrent.errors import TorrentError
+from torrent.errors import TorrentError, UsageError
 from torrent.units import format_size, parse_size
 
 EXIT_USAGE = 2
@@ -70,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="make a sample torrent and download it from a local seeder")
     demo.add_argument("--dir", metavar="DIR", help="where to put the sample (default: a new temporary directory)")
     demo.add_argument("--size", default="256M", help="payload size (default 256M)")
+
+    bench = sub.add_parser("bench", help="measure downloads on 127.0.0.1: ours and libtorrent, every pairing")
+    bench.add_argument("--size", default="1G", help="payload size (default 1G)")
+    bench.add_argument("--piece-size", default="256K", help="piece size (default 256K)")
+    bench.add_argument("--seeders", type=int, default=1, metavar="N", help="seeders per run (default 1)")
+    bench.add_argument("--leechers", type=int, default=1, metavar="N", help="leechers per run (default 1)")
+    bench.add_argument("--runs", type=int, default=3, metavar="N", help="runs of each scenario (default 3)")
+    bench.add_argument("--scenario", action="append", default=[], metavar="NAME",
+                       help="ours-ours, lt-ours, ours-lt or lt-lt; repeatable (default: all)")
+    bench.add_argument("--pure-python", action="store_true",
+                       help="run our client with the pure-Python twins instead of the compiled speedups")
+    bench.add_argument("--no-ceilings", action="store_true", help="skip measuring the machine's ceilings")
+    bench.add_argument("--dir", metavar="DIR", help="work directory, kept with its payload for the next bench "
+                       "(default: a temporary directory, removed)")
+    bench.add_argument("--json", action="store_true", help="machine-readable results on stdout")
+    bench.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     return parser
 
 
@@ -97,9 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_create(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "bench":
+            return cmd_bench(args)
         if args.command in ("download", "seed"):
             return cmd_transfer(args)
-        parser.error("missing command: use 'info', 'create' or 'demo' (see torrent --help)")
+        parser.error("missing command: use 'info', 'create', 'download', 'seed', 'demo' or 'bench' (see torrent --help)")
     except TorrentError as exc:
         print(f"torrent: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -314,6 +332,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
               else "The downloaded files differ from the originals!")
         return 0 if same else 1
     return code
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from torrent.bench import BenchOptions, run_bench
+    from torrent.create import check_piece_length
+
+    for name in ("seeders", "leechers", "runs"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1")
+    size = parse_size(args.size)
+    if size < 1:
+        raise UsageError("--size must be at least 1 byte")
+    options = BenchOptions(size=size, piece_size=check_piece_length(parse_size(args.piece_size)),
+                           seeders=args.seeders, leechers=args.leechers, runs=args.runs,
+                           scenarios=tuple(args.scenario), pure_python=args.pure_python,
+                           measure_ceilings=not args.no_ceilings, work_dir=Path(args.dir) if args.dir else None,
+                           progress=not args.quiet)
+    report = run_bench(options)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return 0
 
 
 def _write_torrent(path: str | os.PathLike[str], output: Path, *, quiet: bool, **options: Any) -> None:

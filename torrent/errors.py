@@ -51,6 +51,11 @@ class UsageError(TorrentError):
     """A command-line value cannot be understood."""
 
 
+class BenchError(TorrentError):
+    """A benchmark run could not be carried out: a peer failed, hung, or
+    delivered bytes that do not match the torrent."""
+
+
 class TrackerError(TorrentError):
     """A tracker could not be used; ``reason`` says why, ``url`` which one."""
 

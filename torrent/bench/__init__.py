@@ -1,0 +1,171 @@
+"""``torrent bench``: complete downloads on 127.0.0.1, ours and libtorrent's,
+in every pairing, against the machine's ceilings measured in the same run.
+
+Runs are interleaved (run 1 of every scenario, then run 2, ...) so that each
+scenario sees the same drift of a shared machine; the ratio to libtorrent →
+libtorrent is what stays meaningful from one machine to the next.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from torrent import metainfo, speedups
+from torrent.bench import ceilings
+from torrent.bench.report import Report, Summary
+from torrent.bench.swarm import SCENARIOS, BenchSwarm, RunResult, Scenario, libtorrent_python
+from torrent.create import create_torrent
+from torrent.errors import BenchError
+from torrent.units import format_size
+
+__all__ = ["BenchOptions", "SCENARIOS", "run_bench"]
+
+PAYLOAD_NAME = "bench.bin"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    size: int = 1 << 30
+    piece_size: int = 256 * 1024
+    seeders: int = 1
+    leechers: int = 1
+    runs: int = 3
+    scenarios: tuple[str, ...] = ()  # keys; empty: every scenario that can run here
+    pure_python: bool = False
+    measure_ceilings: bool = True
+    work_dir: Path | None = None  # kept (with the payload) when given
+    progress: bool = True
+
+
+def run_bench(options: BenchOptions) -> Report:
+    lt_python = libtorrent_python()
+    scenarios = _choose(options.scenarios, lt_python is not None)
+    with _work_dir(options.work_dir) as work, _Progress(options.progress) as progress:
+        progress.note(f"payload: {format_size(options.size)} in {work}")
+        meta, torrent, payload_dir = _prepare(work, options.size, options.piece_size)
+        found = tuple(ceilings.measure_all(work, options.size)) if options.measure_ceilings else ()
+        bench = BenchSwarm(meta, torrent, payload_dir, work, seeders=options.seeders, leechers=options.leechers,
+                           pure_python=options.pure_python, lt_python=lt_python)
+        results: dict[Scenario, list[RunResult]] = {s: [] for s in scenarios}
+        for n in range(1, options.runs + 1):
+            for scenario in scenarios:
+                label = f"{scenario.title}, run {n}/{options.runs}"
+                result = bench.run(scenario, progress.bar(label))
+                progress.done(label, result)
+                results[scenario].append(result)
+    settings = {
+        "size": options.size, "size_text": format_size(options.size),
+        "piece_size": options.piece_size, "piece_size_text": format_size(options.piece_size),
+        "seeders": options.seeders, "leechers": options.leechers, "runs": options.runs,
+        "speedups": "pure Python" if options.pure_python else
+        ("compiled" if speedups.all_compiled() else "pure Python (compiled modules unavailable)"),
+        "libtorrent": lt_python,
+    }
+    return Report(settings, found, tuple(Summary(s, tuple(r)) for s, r in results.items()))
+
+
+def _choose(keys: Sequence[str], have_libtorrent: bool) -> list[Scenario]:
+    by_key = {s.key: s for s in SCENARIOS}
+    unknown = [k for k in keys if k not in by_key]
+    if unknown:
+        raise BenchError(f"unknown scenario {unknown[0]!r}: choose from {', '.join(by_key)}")
+    chosen = [by_key[k] for k in dict.fromkeys(keys)] if keys else list(SCENARIOS)
+    if not have_libtorrent:
+        if keys and any(s.needs_libtorrent for s in chosen):
+            raise BenchError("libtorrent is not installed: pip install 'torrent[bench]' "
+                             "(or apt install python3-libtorrent)")
+        if not keys:
+            print("torrent bench: libtorrent is not installed, so only ours → ours runs "
+                  "(pip install 'torrent[bench]' for the others)", file=sys.stderr)
+            chosen = [s for s in chosen if not s.needs_libtorrent]
+    return chosen
+
+
+@contextmanager
+def _work_dir(given: Path | None) -> Iterator[Path]:
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    path = Path(tempfile.mkdtemp(prefix="torrent-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _prepare(work: Path, size: int, piece_size: int) -> tuple[metainfo.Metainfo, Path, Path]:
+    """The payload and its torrent, reused from an earlier bench in the same
+    directory when they match."""
+    payload_dir = work / "payload"
+    payload = payload_dir / PAYLOAD_NAME
+    torrent = work / f"bench-{size}-{piece_size}.torrent"
+    if not (payload.exists() and payload.stat().st_size == size):
+        payload_dir.mkdir(exist_ok=True)
+        rng = random.Random(size)
+        chunk = 1 << 22
+        with open(payload, "wb") as fh:
+            for offset in range(0, size, chunk):
+                fh.write(rng.randbytes(min(chunk, size - offset)))
+        torrent.unlink(missing_ok=True)
+    if not torrent.exists():
+        torrent.write_bytes(create_torrent(payload, piece_length=piece_size))
+    return metainfo.load(torrent), torrent, payload_dir
+
+
+class _Progress:
+    """A rich bar per run on a terminal; a plain line per finished run otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._rich = None
+        self._enabled = enabled
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            self._rich = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+                                  TransferSpeedColumn(), console=Console(stderr=True), transient=True)
+        self._task = None
+
+    def __enter__(self) -> _Progress:
+        if self._rich is not None:
+            self._rich.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+
+    def note(self, text: str) -> None:
+        if self._enabled:
+            print(f"torrent bench: {text}", file=sys.stderr, flush=True)
+
+    def bar(self, label: str):  # noqa: ANN201 - a callback for BenchSwarm.run
+        if self._rich is None:
+            return None
+        if self._task is not None:
+            self._rich.remove_task(self._task)
+        task = self._task = self._rich.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            self._rich.update(task, completed=min(done, total), total=total)
+
+        return update
+
+    def done(self, label: str, result: RunResult) -> None:
+        if self._enabled:
+            line = (f"{label}: {result.bytes_per_second / 1e6:.0f} MB/s in {result.seconds:.2f} s, "
+                    f"leecher {result.leecher_cpu:.2f} CPU-s {result.leecher_rss / 1e6:.0f} MB, "
+                    f"seeder {result.seeder_cpu:.2f} CPU-s")
+            if self._rich is not None:
+                self._rich.console.print(line)
+            else:
+                print(f"torrent bench: {line}", file=sys.stderr, flush=True)

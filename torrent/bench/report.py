@@ -1,0 +1,124 @@
+"""Bench figures per scenario, as a table for people and a dict for ``--json``.
+
+MB is 10^6 bytes, GiB is 2^30: the units download tools print."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from torrent.bench.ceilings import Ceiling
+from torrent.bench.swarm import REFERENCE, RunResult, Scenario
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Summary:
+    scenario: Scenario
+    runs: tuple[RunResult, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(r.bytes_per_second for r in self.runs)
+
+    @property
+    def low(self) -> float:
+        return min(r.bytes_per_second for r in self.runs)
+
+    @property
+    def high(self) -> float:
+        return max(r.bytes_per_second for r in self.runs)
+
+    @property
+    def leecher_cpu_per_gib(self) -> float:
+        return statistics.median(r.leecher_cpu * GIB / r.bytes for r in self.runs)
+
+    @property
+    def seeder_cpu_per_gib(self) -> float:
+        return statistics.median(r.seeder_cpu * GIB / r.bytes for r in self.runs)
+
+    @property
+    def leecher_rss(self) -> int:
+        return max(r.leecher_rss for r in self.runs)
+
+    @property
+    def seeder_rss(self) -> int:
+        return max(r.seeder_rss for r in self.runs)
+
+
+@dataclass(frozen=True)
+class Report:
+    settings: dict[str, Any]
+    ceilings: tuple[Ceiling, ...]
+    summaries: tuple[Summary, ...]
+
+    def reference(self) -> Summary | None:
+        return next((s for s in self.summaries if s.scenario == REFERENCE and s.runs), None)
+
+    def ratio(self, summary: Summary) -> float | None:
+        reference = self.reference()
+        return summary.median / reference.median if reference is not None and summary.runs else None
+
+    def of_ceiling(self, summary: Summary) -> float | None:
+        if not self.ceilings or not summary.runs:
+            return None
+        return summary.median / min(c.bytes_per_second for c in self.ceilings)
+
+    def to_dict(self) -> dict[str, Any]:
+        lowest = min(self.ceilings, key=lambda c: c.bytes_per_second) if self.ceilings else None
+        return {
+            "settings": self.settings,
+            "ceilings": [{"name": c.name, "mb_per_s": round(c.bytes_per_second / 1e6, 1)} for c in self.ceilings],
+            "lowest_ceiling": lowest.name if lowest else None,
+            "scenarios": [self._scenario_dict(s) for s in self.summaries],
+        }
+
+    def _scenario_dict(self, s: Summary) -> dict[str, Any]:
+        ratio, of_ceiling = self.ratio(s), self.of_ceiling(s)
+        return {
+            "scenario": s.scenario.key,
+            "title": s.scenario.title,
+            "mb_per_s": {"median": round(s.median / 1e6, 1), "min": round(s.low / 1e6, 1),
+                         "max": round(s.high / 1e6, 1)},
+            "ratio_to_reference": round(ratio, 3) if ratio is not None else None,
+            "of_lowest_ceiling": round(of_ceiling, 3) if of_ceiling is not None else None,
+            "leecher_cpu_s_per_gib": round(s.leecher_cpu_per_gib, 3),
+            "seeder_cpu_s_per_gib": round(s.seeder_cpu_per_gib, 3),
+            "leecher_peak_rss_mb": round(s.leecher_rss / 1e6, 1),
+            "seeder_peak_rss_mb": round(s.seeder_rss / 1e6, 1),
+            "runs": [{"seconds": round(r.seconds, 3), "mb_per_s": round(r.bytes_per_second / 1e6, 1),
+                      "leecher_cpu_s": round(r.leecher_cpu, 3), "seeder_cpu_s": round(r.seeder_cpu, 3),
+                      "leecher_peak_rss_mb": round(r.leecher_rss / 1e6, 1),
+                      "seeder_peak_rss_mb": round(r.seeder_rss / 1e6, 1)} for r in s.runs],
+        }
+
+    def to_text(self) -> str:
+        st = self.settings
+        lines = [f"torrent bench: {st['size_text']} payload, {st['piece_size_text']} pieces, "
+                 f"{st['seeders']} seeder(s) → {st['leechers']} leecher(s), {st['runs']} run(s) each, "
+                 f"speedups {st['speedups']}"]
+        if self.ceilings:
+            lowest = min(c.bytes_per_second for c in self.ceilings)
+            lines.append("ceilings of this machine, measured in this run:")
+            for c in self.ceilings:
+                mark = "  ← lowest" if c.bytes_per_second == lowest else ""
+                lines.append(f"  {c.name:<30} {c.bytes_per_second / 1e6:8.0f} MB/s{mark}")
+        header = ("scenario", "MB/s median", "min–max", "× lt→lt", "of ceiling", "leech CPU s/GiB",
+                  "seed CPU s/GiB", "leech RSS", "seed RSS")
+        rows = [header]
+        for s in self.summaries:
+            ratio, of_ceiling = self.ratio(s), self.of_ceiling(s)
+            rows.append((s.scenario.title, f"{s.median / 1e6:.0f}", f"{s.low / 1e6:.0f}–{s.high / 1e6:.0f}",
+                         f"{ratio:.2f}" if ratio is not None else "-",
+                         f"{of_ceiling:.0%}" if of_ceiling is not None else "-",
+                         f"{s.leecher_cpu_per_gib:.2f}", f"{s.seeder_cpu_per_gib:.2f}",
+                         f"{s.leecher_rss / 1e6:.0f} MB", f"{s.seeder_rss / 1e6:.0f} MB"))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        for n, row in enumerate(rows):
+            cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
+            lines.append("  ".join(cells))
+            if n == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)

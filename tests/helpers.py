@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from torrent import speedups
+from torrent.bench.lt_peer import LOOPBACK_SETTINGS as LIBTORRENT_LOOPBACK  # noqa: F401  (re-exported)
 
 
 def free_port() -> int:
@@ -31,17 +32,3 @@ def compiled_bitfield_class() -> type:
     except ImportError as exc:  # pragma: no cover - only when the build is broken
         pytest.fail(f"_speedups.bitfield is not built ({exc}); run setup.py build_ext --inplace")
 
-
-# libtorrent on loopback as REFERENCE-CLIENTS.md says: no DHT/LSD/UPnP/NAT-PMP,
-# TCP only, and several peers on one IP allowed.
-LIBTORRENT_LOOPBACK = {
-    "listen_interfaces": "127.0.0.1:0",
-    "enable_dht": False,
-    "enable_lsd": False,
-    "enable_upnp": False,
-    "enable_natpmp": False,
-    "enable_incoming_utp": False,
-    "enable_outgoing_utp": False,
-    "allow_multiple_connections_per_ip": True,
-    "stop_tracker_timeout": 1,
-}

@@ -382,6 +382,5 @@ def _add_candidate(running: _Running, address: tuple[str, int]) -> None:
 
 def _needs_quick_rechoke(swarm: Swarm) -> bool:
     """Unchoke interested newcomers at once while we still have free slots."""
-    unchoked = sum(1 for p in swarm.peers if not p.am_choking)
-    return unchoked < swarm.choker.upload_slots and any(
+    return swarm.unchoked_count() < swarm.choker.upload_slots and any(
         p.peer_interested and p.am_choking for p in swarm.peers)

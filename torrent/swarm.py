@@ -198,6 +198,12 @@ class Swarm:
     def on_interest_change(self, peer: PeerConnection) -> None:
         if not peer.peer_interested:
             peer.set_choking(True)
+        elif peer.am_choking and peer in self.peers and self.unchoked_count() < self.choker.upload_slots:
+            # A free slot goes to a newcomer now, not at the next rechoke.
+            peer.set_choking(False)
+
+    def unchoked_count(self) -> int:
+        return sum(1 for p in self.peers if not p.am_choking)
 
     def on_block(self, peer: PeerConnection, index: int, begin: int, data: bytes) -> None:
         state = self.peers.get(peer)

@@ -8,6 +8,7 @@ what a batch of small pieces needs. Callers use the module-level names.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from torrent import speedups
 
@@ -47,6 +48,11 @@ def py_verify_pieces(data: bytes | bytearray | memoryview, piece_length: int,
             for i in range(0, count * DIGEST_SIZE, DIGEST_SIZE)]
 
 
+def py_sha1_many(buffers: Sequence[bytes | bytearray | memoryview]) -> list[bytes]:
+    """SHA-1 of each of several separate buffers."""
+    return [hashlib.sha1(b).digest() for b in buffers]
+
+
 def py_verify_piece(data: bytes | bytearray | memoryview, digest: bytes | bytearray | memoryview) -> bool:
     """True when SHA-1 of ``data`` equals the 20-byte ``digest``."""
     if len(digest) != DIGEST_SIZE:
@@ -58,3 +64,4 @@ sha1 = speedups.select("hashing", "sha1", py_sha1)
 sha1_pieces = speedups.select("hashing", "sha1_pieces", py_sha1_pieces)
 verify_pieces = speedups.select("hashing", "verify_pieces", py_verify_pieces)
 verify_piece = speedups.select("hashing", "verify_piece", py_verify_piece)
+sha1_many = speedups.select("hashing", "sha1_many", py_sha1_many)

@@ -21,8 +21,9 @@ import ipaddress
 import logging
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from torrent import wire
@@ -34,6 +35,7 @@ from torrent.metainfo import Metainfo
 from torrent.peer import PeerConnection
 from torrent.picker import Block, PiecePicker
 from torrent.storage import Storage
+from torrent.verifier import PieceVerifier
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ WRITE_BACKLOG_BYTES = 32 * 1024 * 1024
 # Pieces being assembled in memory: past this, peers only get blocks of pieces
 # already in progress (at least a few pieces, whatever the piece size).
 ASSEMBLY_BYTES = 64 * 1024 * 1024
+# Piece buffers kept for reuse once a piece is written: a fresh 256 KiB
+# buffer costs page faults on every page, a reused one costs nothing.
+SPARE_BUFFER_BYTES = 16 * 1024 * 1024
 
 
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:
@@ -86,7 +91,7 @@ class PeerState:
 
     identity: object
     outstanding: dict[Block, float] = field(default_factory=dict)  # block → time requested
-    serving: list[tuple[int, int, int]] = field(default_factory=list)  # requests queued for upload
+    serving: deque[tuple[int, int, int]] = field(default_factory=deque)  # requests queued for upload
     serve_task: asyncio.Task[None] | None = None
     snubbed: bool = False
 
@@ -131,6 +136,9 @@ class Swarm:
         self._closing = False
         self._backlog = 0  # bytes of complete pieces not yet hashed and written
         self._max_assembling = max(4, ASSEMBLY_BYTES // metainfo.piece_length)
+        self.verifier = PieceVerifier(storage, session.executor, self._verified)
+        self._spare: list[bytearray] = []
+        self._max_spare = max(2, SPARE_BUFFER_BYTES // metainfo.piece_length)
 
     # ---- PeerOwner ----------------------------------------------------------
 
@@ -205,7 +213,7 @@ class Swarm:
     def unchoked_count(self) -> int:
         return sum(1 for p in self.peers if not p.am_choking)
 
-    def on_block(self, peer: PeerConnection, index: int, begin: int, data: bytes) -> None:
+    def on_block(self, peer: PeerConnection, index: int, begin: int, data: bytes | memoryview) -> None:
         state = self.peers.get(peer)
         block = Block(index, begin, len(data))
         if state is None or state.outstanding.pop(block, None) is None:
@@ -222,13 +230,26 @@ class Swarm:
         else:
             piece = self.partial.get(index)
             if piece is None:
-                piece = self.partial[index] = PartialPiece(index, bytearray(self.metainfo.geometry.piece_size(index)))
+                piece = self.partial[index] = PartialPiece(index, self._piece_buffer(index))
             piece.data[begin:begin + len(data)] = data
             piece.senders[begin] = state.identity
             if received.complete:
                 del self.partial[index]
-                asyncio.get_running_loop().create_task(self._verify(piece))
+                self._backlog += len(piece.data)
+                self.verifier.submit(piece, index, piece.data)
         self._schedule_fill(peer)
+
+    def _piece_buffer(self, index: int) -> bytearray:
+        """Every block overwrites its part before the piece is complete, so a
+        reused buffer needs no clearing."""
+        size = self.metainfo.geometry.piece_size(index)
+        if size == self.metainfo.piece_length and self._spare:
+            return self._spare.pop()
+        return bytearray(size)
+
+    def _recycle(self, data: bytearray) -> None:
+        if len(data) == self.metainfo.piece_length and len(self._spare) < self._max_spare:
+            self._spare.append(data)
 
     def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
         state = self.peers.get(peer)
@@ -256,6 +277,7 @@ class Swarm:
             peer.close(f"more than {MAX_SERVE_QUEUE} requests queued")
             return
         state.serving.append((index, begin, length))
+        self._cached_piece(index)  # read ahead: the disk works while earlier blocks go out
         if state.serve_task is None or state.serve_task.done():
             state.serve_task = asyncio.get_running_loop().create_task(self._serve(peer, state))
 
@@ -341,26 +363,23 @@ class Swarm:
 
     # ---- verification and blame ---------------------------------------------
 
-    async def _verify(self, piece: PartialPiece) -> None:
-        index = piece.index
-        self._backlog += len(piece.data)
-        try:
-            good = await self.storage.verify_and_write(index, piece.data)
-        except StorageError as exc:
-            self.picker.piece_failed(index)
-            self.session.storage_failed(self, exc)
-            return
-        finally:
-            was_full = self._backlog > WRITE_BACKLOG_BYTES
-            self._backlog -= len(piece.data)
-            if was_full and self._backlog <= WRITE_BACKLOG_BYTES:
-                self._wake_all()
+    def _verified(self, piece: PartialPiece, result: bool | StorageError) -> None:
+        """The verifier's answer for a complete piece (on the loop)."""
+        was_full = self._backlog > WRITE_BACKLOG_BYTES
+        self._backlog -= len(piece.data)
+        if was_full and self._backlog <= WRITE_BACKLOG_BYTES:
+            self._wake_all()
         if self._closing:
             return
-        if good:
+        if isinstance(result, StorageError):
+            self.picker.piece_failed(piece.index)
+            self.session.storage_failed(self, result)
+            return
+        if result:
             self._piece_good(piece)
         else:
             self._piece_bad(piece)
+        self._recycle(piece.data)
 
     def _piece_good(self, piece: PartialPiece) -> None:
         index = piece.index
@@ -452,7 +471,7 @@ class Swarm:
         the upload limit and the transport's back-pressure."""
         limiter = self.session.upload_limiter
         while state.serving and not peer.closed:
-            index, begin, length = state.serving.pop(0)
+            index, begin, length = state.serving.popleft()
             if peer.am_choking and index not in self._allowed_fast_for(peer):
                 continue
             try:
@@ -538,6 +557,7 @@ class SwarmHost:
     limits: object
     upload_limiter: object
     download_limiter: object
+    executor: Executor
 
     def connection_allowed(self) -> bool: ...
     def note_self_address(self, address: tuple[str, int] | None) -> None: ...

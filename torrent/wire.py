@@ -314,12 +314,14 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """One block; ``data`` is its own copy, independent of the receive buffer."""
+    """One block. From ``WireParser.feed``, ``data`` is a view into the bytes
+    fed, valid until the next feed: consume or copy it before then (the
+    receive path copies each block once, straight into its piece)."""
 
     ID: ClassVar[MessageId] = MessageId.PIECE
     index: int
     begin: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -807,7 +809,8 @@ class WireParser:
         return self._error is not None
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Consume ``data``; return the events it completes, in order."""
+        """Consume ``data``; return the events it completes, in order.
+        ``Piece`` payloads may be views into ``data`` (see ``Piece``)."""
         if self._error is not None:
             raise ProtocolError(f"connection already failed: {self._error}")
         try:
@@ -834,10 +837,10 @@ class WireParser:
                 buf += mv[off : off + take]
                 off += take
                 with memoryview(buf) as bmv:
-                    used = self._parse(bmv, 0, len(buf), events)
+                    used = self._parse(bmv, 0, len(buf), events, True)
                 del buf[:used]
             if off < total:
-                used = self._parse(mv, off, total, events)
+                used = self._parse(mv, off, total, events, False)
                 buf += mv[used:]
         return events
 
@@ -852,8 +855,9 @@ class WireParser:
             return 1  # the id, so the header is checked before the body is buffered
         return 4 + _U32.unpack_from(self._buf)[0] - have
 
-    def _parse(self, mv: memoryview, pos: int, end: int, events: list[Event]) -> int:
-        """Decode complete units in ``mv[pos:end]``; return the offset reached."""
+    def _parse(self, mv: memoryview, pos: int, end: int, events: list[Event], copy: bool) -> int:
+        """Decode complete units in ``mv[pos:end]``; return the offset reached.
+        ``copy``: block payloads must outlive ``mv`` (it is our own buffer)."""
         if self._awaiting_handshake:
             _check_protocol_prefix(mv, pos, end - pos)
             if end - pos < HANDSHAKE_LENGTH:
@@ -890,7 +894,7 @@ class WireParser:
                 index, begin = unpack_piece(mv, pos + 5)
                 if num_pieces is not None and index >= num_pieces:
                     raise WireError("piece", f"index {index} out of range for {num_pieces} pieces")
-                append(Piece(index, begin, mv[pos + 13 : stop].tobytes()))
+                append(Piece(index, begin, mv[pos + 13 : stop].tobytes() if copy else mv[pos + 13 : stop]))
                 pos = stop
                 continue
             expected = fixed_length[msg_id]

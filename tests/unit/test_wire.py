@@ -186,12 +186,21 @@ def test_piece_header_plus_data_is_a_piece() -> None:
     assert len(wire.build_piece_header(3, 16, len(data))) == 13
 
 
-def test_piece_data_is_an_independent_bytes_copy() -> None:
+def test_piece_in_one_feed_is_a_view_of_the_fed_bytes_not_a_copy() -> None:
     chunk = bytearray(wire.build_piece(0, 0, b"abcd") + wire.build_have(1))
     (piece, have) = parse_all(chunk, expect_handshake=False)
-    chunk[:] = b"\xff" * len(chunk)
-    assert type(piece.data) is bytes and piece.data == b"abcd"
-    assert have == Have(1)
+    assert isinstance(piece.data, memoryview) and piece.data.obj is chunk
+    assert piece.data == b"abcd" and have == Have(1)
+
+
+def test_piece_split_over_feeds_is_an_own_copy_that_survives_later_feeds() -> None:
+    message = wire.build_piece(2, 16384, bytes(range(200)))
+    parser = WireParser(expect_handshake=False)
+    assert parser.feed(message[:50]) == []
+    (piece,) = parser.feed(message[50:] + wire.build_have(3)[:2])
+    parser.feed(wire.build_have(3)[2:] + wire.build_piece(0, 0, b"zz")[:7])
+    assert (piece.index, piece.begin) == (2, 16384)
+    assert type(piece.data) is bytes and piece.data == bytes(range(200))
 
 
 def test_feed_accepts_bytearray_and_memoryviews() -> None:

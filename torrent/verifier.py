@@ -1,0 +1,96 @@
+"""Complete pieces hashed and written in worker threads, a few at a time.
+
+A worker takes up to ``BATCH`` queued pieces per trip and hashes them side
+by side (the multi-buffer SHA-1 kernel does four streams for little more
+than the price of one), then writes the good ones. When hashing keeps up,
+trips carry one piece and add no latency; when it falls behind, they fill
+up and hashing gets faster exactly when it needs to. Results come back to
+the event loop in one callback per trip, not one task per piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from torrent.errors import StorageError
+from torrent.storage import Buffer, Storage
+
+BATCH = 4  # the kernel's lane count
+
+Done = Callable[[Any, "bool | StorageError"], None]
+
+
+class PieceVerifier:
+    """``submit`` on the loop; ``done(token, result)`` is called on the loop
+    with True (verified and written), False (bad hash) or a StorageError."""
+
+    def __init__(self, storage: Storage, executor: Executor, done: Done, *, workers: int = 2) -> None:
+        self._storage = storage
+        self._executor = executor
+        self._done = done
+        self._workers = workers
+        self._pending: deque[tuple[Any, int, Buffer]] = deque()  # appended on the loop, taken by workers
+        self._running = 0  # jobs in the executor; changed only on the loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def submit(self, token: Any, index: int, data: Buffer) -> None:
+        """Queue piece ``index``; ``data`` must not change until ``done``."""
+        self._loop = asyncio.get_running_loop()
+        self._pending.append((token, index, data))
+        self._start_job()
+
+    def _start_job(self) -> None:
+        if self._pending and self._running < self._workers:
+            try:
+                self._executor.submit(self._work)
+            except RuntimeError:  # the executor is shut down: the session is closing
+                self._pending.clear()
+                return
+            self._running += 1
+
+    def _work(self) -> None:
+        """In a worker thread: trips until the queue is empty."""
+        loop = self._loop
+        assert loop is not None
+        pending = self._pending
+        try:
+            while True:
+                batch = []
+                try:
+                    while len(batch) < BATCH:
+                        batch.append(pending.popleft())
+                except IndexError:
+                    pass
+                if not batch:
+                    return
+                try:
+                    results: list[bool | StorageError] = self._storage.verify_and_write_many(
+                        [(index, data) for _, index, data in batch])
+                except StorageError as exc:
+                    results = [exc] * len(batch)
+                loop.call_soon_threadsafe(self._deliver, batch, results)
+        except RuntimeError:
+            return  # the loop is closed: nobody is left to tell
+        finally:
+            try:
+                loop.call_soon_threadsafe(self._job_ended)
+            except RuntimeError:
+                pass
+
+    def _deliver(self, batch: list[tuple[Any, int, Buffer]], results: list[bool | StorageError]) -> None:
+        for (token, _, _), result in zip(batch, results):
+            self._done(token, result)
+
+    def _job_ended(self) -> None:
+        self._running -= 1
+        # A piece queued after the worker found the queue empty, but before
+        # this ran, would otherwise wait for the next submit.
+        self._start_job()

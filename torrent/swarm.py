@@ -93,6 +93,7 @@ class PeerState:
     outstanding: dict[Block, float] = field(default_factory=dict)  # block → time requested
     serving: deque[tuple[int, int, int]] = field(default_factory=deque)  # requests queued for upload
     serve_task: asyncio.Task[None] | None = None
+    read_ahead: int = -1  # piece of the last request, whose read has been started
     snubbed: bool = False
 
 
@@ -277,7 +278,9 @@ class Swarm:
             peer.close(f"more than {MAX_SERVE_QUEUE} requests queued")
             return
         state.serving.append((index, begin, length))
-        self._cached_piece(index)  # read ahead: the disk works while earlier blocks go out
+        if index != state.read_ahead:
+            state.read_ahead = index
+            self._cached_piece(index)  # read ahead: the disk works while earlier blocks go out
         if state.serve_task is None or state.serve_task.done():
             state.serve_task = asyncio.get_running_loop().create_task(self._serve(peer, state))
 
@@ -474,17 +477,22 @@ class Swarm:
             index, begin, length = state.serving.popleft()
             if peer.am_choking and index not in self._allowed_fast_for(peer):
                 continue
+            # Awaits only what is not ready: most blocks are of a piece already
+            # read, with no limit set and room in the transport.
+            future = self._cached_piece(index)
             try:
                 # Shielded: the read is shared, one peer leaving must not cancel it for all.
-                piece = await asyncio.shield(self._cached_piece(index))
+                piece = future.result() if future.done() else await asyncio.shield(future)
             except StorageError as exc:
                 self.session.storage_failed(self, exc)
                 return
             data = memoryview(piece)[begin:begin + length]
-            await limiter.acquire(length + 13)
-            await peer.drained.wait()
-            if peer.closed:
-                return
+            if limiter.rate:
+                await limiter.acquire(length + 13)
+            if not peer.drained.is_set():
+                await peer.drained.wait()
+                if peer.closed:
+                    return
             peer.send_block(index, begin, data)
             self.uploaded += length
 

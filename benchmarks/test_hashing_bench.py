@@ -119,3 +119,19 @@ def test_sha1_pieces_two_threads(benchmark, twin, payload, pool):
 
     assert run() == hashlib_loop(view, 256 * KiB)
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+
+
+def test_sha1_many_separate_pieces(benchmark, twin, payload, expected_256k):
+    """Four separate 256 KiB piece buffers at a time, the way the verifier
+    hands over pieces completed together (multi-buffer in the compiled one)."""
+    benchmark.group = "hash-separate-pieces-x4"
+    many = twin.sha1_many if twin is not hashing else hashing.py_sha1_many
+    view = memoryview(payload)[:SIZE]
+    pieces = [bytearray(view[i:i + 256 * KiB]) for i in range(0, SIZE, 256 * KiB)]
+    batches = [pieces[i:i + 4] for i in range(0, len(pieces), 4)]
+
+    def run() -> list[bytes]:
+        return [d for batch in batches for d in many(batch)]
+
+    assert b"".join(run()) == expected_256k
+    benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)

@@ -28,12 +28,12 @@ def compiled() -> SimpleNamespace:
         module = speedups.compiled_module("hashing")
     except ImportError as exc:  # pragma: no cover - only when the build is broken
         pytest.fail(f"_speedups.hashing is not built ({exc}); run setup.py build_ext --inplace")
-    return SimpleNamespace(sha1=module.sha1, sha1_pieces=module.sha1_pieces,
+    return SimpleNamespace(sha1=module.sha1, sha1_pieces=module.sha1_pieces, sha1_many=module.sha1_many,
                            verify_pieces=module.verify_pieces, verify_piece=module.verify_piece)
 
 
 def python() -> SimpleNamespace:
-    return SimpleNamespace(sha1=hashing.py_sha1, sha1_pieces=hashing.py_sha1_pieces,
+    return SimpleNamespace(sha1=hashing.py_sha1, sha1_pieces=hashing.py_sha1_pieces, sha1_many=hashing.py_sha1_many,
                            verify_pieces=hashing.py_verify_pieces, verify_piece=hashing.py_verify_piece)
 
 
@@ -270,13 +270,27 @@ def main_thread_progress_during(call: Callable[[], object], repeats: int) -> int
     return count
 
 
-@pytest.mark.parametrize("function", ["sha1", "sha1_pieces", "verify_pieces", "verify_piece"])
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 4, 5, 9])
+def test_sha1_many_matches_hashlib_for_each_buffer(impl: SimpleNamespace, count: int) -> None:
+    # Mixed lengths and kinds, including empty: the multi-buffer lanes finish at different blocks.
+    sizes = [262144, 0, 55, 64, 65792, 16384, 1, 119, 262143][:count]
+    buffers = [as_kind(BUFFER_KINDS[i % 3], DATA[:n] if n <= len(DATA) else DATA * 4) for i, n in enumerate(sizes)]
+    assert impl.sha1_many(buffers) == [hashlib.sha1(b).digest() for b in buffers]
+
+
+def test_sha1_many_rejects_a_non_buffer(impl: SimpleNamespace) -> None:
+    with pytest.raises(TypeError):
+        impl.sha1_many([b"abc", 42])
+
+
+@pytest.mark.parametrize("function", ["sha1", "sha1_pieces", "sha1_many", "verify_pieces", "verify_piece"])
 def test_compiled_functions_release_the_gil(big_buffer: bytearray, function: str) -> None:
     module = compiled()
     digest = hashlib.sha1(big_buffer).digest()
     calls: dict[str, Callable[[], object]] = {
         "sha1": lambda: module.sha1(big_buffer),
         "sha1_pieces": lambda: module.sha1_pieces(big_buffer, 1 << 18),
+        "sha1_many": lambda: module.sha1_many([big_buffer, big_buffer]),
         # 16 MiB pieces: 4 digests; any 80 bytes will do, only the time spent matters.
         "verify_pieces": lambda: module.verify_pieces(big_buffer, 1 << 24, b"\x00" * 80),
         "verify_piece": lambda: module.verify_piece(big_buffer, digest),

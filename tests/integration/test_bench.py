@@ -1,0 +1,57 @@
+"""``torrent bench`` end to end on a tiny payload: every scenario, real
+processes (our client and libtorrent), the JSON it prints for scripts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCENARIOS = {"ours-ours", "lt-ours", "ours-lt", "lt-lt"}
+
+
+def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "torrent", "bench", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_smoke_run_of_every_scenario_reports_verified_figures(tmp_path: Path) -> None:
+    result = bench("--size", "3M", "--piece-size", "64K", "--runs", "1", "--json", "--quiet",
+                   "--dir", str(tmp_path / "work"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["size"] == 3 * 1024 * 1024
+    assert {c["name"] for c in report["ceilings"]} >= {"SHA-1, one core (OpenSSL)", "page-cache write"}
+    assert all(c["mb_per_s"] > 0 for c in report["ceilings"])
+    scenarios = {s["scenario"]: s for s in report["scenarios"]}
+    assert set(scenarios) == SCENARIOS
+    for s in scenarios.values():
+        (run,) = s["runs"]
+        assert run["seconds"] > 0 and run["mb_per_s"] > 0
+        assert run["leecher_cpu_s"] > 0 and run["seeder_cpu_s"] >= 0
+        assert run["leecher_peak_rss_mb"] > 10 and run["seeder_peak_rss_mb"] > 10
+        assert s["ratio_to_reference"] > 0
+    assert scenarios["lt-lt"]["ratio_to_reference"] == 1.0
+    # Each run's download is removed once verified; the payload stays for the next bench.
+    work = tmp_path / "work"
+    assert (work / "payload" / "bench.bin").stat().st_size == 3 * 1024 * 1024
+    assert not list(work.glob("run-*"))
+
+
+def test_table_for_people(tmp_path: Path) -> None:
+    result = bench("--size", "1M", "--piece-size", "16K", "--runs", "2", "--scenario", "ours-ours",
+                   "--no-ceilings", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("torrent bench: 1.0 MiB payload, 16.0 KiB pieces")
+    (row,) = [line for line in lines if line.startswith("ours → ours")]
+    assert row.split()[3].isdigit()  # the median MB/s
+
+
+def test_unknown_scenario_is_a_one_line_error(tmp_path: Path) -> None:
+    result = bench("--scenario", "ours-transmission", "--size", "1M", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "torrent: error: unknown scenario 'ours-transmission': choose from ours-ours, lt-ours, ours-lt, lt-lt"]
+    assert not list(tmp_path.iterdir())

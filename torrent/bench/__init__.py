@@ -12,11 +12,10 @@ import random
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from torrent import metainfo, speedups
 from torrent.bench import ceilings
@@ -26,7 +25,7 @@ from torrent.create import create_torrent
 from torrent.errors import BenchError
 from torrent.units import format_size
 
-__all__ = ["BenchOptions", "SCENARIOS", "run_bench"]
+__all__ = ["SCENARIOS", "BenchOptions", "run_bench"]
 
 PAYLOAD_NAME = "bench.bin"
 
@@ -148,7 +147,7 @@ class _Progress:
         if self._enabled:
             print(f"torrent bench: {text}", file=sys.stderr, flush=True)
 
-    def bar(self, label: str):  # noqa: ANN201 - a callback for BenchSwarm.run
+    def bar(self, label: str) -> Callable[[int, int], None] | None:
         if self._rich is None:
             return None
         if self._task is not None:

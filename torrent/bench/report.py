@@ -96,9 +96,10 @@ class Report:
 
     def to_text(self) -> str:
         st = self.settings
-        lines = [f"torrent bench: {st['size_text']} payload, {st['piece_size_text']} pieces, "
+        title = (f"torrent bench: {st['size_text']} payload, {st['piece_size_text']} pieces, "
                  f"{st['seeders']} seeder(s) → {st['leechers']} leecher(s), {st['runs']} run(s) each, "
-                 f"speedups {st['speedups']}"]
+                 f"speedups {st['speedups']}")
+        lines = [title]
         if self.ceilings:
             lowest = min(c.bytes_per_second for c in self.ceilings)
             lines.append("ceilings of this machine, measured in this run:")

@@ -74,7 +74,7 @@ def libtorrent_python() -> str | None:
     if importlib.util.find_spec("libtorrent") is not None:
         return sys.executable
     system = shutil.which("python3", path="/usr/bin")
-    if system and subprocess.run([system, "-c", "import libtorrent"], capture_output=True).returncode == 0:
+    if system and subprocess.run([system, "-c", "import libtorrent"], check=False, capture_output=True).returncode == 0:
         return system
     return None
 

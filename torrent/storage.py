@@ -2,8 +2,9 @@
 
 The synchronous methods (``write_piece``, ``read_block``, ``check_existing``…)
 do blocking I/O and hashing; they run in worker threads (DESIGN rule 4) and
-are safe to call from several threads at once. The ``*_async`` methods and
-``verify_and_write`` are thin ``run_in_executor`` wrappers for the event loop.
+are safe to call from several threads at once. The ``*_async`` methods are
+thin ``run_in_executor`` wrappers for the event loop, as is ``verify_and_write``;
+downloads verify and write in batches through ``verifier.PieceVerifier``.
 
 Files
     Every path is resolved once through ``paths.safe_join`` and again on each
@@ -297,10 +298,10 @@ class Storage:
 
     def verify_and_write_sync(self, index: int, data: Buffer) -> bool:
         """Hash a piece; write it only when it is good. False: discard and re-fetch."""
-        if not self.verify_piece(index, data):
-            return False
-        self.write_piece(index, data)
-        return True
+        (result,) = self.verify_and_write_many([(index, data)])
+        if isinstance(result, StorageError):
+            raise result
+        return result
 
     def verify_and_write_many(self, pieces: Sequence[tuple[int, Buffer]]) -> list[bool | StorageError]:
         """``verify_and_write_sync`` for several pieces, hashed side by side
@@ -500,6 +501,7 @@ class Storage:
         """Hash then write in one trip to the executor; False if the piece is bad
         (nothing written: discard it and fetch it again)."""
         return await self._run(self.verify_and_write_sync, index, data)
+
 
     async def check_existing_async(self, progress: Progress | None = None, *,
                                    pieces: Bitfield | Iterable[int] | None = None) -> Bitfield:

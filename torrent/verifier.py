@@ -37,10 +37,6 @@ class PieceVerifier:
         self._running = 0  # jobs in the executor; changed only on the loop
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    @property
-    def queued(self) -> int:
-        return len(self._pending)
-
     def submit(self, token: Any, index: int, data: Buffer) -> None:
         """Queue piece ``index``; ``data`` must not change until ``done``."""
         self._loop = asyncio.get_running_loop()

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ours-ours, lt-ours, ours-lt or lt-lt; repeatable (default: all)")
     bench.add_argument("--pure-python", action="store_true",
                        help="run our client with the pure-Python twins instead of the compiled speedups")
+    bench.add_argument("--settle", type=float, default=3.0, metavar="SECONDS",
+                       help="pause before each run so every run starts from the same memory state (default 3)")
     bench.add_argument("--no-ceilings", action="store_true", help="skip measuring the machine's ceilings")
     bench.add_argument("--dir", metavar="DIR", help="work directory, kept with its payload for the next bench "
                        "(default: a temporary directory, removed)")
@@ -341,6 +343,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in ("seeders", "leechers", "runs"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1")
+    if not 0 <= args.settle <= 600:
+        raise UsageError("--settle must be between 0 and 600 seconds")
     size = parse_size(args.size)
     if size < 1:
         raise UsageError("--size must be at least 1 byte")
@@ -348,7 +352,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            seeders=args.seeders, leechers=args.leechers, runs=args.runs,
                            scenarios=tuple(args.scenario), pure_python=args.pure_python,
                            measure_ceilings=not args.no_ceilings, work_dir=Path(args.dir) if args.dir else None,
-                           progress=not args.quiet)
+                           progress=not args.quiet, settle=args.settle)
     report = run_bench(options)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0

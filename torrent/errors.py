@@ -51,6 +51,10 @@ class UsageError(TorrentError):
     """A command-line value cannot be understood."""
 
 
+class ListenError(TorrentError):
+    """The session cannot accept connections on the port it was given."""
+
+
 class BenchError(TorrentError):
     """A benchmark run could not be carried out: a peer failed, hung, or
     delivered bytes that do not match the torrent."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from torrent import __version__, resume
 from torrent.choker import INTERVAL as RECHOKE_INTERVAL
-from torrent.errors import StorageError, TorrentError
+from torrent.errors import ListenError, StorageError, TorrentError
 from torrent.metainfo import Metainfo
 from torrent.peer import PeerConnection
 from torrent.ratelimit import RateLimiter
@@ -116,13 +116,21 @@ class Session:
             return PeerConnection(None, resolver=self._resolve, listen_port=self.listen_port, limits=self.limits)
 
         host, port = self.settings.listen_host, self.settings.listen_port
+
+        async def listen(on: str) -> asyncio.AbstractServer:
+            try:
+                return await loop.create_server(factory, on, port, reuse_address=True)
+            except OSError as exc:
+                raise ListenError(f"cannot listen on {on}:{port}: {exc.strerror or exc} "
+                                  "(is another client using it? choose another with --port)") from exc
+
         if host is not None:
-            self._servers = [await loop.create_server(factory, host, port, reuse_address=True)]
+            self._servers = [await listen(host)]
             self.listen_port = self._servers[0].sockets[0].getsockname()[1]
             return
         # IPv4 first (a free port is picked there when port is 0), then IPv6 on
         # the same port if the machine has it.
-        self._servers = [await loop.create_server(factory, "0.0.0.0", port, reuse_address=True)]
+        self._servers = [await listen("0.0.0.0")]
         self.listen_port = self._servers[0].sockets[0].getsockname()[1]
         try:
             self._servers.append(await loop.create_server(factory, "::", self.listen_port, reuse_address=True))

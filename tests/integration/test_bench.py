@@ -17,7 +17,7 @@ def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_smoke_run_of_every_scenario_reports_verified_figures(tmp_path: Path) -> None:
-    result = bench("--size", "3M", "--piece-size", "64K", "--runs", "1", "--json", "--quiet",
+    result = bench("--size", "3M", "--piece-size", "64K", "--runs", "1", "--settle", "0", "--json", "--quiet",
                    "--dir", str(tmp_path / "work"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -40,7 +40,7 @@ def test_smoke_run_of_every_scenario_reports_verified_figures(tmp_path: Path) ->
 
 
 def test_table_for_people(tmp_path: Path) -> None:
-    result = bench("--size", "1M", "--piece-size", "16K", "--runs", "2", "--scenario", "ours-ours",
+    result = bench("--size", "1M", "--piece-size", "16K", "--runs", "2", "--settle", "0", "--scenario", "ours-ours",
                    "--no-ceilings", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

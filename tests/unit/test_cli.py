@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -440,3 +441,21 @@ def test_usage_errors(args: list[str], tmp_path: Path) -> None:
     proc = run_cli(*args, cwd=tmp_path)
     assert_usage_error(proc)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_port_in_use_is_a_one_line_error(single_torrent: tuple[Path, str], tmp_path: Path) -> None:
+    torrent_path, _ = single_torrent
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_cli("download", torrent_path, "-o", tmp_path / "out", "--port", port, "--no-seed", "-q")
+    message = assert_user_error(proc)
+    assert f"cannot listen on 0.0.0.0:{port}" in message and "--port" in message
+    assert not (tmp_path / "out" / "hello.bin").exists()
+
+
+def test_bench_settle_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    message = assert_user_error(run_cli("bench", "--settle", "-1", "--size", "1M", cwd=tmp_path))
+    assert "--settle" in message
+    assert not list(tmp_path.iterdir())

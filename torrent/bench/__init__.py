@@ -8,10 +8,12 @@ libtorrent is what stays meaningful from one machine to the next.
 
 from __future__ import annotations
 
+import compileall
 import random
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ class BenchOptions:
     scenarios: tuple[str, ...] = ()  # keys; empty: every scenario that can run here
     pure_python: bool = False
     measure_ceilings: bool = True
+    settle: float = 3.0  # seconds between runs (see the module docstring)
     work_dir: Path | None = None  # kept (with the payload) when given
     progress: bool = True
 
@@ -47,16 +50,18 @@ class BenchOptions:
 def run_bench(options: BenchOptions) -> Report:
     lt_python = libtorrent_python()
     scenarios = _choose(options.scenarios, lt_python is not None)
+    _compile_bytecode()
     with _work_dir(options.work_dir) as work, _Progress(options.progress) as progress:
         progress.note(f"payload: {format_size(options.size)} in {work}")
         meta, torrent, payload_dir = _prepare(work, options.size, options.piece_size)
-        found = tuple(ceilings.measure_all(work, options.size)) if options.measure_ceilings else ()
+        found = tuple(ceilings.measure_all(work, options.size, options.settle)) if options.measure_ceilings else ()
         bench = BenchSwarm(meta, torrent, payload_dir, work, seeders=options.seeders, leechers=options.leechers,
                            pure_python=options.pure_python, lt_python=lt_python)
         results: dict[Scenario, list[RunResult]] = {s: [] for s in scenarios}
         for n in range(1, options.runs + 1):
             for scenario in scenarios:
                 label = f"{scenario.title}, run {n}/{options.runs}"
+                time.sleep(options.settle)
                 result = bench.run(scenario, progress.bar(label))
                 progress.done(label, result)
                 results[scenario].append(result)
@@ -64,11 +69,20 @@ def run_bench(options: BenchOptions) -> Report:
         "size": options.size, "size_text": format_size(options.size),
         "piece_size": options.piece_size, "piece_size_text": format_size(options.piece_size),
         "seeders": options.seeders, "leechers": options.leechers, "runs": options.runs,
+        "settle_s": options.settle,
         "speedups": "pure Python" if options.pure_python else
         ("compiled" if speedups.all_compiled() else "pure Python (compiled modules unavailable)"),
         "libtorrent": lt_python,
     }
     return Report(settings, found, tuple(Summary(s, tuple(r)) for s, r in results.items()))
+
+
+def _compile_bytecode() -> None:
+    """Byte-compile our package, as pip does at install: a run measures the
+    client, not Python compiling its sources (which it does at every start
+    when bytecode cannot be cached, e.g. under PYTHONDONTWRITEBYTECODE)."""
+    package = Path(__file__).resolve().parent.parent
+    compileall.compile_dir(package, quiet=2)
 
 
 def _choose(keys: Sequence[str], have_libtorrent: bool) -> list[Scenario]:

@@ -22,15 +22,15 @@ class Ceiling:
     bytes_per_second: float
 
 
-def measure_all(work_dir: Path, size: int) -> list[Ceiling]:
+def measure_all(work_dir: Path, size: int, settle: float = 0.0) -> list[Ceiling]:
     """Each ceiling over min(size, 512 MiB): long enough to be stable, short
-    enough not to dominate a quick bench."""
+    enough not to dominate a quick bench. The write waits ``settle`` seconds
+    first, as every run does, so it starts from the runs' memory state."""
     amount = max(CHUNK * 16, min(size, 512 * CHUNK))
-    return [
-        Ceiling("SHA-1, one core (OpenSSL)", sha1_one_core(amount)),
-        Ceiling("loopback TCP, one connection", loopback_tcp(amount)),
-        Ceiling("page-cache write", page_cache_write(work_dir, amount)),
-    ]
+    sha1 = Ceiling("SHA-1, one core (OpenSSL)", sha1_one_core(amount))
+    tcp = Ceiling("loopback TCP, one connection", loopback_tcp(amount))
+    time.sleep(settle)
+    return [sha1, tcp, Ceiling("page-cache write", page_cache_write(work_dir, amount))]
 
 
 def sha1_one_core(amount: int, piece: int = 256 * 1024) -> float:

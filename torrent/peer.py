@@ -13,7 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from torrent import __version__, wire
@@ -162,13 +162,20 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.transport.write(data)
             self.last_sent = time.monotonic()
 
-    def send_block(self, index: int, begin: int, data: bytes | memoryview) -> None:
-        """A piece message without concatenating the block into a new buffer."""
+    def send_blocks(self, blocks: Sequence[tuple[int, int, bytes | memoryview]]) -> None:
+        """Piece messages for ``(index, begin, data)`` blocks in one write (one
+        writev, not a syscall per block), without copying the blocks."""
         if self.transport is not None and not self.closed:
-            self.transport.writelines((wire.build_piece_header(index, begin, len(data)), data))
+            parts: list[bytes | memoryview] = []
+            total = 0
+            for index, begin, data in blocks:
+                parts.append(wire.build_piece_header(index, begin, len(data)))
+                parts.append(data)
+                total += len(data)
+            self.transport.writelines(parts)
             now = time.monotonic()
             self.last_sent = now
-            self.uploaded.add(len(data), now)
+            self.uploaded.add(total, now)
 
     def set_choking(self, choking: bool) -> None:
         if choking != self.am_choking:

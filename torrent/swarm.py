@@ -46,6 +46,7 @@ IDLE_TIMEOUT = 180.0  # nothing received at all
 PIPELINE_SECONDS = 2.0  # outstanding requests ≈ this many seconds of the peer's rate
 MIN_PIPELINE = 16
 MAX_SERVE_QUEUE = 500  # requests we hold for one peer (our advertised reqq)
+SEND_BATCH_BYTES = 256 * 1024  # blocks handed to the transport in one write
 READ_CACHE_BYTES = 32 * 1024 * 1024  # whole pieces kept for serving their blocks
 # Complete pieces waiting to be hashed and written: past this, no new requests
 # go out until the disk catches up, so memory does not grow with the torrent
@@ -471,30 +472,46 @@ class Swarm:
 
     async def _serve(self, peer: PeerConnection, state: PeerState) -> None:
         """Send queued blocks in order, reading off the loop and honouring
-        the upload limit and the transport's back-pressure."""
+        the upload limit and the transport's back-pressure. Blocks of pieces
+        already read leave together: one write per batch, not per block."""
         limiter = self.session.upload_limiter
-        while state.serving and not peer.closed:
-            index, begin, length = state.serving.popleft()
-            if peer.am_choking and index not in self._allowed_fast_for(peer):
-                continue
-            # Awaits only what is not ready: most blocks are of a piece already
-            # read, with no limit set and room in the transport.
-            future = self._cached_piece(index)
-            try:
-                # Shielded: the read is shared, one peer leaving must not cancel it for all.
-                piece = future.result() if future.done() else await asyncio.shield(future)
-            except StorageError as exc:
-                self.session.storage_failed(self, exc)
-                return
-            data = memoryview(piece)[begin:begin + length]
-            if limiter.rate:
-                await limiter.acquire(length + 13)
+        serving = state.serving
+        while serving and not peer.closed:
             if not peer.drained.is_set():
                 await peer.drained.wait()
-                if peer.closed:
+                continue
+            # With a limit, a block at a time keeps the rate smooth.
+            limit = BLOCK_SIZE if limiter.rate else SEND_BATCH_BYTES
+            batch: list[tuple[int, int, memoryview]] = []
+            size = 0
+            while serving and size < limit:
+                index, begin, length = serving[0]
+                if peer.am_choking and index not in self._allowed_fast_for(peer):
+                    serving.popleft()
+                    continue
+                future = self._cached_piece(index)
+                if not future.done():
+                    break
+                serving.popleft()
+                try:
+                    piece = future.result()
+                except StorageError as exc:
+                    self.session.storage_failed(self, exc)
                     return
-            peer.send_block(index, begin, data)
-            self.uploaded += length
+                batch.append((index, begin, memoryview(piece)[begin:begin + length]))
+                size += length
+            if batch:
+                if limiter.rate:
+                    await limiter.acquire(size + 13 * len(batch))
+                peer.send_blocks(batch)
+                self.uploaded += size
+            elif serving:
+                try:
+                    # Shielded: the read is shared, one peer leaving must not cancel it for all.
+                    await asyncio.shield(self._cached_piece(serving[0][0]))
+                except StorageError as exc:
+                    self.session.storage_failed(self, exc)
+                    return
 
     def _cached_piece(self, index: int) -> asyncio.Future[bytes]:
         """The whole piece, read once for all of its blocks (and all peers):

@@ -132,7 +132,7 @@ def test_handshake_state_and_a_block_round_trip(loop_factory) -> None:
         out.send(wire.build_request(3, 0, 16384))
         assert await seed.wait_for("request") == ("request", 3, 0, 16384)
         block = os.urandom(16384)
-        inc.send_block(3, 0, block)
+        inc.send_blocks([(3, 0, block)])
         assert await leech.wait_for("block") == ("block", 3, 0, block)
         assert out.downloaded.total == 16384 and inc.uploaded.total == 16384
         out.close("done")

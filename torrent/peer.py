@@ -79,6 +79,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.close_reason: str | None = None
         self.drained: asyncio.Event = asyncio.Event()
         self.drained.set()
+        self._outbox: list[bytes] = []  # send_soon's messages, flushed at the end of the loop iteration
 
         self.remote_id: bytes | None = None
         self.supports_fast = False
@@ -161,6 +162,21 @@ class PeerConnection(asyncio.BufferedProtocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
             self.last_sent = time.monotonic()
+
+    def send_soon(self, data: bytes) -> None:
+        """Queue a small message: those queued in one loop iteration leave in
+        one write (a have per verified piece would otherwise cost a syscall each)."""
+        if self.transport is None or self.closed:
+            return
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(data)
+
+    def _flush(self) -> None:
+        if self._outbox:
+            data = b"".join(self._outbox)
+            self._outbox.clear()
+            self.send(data)
 
     def send_blocks(self, blocks: Sequence[tuple[int, int, bytes | memoryview]]) -> None:
         """Piece messages for ``(index, begin, data)`` blocks in one write (one

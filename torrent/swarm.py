@@ -395,7 +395,7 @@ class Swarm:
             self._blame(index, earlier, piece)
         have_msg = wire.build_have(index)
         for peer in list(self.peers):
-            peer.send(have_msg)
+            peer.send_soon(have_msg)
             if peer.am_interested and not self.picker.interesting(peer):
                 state = self.peers.get(peer)
                 if state is not None and not state.outstanding:

@@ -243,3 +243,55 @@ def test_a_silent_connection_is_dropped_after_the_handshake_timeout(loop_factory
         server.close()
 
     run(loop_factory, main())
+
+
+def test_small_messages_queued_in_one_iteration_leave_in_one_write_and_blocks_in_one_writev(loop_factory) -> None:
+    async def until(condition) -> None:
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("condition not met within 5 s")
+
+    def counting(peer: PeerConnection, writes: list[int]) -> None:
+        """Wrap the peer's transport so each write call is counted (with its size)."""
+        real = peer.transport
+
+        class Counting:
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def write(self, data: bytes) -> None:
+                writes.append(len(data))
+                real.write(data)
+
+            def writelines(self, parts: list) -> None:
+                writes.append(sum(len(p) for p in parts))
+                real.writelines(parts)
+
+        peer.transport = Counting()
+
+    async def main() -> None:
+        seed = Owner(b"S" * 20, full())
+        leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
+        out, inc, server = await connect(seed, leech)
+        out_writes: list[int] = []
+        counting(out, out_writes)
+        for index in (1, 2, 5):
+            out.send_soon(wire.build_have(index))
+        assert out_writes == []  # nothing leaves before the iteration ends
+        await until(lambda: len([e for e in seed.events if e[0] == "have"]) == 3)
+        assert out_writes == [3 * 9]
+        assert [e[1] for e in seed.events if e[0] == "have"] == [1, 2, 5]
+
+        inc_writes: list[int] = []
+        counting(inc, inc_writes)
+        blocks = [(4, i * 16384, os.urandom(16384)) for i in range(3)]
+        inc.send_blocks(blocks)
+        assert inc_writes == [3 * (13 + 16384)]
+        await until(lambda: len([e for e in leech.events if e[0] == "block"]) == 3)
+        assert [e[1:] for e in leech.events if e[0] == "block"] == blocks
+        out.close("done")
+        server.close()
+
+    run(loop_factory, main())

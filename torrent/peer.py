@@ -47,7 +47,8 @@ class PeerOwner(Protocol):
     def on_have(self, peer: PeerConnection, index: int) -> None: ...
     def on_choke_change(self, peer: PeerConnection) -> None: ...
     def on_interest_change(self, peer: PeerConnection) -> None: ...
-    def on_block(self, peer: PeerConnection, index: int, begin: int, data: bytes) -> None: ...
+    def on_blocks(self, peer: PeerConnection, blocks: list[wire.Piece]) -> None:
+        """Piece messages in arrival order; their data is valid only during the call."""
     def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None: ...
     def on_request(self, peer: PeerConnection, index: int, begin: int, length: int) -> None: ...
     def on_cancel(self, peer: PeerConnection, index: int, begin: int, length: int) -> None: ...
@@ -123,23 +124,31 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         now = self.last_received = time.monotonic()
-        got = 0
+        blocks: list[wire.Piece] = []
         try:
             for event in self._parser.feed(self._rview[:nbytes]):
-                # Blocks first and inline: they are nearly all a leecher receives.
+                # Blocks are nearly all a leecher receives: they go to the
+                # owner together, once per read, in order with other messages.
                 if type(event) is wire.Piece:
-                    got += len(event.data)
-                    self.owner.on_block(self, event.index, event.begin, event.data)  # type: ignore[union-attr]
-                else:
-                    self._dispatch(event)
+                    blocks.append(event)
+                    continue
+                if blocks:
+                    self._blocks(blocks, now)
+                    blocks = []
+                    if self.closed:
+                        return
+                self._dispatch(event)
                 if self.closed:
                     return
+            if blocks:
+                self._blocks(blocks, now)
         except ProtocolError as exc:
             self.close(f"protocol error: {exc}")
-        finally:
-            if got:
-                self.last_block = now
-                self.downloaded.add(got, now)
+
+    def _blocks(self, blocks: list[wire.Piece], now: float) -> None:
+        self.last_block = now
+        self.downloaded.add(sum([len(block.data) for block in blocks]), now)
+        self.owner.on_blocks(self, blocks)  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
         self.close("connection closed by peer")

@@ -215,28 +215,37 @@ class Swarm:
     def unchoked_count(self) -> int:
         return sum(1 for p in self.peers if not p.am_choking)
 
-    def on_block(self, peer: PeerConnection, index: int, begin: int, data: bytes | memoryview) -> None:
+    def on_blocks(self, peer: PeerConnection, blocks: list[wire.Piece]) -> None:
+        """The blocks of one read, copied once each into their piece buffer."""
         state = self.peers.get(peer)
-        block = Block(index, begin, len(data))
-        if state is None or state.outstanding.pop(block, None) is None:
-            # Never requested, or already cancelled and answered elsewhere.
-            self.wasted += len(data)
+        if state is None:
+            self.wasted += sum([len(block.data) for block in blocks])
             return
-        received = self.picker.block_received(peer, index, begin)
-        for other in received.cancel:
-            other_state = self.peers.get(other)
-            if other_state is not None and other_state.outstanding.pop(block, None) is not None:
-                other.send(wire.build_cancel(index, begin, len(data)))
-        if not received.new:
-            self.wasted += len(data)
-        else:
-            piece = self.partial.get(index)
+        outstanding = state.outstanding
+        block_received = self.picker.block_received
+        partial = self.partial
+        for index, begin, data in blocks:
+            length = len(data)
+            block = Block(index, begin, length)
+            if outstanding.pop(block, None) is None:
+                # Never requested, or already cancelled and answered elsewhere.
+                self.wasted += length
+                continue
+            received = block_received(peer, index, begin)
+            for other in received.cancel:
+                other_state = self.peers.get(other)
+                if other_state is not None and other_state.outstanding.pop(block, None) is not None:
+                    other.send(wire.build_cancel(index, begin, length))
+            if not received.new:
+                self.wasted += length
+                continue
+            piece = partial.get(index)
             if piece is None:
-                piece = self.partial[index] = PartialPiece(index, self._piece_buffer(index))
-            piece.data[begin:begin + len(data)] = data
+                piece = partial[index] = PartialPiece(index, self._piece_buffer(index))
+            piece.data[begin:begin + length] = data
             piece.senders[begin] = state.identity
             if received.complete:
-                del self.partial[index]
+                del partial[index]
                 self._backlog += len(piece.data)
                 self.verifier.submit(piece, index, piece.data)
         self._schedule_fill(peer)

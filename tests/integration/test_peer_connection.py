@@ -55,8 +55,9 @@ class Owner:
     def on_interest_change(self, peer: PeerConnection) -> None:
         self._record("interest", peer.peer_interested)
 
-    def on_block(self, peer: PeerConnection, index: int, begin: int, data: bytes) -> None:
-        self._record("block", index, begin, data)
+    def on_blocks(self, peer: PeerConnection, blocks: list[wire.Piece]) -> None:
+        for index, begin, data in blocks:
+            self._record("block", index, begin, bytes(data))
 
     def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
         self._record("reject", index, begin, length)

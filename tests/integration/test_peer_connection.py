@@ -296,3 +296,32 @@ def test_small_messages_queued_in_one_iteration_leave_in_one_write_and_blocks_in
         server.close()
 
     run(loop_factory, main())
+
+
+def test_receive_buffer_grows_only_while_reads_fill_it() -> None:
+    from torrent.peer import RECV_BUFFER_MAX, RECV_BUFFER_MIN
+
+    leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
+    peer = PeerConnection(leech, address=("127.0.0.1", 1))  # no transport: what it sends goes nowhere
+    stream = wire.Handshake(INFO_HASH, b"S" * 20).to_bytes()
+    sizes = []
+
+    def read(n: int | None = None) -> None:
+        """One read of ``n`` bytes of keep-alives (after the handshake); None fills the buffer."""
+        nonlocal stream
+        buffer = peer.get_buffer(-1)
+        sizes.append(len(buffer))
+        n = len(buffer) if n is None else n
+        stream += wire.build_keepalive() * ((n - len(stream)) // 4)
+        buffer[:n] = stream[:n]
+        stream = stream[n:]
+        peer.buffer_updated(n)
+
+    read()  # full: the next buffer is twice the size
+    read(100)  # a short read keeps the size
+    while sizes[-1] < RECV_BUFFER_MAX:
+        read()
+    read()
+    assert sizes[:3] == [RECV_BUFFER_MIN, 2 * RECV_BUFFER_MIN, 2 * RECV_BUFFER_MIN]
+    assert sizes[-2:] == [RECV_BUFFER_MAX, RECV_BUFFER_MAX]
+    assert not peer.closed and leech.attached == [peer]

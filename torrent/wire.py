@@ -272,6 +272,10 @@ def parse_handshake(data: bytes | bytearray | memoryview) -> Handshake:
 # different types never compare equal.
 
 
+T = TypeVar("T")
+_new = tuple.__new__
+
+
 def _typed_eq(self: tuple, other: object) -> bool:
     return type(self) is type(other) and tuple.__eq__(self, other)  # type: ignore[arg-type]
 
@@ -293,10 +297,6 @@ def _message_tuple(msg_id: MessageId) -> Callable[[type[T]], type[T]]:
         return cls
 
     return decorate
-
-
-T = TypeVar("T")
-_new = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ class Report:
         st = self.settings
         title = (f"torrent bench: {st['size_text']} payload, {st['piece_size_text']} pieces, "
                  f"{st['seeders']} seeder(s) → {st['leechers']} leecher(s), {st['runs']} run(s) each, "
-                 f"speedups {st['speedups']}, {st.get('settle_s', 0):g} s pause before each")
+                 f"speedups {st['speedups']}, {st['settle_s']:g} s pause before each")
         lines = [title]
         if self.ceilings:
             lowest = min(c.bytes_per_second for c in self.ceilings)

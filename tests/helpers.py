@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 import pytest
 
@@ -23,6 +25,44 @@ def free_port() -> int:
                     continue
         return port
     pytest.fail("no port free for both TCP and UDP on 127.0.0.1", pytrace=False)
+
+
+def http_get(port: int, target: str, timeout: float = 2.0) -> bytes:
+    """A raw GET on 127.0.0.1 (no urllib: it would honour *_proxy variables)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def write_opentracker_config(workdir: Path, port: int, allowed_hex: list[str]) -> Path:
+    """opentracker's config for 127.0.0.1:``port`` (TCP and UDP) with a whitelist.
+
+    As packaged it is whitelist-only, and as root it drops to ``nobody`` before
+    reading the whitelist: ``workdir`` must be world-readable (0755).
+    """
+    whitelist = workdir / "whitelist.txt"
+    whitelist.write_text("".join(h + "\n" for h in allowed_hex))
+    whitelist.chmod(0o644)
+    conf = workdir / "opentracker.conf"
+    conf.write_text(f"listen.tcp_udp 127.0.0.1:{port}\naccess.whitelist {whitelist}\n")
+    conf.chmod(0o644)
+    return conf
+
+
+def opentracker_answers(port: int, probe: bytes, timeout: float = 1.0) -> tuple[bool, str]:
+    """Whether opentracker answers a normal announce for the whitelisted
+    ``probe`` hash, and what it said. Not ``event=stopped``: those are
+    answered before the whitelist is even loaded."""
+    target = (f"/announce?info_hash={quote_from_bytes(probe, safe='')}&peer_id={'-PROBE-' + 'x' * 13}"
+              "&port=9&uploaded=0&downloaded=0&left=0&compact=1")
+    try:
+        reply = http_get(port, target, timeout)
+    except OSError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return b"interval" in reply and b"failure reason" not in reply, f"answered {reply[-200:]!r}"
 
 
 def compiled_bitfield_class() -> type:

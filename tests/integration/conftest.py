@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote_from_bytes
 
 import pytest
-from helpers import free_port
+from helpers import free_port, opentracker_answers, write_opentracker_config
 
 OPENTRACKER_START_TIMEOUT = 10.0
 WHITELISTED = 32  # random info-hashes, enough for one per test
-
-
 
 
 @dataclass
@@ -52,23 +48,8 @@ class OpenTracker:
         return self.hashes.pop()
 
 
-def _http_get(port: int, target: str, timeout: float = 1.0) -> bytes:
-    """A raw GET on 127.0.0.1 (no urllib: it would honour *_proxy variables)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _start(exe: str, workdir: Path, port: int, hashes: list[bytes]) -> tuple[subprocess.Popen[bytes], Path]:
-    whitelist = workdir / "whitelist.txt"
-    whitelist.write_text("".join(h.hex() + "\n" for h in hashes))
-    whitelist.chmod(0o644)
-    conf = workdir / "opentracker.conf"
-    conf.write_text(f"listen.tcp_udp 127.0.0.1:{port}\naccess.whitelist {whitelist}\n")
-    conf.chmod(0o644)
+    conf = write_opentracker_config(workdir, port, [h.hex() for h in hashes])
     log = workdir / "opentracker.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([exe, "-f", str(conf)], cwd=workdir, stdin=subprocess.DEVNULL,
@@ -88,26 +69,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _wait_ready(proc: subprocess.Popen[bytes], port: int, probe: bytes, log: Path) -> str | None:
     """None once the tracker accepts a whitelisted hash; else why it did not.
-
-    The probe must not be ``event=stopped``: opentracker answers those without
-    looking at the whitelist, before the whitelist is even loaded. ``probe``
-    is the last line of the file and is never handed to a test.
-    """
-    target = (f"/announce?info_hash={quote_from_bytes(probe, safe='')}&peer_id={'-PROBE-' + 'x' * 13}"
-              "&port=1&uploaded=0&downloaded=0&left=0&compact=1")
+    ``probe`` is the last line of the whitelist and is never handed to a test."""
     deadline = time.monotonic() + OPENTRACKER_START_TIMEOUT
     last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return f"exited with status {proc.returncode}"
-        try:
-            reply = _http_get(port, target)
-        except OSError as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        else:
-            if b"interval" in reply and b"failure reason" not in reply:
-                return None
-            last = f"answered {reply[-200:]!r}"  # e.g. whitelist not loaded yet: "not authorized"
+        ready, last = opentracker_answers(port, probe)  # e.g. whitelist not loaded yet: "not authorized"
+        if ready:
+            return None
         time.sleep(0.05)
     return f"not ready after {OPENTRACKER_START_TIMEOUT:g} s ({last}); log: {log.read_text(errors='replace')}"
 

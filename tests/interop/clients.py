@@ -29,7 +29,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any
 from urllib.parse import quote_from_bytes
 
 import pytest
-from helpers import LIBTORRENT_LOOPBACK, free_port
+from helpers import LIBTORRENT_LOOPBACK, free_port, http_get, opentracker_answers, write_opentracker_config
 
 # Which Debian package provides each command these tests start.
 DEBIAN_PACKAGE = {
@@ -510,7 +509,7 @@ class OpenTracker:
         """(seeders, leechers) the tracker knows for this torrent, or None if it did not answer."""
         target = f"/scrape?info_hash={quote_from_bytes(bytes.fromhex(info_hash_hex), safe='')}"
         try:
-            reply = _http_get(self.port, target)
+            reply = http_get(self.port, target)
         except OSError:
             return None
         complete = re.search(rb"8:completei(\d+)e", reply)
@@ -518,16 +517,6 @@ class OpenTracker:
         if not complete or not incomplete:
             return None
         return int(complete.group(1)), int(incomplete.group(1))
-
-
-def _http_get(port: int, target: str, timeout: float = 2.0) -> bytes:
-    """A raw GET on 127.0.0.1 (no urllib: it would honour *_proxy variables)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def start_opentracker(h: Harness, port: int, info_hashes: Sequence[str]) -> OpenTracker:
@@ -541,23 +530,8 @@ def start_opentracker(h: Harness, port: int, info_hashes: Sequence[str]) -> Open
     workdir.chmod(0o755)  # as root it drops to 'nobody' before reading the whitelist
     h.on_close(lambda: shutil.rmtree(workdir, ignore_errors=True))
     probe = os.urandom(20)
-    whitelist = workdir / "whitelist.txt"
-    whitelist.write_text("".join(x + "\n" for x in [*info_hashes, probe.hex()]))
-    whitelist.chmod(0o644)
-    conf = workdir / "opentracker.conf"
-    conf.write_text(f"listen.tcp_udp 127.0.0.1:{port}\naccess.whitelist {whitelist}\n")
-    conf.chmod(0o644)
+    conf = write_opentracker_config(workdir, port, [*info_hashes, probe.hex()])
     proc = h.spawn("opentracker", [exe, "-f", conf], cwd=workdir)
-    target = (f"/announce?info_hash={quote_from_bytes(probe, safe='')}&peer_id={'-PROBE-' + 'x' * 13}"
-              "&port=9&uploaded=0&downloaded=0&left=0&compact=1")
-
-    def ready() -> bool:
-        try:
-            reply = _http_get(port, target, timeout=1.0)
-        except OSError:
-            return False
-        return b"interval" in reply and b"failure reason" not in reply
-
-    h.wait_for(f"opentracker to listen on 127.0.0.1:{port} with its whitelist loaded", ready, timeout=15,
-               watch=[proc])
+    h.wait_for(f"opentracker to listen on 127.0.0.1:{port} with its whitelist loaded",
+               lambda: opentracker_answers(port, probe)[0], timeout=15, watch=[proc])
     return OpenTracker(port, proc, workdir, list(info_hashes))

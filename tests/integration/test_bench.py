@@ -30,6 +30,8 @@ def test_smoke_run_of_every_scenario_reports_verified_figures(tmp_path: Path) ->
         (run,) = s["runs"]
         assert run["seconds"] > 0 and run["mb_per_s"] > 0
         assert run["leecher_cpu_s"] > 0 and run["seeder_cpu_s"] >= 0
+        assert run["leecher_user_s"] > 0 and run["leecher_sys_s"] >= 0 and run["seeder_user_s"] >= 0
+        assert abs(run["leecher_user_s"] + run["leecher_sys_s"] - run["leecher_cpu_s"]) < 0.01
         assert run["leecher_peak_rss_mb"] > 10 and run["seeder_peak_rss_mb"] > 10
         assert s["ratio_to_reference"] > 0
     assert scenarios["lt-lt"]["ratio_to_reference"] == 1.0

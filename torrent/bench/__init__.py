@@ -2,8 +2,10 @@
 in every pairing, against the machine's ceilings measured in the same run.
 
 Runs are interleaved (run 1 of every scenario, then run 2, ...) so that each
-scenario sees the same drift of a shared machine; the ratio to libtorrent →
-libtorrent is what stays meaningful from one machine to the next.
+scenario sees the same drift of a shared machine, and each round starts one
+scenario later, so none always runs after the same one; the ratio to
+libtorrent → libtorrent, and user CPU per GiB, are what stay meaningful from
+one run of the bench to the next.
 """
 
 from __future__ import annotations
@@ -59,7 +61,11 @@ def run_bench(options: BenchOptions) -> Report:
                            pure_python=options.pure_python, lt_python=lt_python)
         results: dict[Scenario, list[RunResult]] = {s: [] for s in scenarios}
         for n in range(1, options.runs + 1):
-            for scenario in scenarios:
+            # Each round starts one scenario later: a run's speed depends on the
+            # one before it (system CPU follows the memory state that run left),
+            # so no scenario always follows the same one.
+            shift = (n - 1) % len(scenarios)
+            for scenario in scenarios[shift:] + scenarios[:shift]:
                 label = f"{scenario.title}, run {n}/{options.runs}"
                 time.sleep(options.settle)
                 result = bench.run(scenario, progress.bar(label))
@@ -176,8 +182,8 @@ class _Progress:
     def done(self, label: str, result: RunResult) -> None:
         if self._enabled:
             line = (f"{label}: {result.bytes_per_second / 1e6:.0f} MB/s in {result.seconds:.2f} s, "
-                    f"leecher {result.leecher_cpu:.2f} CPU-s {result.leecher_rss / 1e6:.0f} MB, "
-                    f"seeder {result.seeder_cpu:.2f} CPU-s")
+                    f"leecher {result.leecher_user:.2f}+{result.leecher_sys:.2f} user+sys CPU-s "
+                    f"{result.leecher_rss / 1e6:.0f} MB, seeder {result.seeder_user:.2f}+{result.seeder_sys:.2f}")
             if self._rich is not None:
                 self._rich.console.print(line)
             else:

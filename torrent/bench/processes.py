@@ -1,5 +1,8 @@
 """Child processes of the bench, with what the kernel knows of their cost:
-CPU seconds (over a window, or the whole life) and peak resident memory."""
+user and system CPU seconds (over a window, or the whole life) and peak
+resident memory. They are kept apart because on this VM system time (the
+kernel's page-cache copies and page faults) swings with the host's memory
+state from run to run, while user time per GiB stays steady."""
 
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ class Child:
         self.proc = subprocess.Popen(argv, stdout=self._log_file, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
         self.ended: float | None = None
-        self.cpu_seconds = 0.0  # whole life, once reaped
+        self.user_seconds = 0.0  # whole life, once reaped
+        self.system_seconds = 0.0
         self.peak_rss = 0  # bytes, once reaped
         self.exit_code: int | None = None
 
@@ -35,11 +39,11 @@ class Child:
     def pid(self) -> int:
         return self.proc.pid
 
-    def cpu_now(self) -> float:
-        """CPU seconds so far (user + system), read while it runs."""
+    def cpu_now(self) -> tuple[float, float]:
+        """(user, system) CPU seconds so far, read while it runs."""
         with open(f"/proc/{self.pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
+        return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
     def wait_for_line(self, text: str, timeout: float) -> None:
         """Until the log shows ``text`` (a peer saying it is ready)."""
@@ -88,6 +92,7 @@ class Child:
         self.ended = time.perf_counter()
         self.exit_code = os.waitstatus_to_exitcode(status)
         self.proc.returncode = self.exit_code  # so Popen does not try to reap it again
-        self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        self.user_seconds = usage.ru_utime
+        self.system_seconds = usage.ru_stime
         self.peak_rss = usage.ru_maxrss * 1024  # Linux reports KiB
         self._log_file.close()

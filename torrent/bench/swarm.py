@@ -58,14 +58,24 @@ REFERENCE = Scenario(LIBTORRENT, LIBTORRENT)
 class RunResult:
     seconds: float  # first leecher started → last leecher exited
     bytes: int  # payload bytes downloaded, over all leechers
-    leecher_cpu: float  # CPU seconds, all leechers, whole process lives
-    seeder_cpu: float  # CPU seconds, all seeders, while the leechers ran
+    leecher_user: float  # user CPU seconds, all leechers, whole process lives
+    leecher_sys: float  # system CPU seconds, likewise
+    seeder_user: float  # user CPU seconds, all seeders, while the leechers ran
+    seeder_sys: float
     leecher_rss: int  # peak resident bytes, the largest leecher
     seeder_rss: int
 
     @property
     def bytes_per_second(self) -> float:
         return self.bytes / self.seconds
+
+    @property
+    def leecher_cpu(self) -> float:
+        return self.leecher_user + self.leecher_sys
+
+    @property
+    def seeder_cpu(self) -> float:
+        return self.seeder_user + self.seeder_sys
 
 
 def libtorrent_python() -> str | None:
@@ -118,7 +128,7 @@ class BenchSwarm:
             for child in seeders:
                 child.wait_for_line("ready" if scenario.seeder == LIBTORRENT else "listening on port",
                                     READY_TIMEOUT)
-            seeder_cpu_before = sum(child.cpu_now() for child in seeders)
+            seeder_cpu_before = _cpu_sum(seeders)
             out_dirs = []
             for i, port in enumerate(leech_ports):
                 out = run_dir / f"leecher-{i}"
@@ -138,7 +148,7 @@ class BenchSwarm:
                     raise BenchError(f"{scenario.title}: download not finished in time ({leechers[0].tail()})")
                 time.sleep(0.01)
             ended = max(child.ended for child in leechers)  # type: ignore[type-var]
-            seeder_cpu = sum(child.cpu_now() for child in seeders) - seeder_cpu_before
+            seeder_cpu_after = _cpu_sum(seeders)
             for child in leechers:
                 if child.exit_code != 0:
                     raise BenchError(f"{scenario.title}: {child.role} exited with code {child.exit_code}: "
@@ -150,7 +160,10 @@ class BenchSwarm:
             self._verify(out / self.metainfo.name, scenario)
         shutil.rmtree(run_dir, ignore_errors=True)
         return RunResult(seconds=ended - started, bytes=size * self.leechers,
-                         leecher_cpu=sum(c.cpu_seconds for c in leechers), seeder_cpu=seeder_cpu,
+                         leecher_user=sum(c.user_seconds for c in leechers),
+                         leecher_sys=sum(c.system_seconds for c in leechers),
+                         seeder_user=seeder_cpu_after[0] - seeder_cpu_before[0],
+                         seeder_sys=seeder_cpu_after[1] - seeder_cpu_before[1],
                          leecher_rss=max(c.peak_rss for c in leechers), seeder_rss=max(c.peak_rss for c in seeders))
 
     def _seeder(self, client: str, i: int, port: int, run_dir: Path) -> Child:
@@ -199,6 +212,12 @@ class BenchSwarm:
         if got != expected:
             bad = next((i for i in range(0, len(expected), 20) if got[i:i + 20] != expected[i:i + 20]), 0) // 20
             raise BenchError(f"{scenario.title}: downloaded data differs from the torrent (first bad piece {bad})")
+
+
+def _cpu_sum(children: list[Child]) -> tuple[float, float]:
+    """(user, system) CPU seconds of running children, summed."""
+    times = [child.cpu_now() for child in children]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
 def _allocated(directory: Path) -> int:

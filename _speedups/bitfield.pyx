@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: always_allow_keywords=False
-"""Compiled piece bitfield (BEP 3 wire layout); twin of ``torrent.bitfield.PyBitfield``.
+"""Compiled piece bitfield (BEP 3 wire layout); twin of ``torrent.core.bitfield.PyBitfield``.
 
 The piece picker runs set algebra over every peer's bitfield (up to millions of
 pieces, hundreds of peers), so bulk operations work 64 bits at a time over a C
@@ -16,7 +16,7 @@ from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
-from torrent.errors import BitfieldError
+from torrent.core.errors import BitfieldError
 
 cdef extern from *:
     """

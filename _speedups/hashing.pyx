@@ -7,7 +7,7 @@ hashes on every core at once. Batches of pieces go through the multi-buffer
 SHA-NI kernel in ``sha1_multi.h``: one SHA-1 stream is bound by the latency
 of ``sha1rnds4``, four interleaved streams are not (measured 3.9 GB/s per
 core against OpenSSL's 1.7). Single pieces, and CPUs without SHA-NI, use
-OpenSSL's libcrypto. Twin: ``torrent/hashing.py``.
+OpenSSL's libcrypto. Twin: ``torrent/core/hashing.py``.
 """
 
 from libc.stdlib cimport free, malloc

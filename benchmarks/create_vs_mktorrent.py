@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from torrent.units import format_size, parse_size
+from torrent.core.units import format_size, parse_size
 
 
 def timed(cmd: list[str]) -> float:
@@ -54,7 +54,7 @@ def main() -> int:
             Path(tmp, "mk.torrent").unlink(missing_ok=True)
             mk.append(timed(mk_cmd))
             ours.append(timed(ours_cmd))
-        from torrent import metainfo
+        from torrent.codec import metainfo
 
         same = metainfo.load(Path(tmp, "ours.torrent")).pieces == metainfo.load(Path(tmp, "mk.torrent")).pieces
     o, m = statistics.median(ours), statistics.median(mk)

@@ -15,8 +15,8 @@ import random
 
 import pytest
 
-from torrent import speedups
-from torrent.bitfield import PyBitfield
+from torrent.core import speedups
+from torrent.core.bitfield import PyBitfield
 
 N = 100_000
 SEED = 0xB17F1E1D

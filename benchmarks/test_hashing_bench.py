@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from torrent import hashing, speedups
+from torrent.core import hashing, speedups
 
 MiB = 1024 * 1024
 KiB = 1024

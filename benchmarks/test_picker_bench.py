@@ -18,10 +18,10 @@ import random
 
 import pytest
 
-from torrent import speedups
-from torrent.bitfield import PyBitfield
-from torrent.geometry import Geometry
-from torrent.picker import PiecePicker
+from torrent.core import speedups
+from torrent.core.bitfield import PyBitfield
+from torrent.codec.geometry import Geometry
+from torrent.engine.picker import PiecePicker
 
 N = 100_000
 PIECE = 256 * 1024

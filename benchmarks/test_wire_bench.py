@@ -19,8 +19,8 @@ import os
 
 import pytest
 
-from torrent import wire
-from torrent.wire import Piece, WireParser
+from torrent.codec import wire
+from torrent.codec.wire import Piece, WireParser
 
 BLOCK = 16 * 1024
 PIECE = 256 * 1024

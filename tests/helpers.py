@@ -8,7 +8,7 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 
-from torrent import speedups
+from torrent.core import speedups
 from torrent.bench.lt_peer import LOOPBACK_SETTINGS as LIBTORRENT_LOOPBACK  # noqa: F401  (re-exported)
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from torrent.cli import main
+from torrent.cli.main import main
 
 sys.exit(main())

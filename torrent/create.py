@@ -18,11 +18,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from torrent import __version__, bencoding, hashing
-from torrent.errors import CreateError
-from torrent.geometry import Geometry
-from torrent.paths import sanitize_component, sanitize_path
-from torrent.settings import KiB, MiB
+from torrent import __version__
+from torrent.codec import bencoding
+from torrent.core import hashing
+from torrent.core.errors import CreateError
+from torrent.codec.geometry import Geometry
+from torrent.codec.paths import sanitize_component, sanitize_path
+from torrent.core.settings import KiB, MiB
 
 MIN_PIECE = 16 * KiB
 MAX_PIECE = 16 * MiB

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import pytest
 import uvloop
 
-from torrent import wire
-from torrent.bitfield import Bitfield
-from torrent.peer import PeerConnection
+from torrent.codec import wire
+from torrent.core.bitfield import Bitfield
+from torrent.peer.connection import PeerConnection
 
 NUM_PIECES = 10
 INFO_HASH = bytes(range(20))
@@ -223,7 +223,7 @@ def test_a_later_bitfield_adds_its_new_pieces_as_haves(loop_factory) -> None:
 
 
 def test_a_silent_connection_is_dropped_after_the_handshake_timeout(loop_factory, monkeypatch) -> None:
-    import torrent.peer as peer_module
+    import torrent.peer.connection as peer_module
 
     monkeypatch.setattr(peer_module, "HANDSHAKE_TIMEOUT", 0.2)
 
@@ -299,7 +299,7 @@ def test_small_messages_queued_in_one_iteration_leave_in_one_write_and_blocks_in
 
 
 def test_receive_buffer_grows_only_while_reads_fill_it() -> None:
-    from torrent.peer import RECV_BUFFER_MAX, RECV_BUFFER_MIN
+    from torrent.peer.connection import RECV_BUFFER_MAX, RECV_BUFFER_MIN
 
     leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
     peer = PeerConnection(leech, address=("127.0.0.1", 1))  # no transport: what it sends goes nowhere

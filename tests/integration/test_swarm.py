@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from torrent import metainfo, swarm, wire
+from torrent.codec import metainfo, wire
+from torrent.engine import swarm
 from torrent.create import create_torrent
-from torrent.demo import make_payload
-from torrent.metainfo import Metainfo
-from torrent.session import Session, Settings
+from torrent.cli.demo import make_payload
+from torrent.codec.metainfo import Metainfo
+from torrent.session.core import Session, Settings
 
 PIECE = 32 * 1024
 

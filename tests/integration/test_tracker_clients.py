@@ -19,8 +19,8 @@ import pytest
 import uvloop
 
 from torrent import __version__
-from torrent.bencoding import encode
-from torrent.tracker.announce import (
+from torrent.codec.bencoding import encode
+from torrent.codec.tracker.announce import (
     AnnounceRequest,
     Event,
     TrackerError,

@@ -310,7 +310,7 @@ def create_torrent(payload: Path, out: Path, *, piece_size: str, tracker: str | 
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 or "Traceback" in proc.stderr:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}", pytrace=False)
-    from torrent import metainfo
+    from torrent.codec import metainfo
 
     meta = metainfo.load(out)
     assert not meta.has_v2, "torrent create made a hybrid torrent; these tests need v1-only"

@@ -23,7 +23,7 @@ from types import ModuleType
 
 import pytest
 
-from torrent.demo import make_payload
+from torrent.cli.demo import make_payload
 
 if str(Path(__file__).parent) not in sys.path:  # --import-mode=importlib does not add it
     sys.path.insert(0, str(Path(__file__).parent))

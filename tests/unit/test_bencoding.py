@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torrent import bencoding
-from torrent.errors import BencodeError, TorrentError
-from torrent.settings import Limits
+from torrent.codec import bencoding
+from torrent.core.errors import BencodeError, TorrentError
+from torrent.core.settings import Limits
 
 # --- strategies --------------------------------------------------------------------
 

@@ -21,9 +21,9 @@ from helpers import compiled_bitfield_class
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from torrent import speedups
-from torrent.bitfield import PyBitfield
-from torrent.errors import BitfieldError, ProtocolError
+from torrent.core import speedups
+from torrent.core.bitfield import PyBitfield
+from torrent.core.errors import BitfieldError, ProtocolError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -567,14 +567,14 @@ def run_python(code: str, **env: str) -> str:
 
 
 def test_env_var_forces_the_twin():
-    code = "import torrent.bitfield as b; print(b.Bitfield is b.PyBitfield)"
+    code = "import torrent.core.bitfield as b; print(b.Bitfield is b.PyBitfield)"
     assert run_python(code, **{speedups.PURE_ENV: "1"}) == "True"
 
 
 def test_selector_prefers_the_compiled_bitfield_class():
     compiled_bitfield_class()
     code = (
-        "import torrent.bitfield as b, _speedups.bitfield as c, torrent.speedups as s; "
+        "import torrent.core.bitfield as b, _speedups.bitfield as c, torrent.core.speedups as s; "
         "print(b.Bitfield is c.Bitfield, s._status['bitfield'])"
     )
     assert run_python(code) == "True compiled"

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from torrent.choker import Choker, PeerView
+from torrent.engine.choker import Choker, PeerView
 
 
 def peer(key: str, down: float = 0.0, up: float = 0.0, *, interested: bool = True, age: float = 600.0,
@@ -16,7 +16,7 @@ def peer(key: str, down: float = 0.0, up: float = 0.0, *, interested: bool = Tru
 
 
 def test_leeching_unchokes_the_fastest_uploaders_plus_one_optimistic() -> None:
-    choker = Choker(4, rng=random.Random(1))
+    choker = Choker(upload_slots=4, rng=random.Random(1))
     peers = [peer(f"p{i}", down=i * 100) for i in range(10)]
     unchoked = choker.rechoke(peers, seeding=False)
     assert {"p9", "p8", "p7"} <= unchoked
@@ -25,13 +25,13 @@ def test_leeching_unchokes_the_fastest_uploaders_plus_one_optimistic() -> None:
 
 
 def test_uninterested_peers_are_never_unchoked() -> None:
-    choker = Choker(4, rng=random.Random(2))
+    choker = Choker(upload_slots=4, rng=random.Random(2))
     peers = [peer("fast", down=10**6, interested=False), peer("slow", down=1)]
     assert choker.rechoke(peers, seeding=False) == {"slow"}
 
 
 def test_snubbed_peers_lose_their_regular_slot() -> None:
-    choker = Choker(2, rng=random.Random(3))
+    choker = Choker(upload_slots=2, rng=random.Random(3))
     peers = [peer("snub", down=10**6, snubbed=True), peer("honest", down=10)]
     unchoked = choker.rechoke(peers, seeding=False)
     assert "honest" in unchoked
@@ -39,7 +39,7 @@ def test_snubbed_peers_lose_their_regular_slot() -> None:
 
 
 def test_optimistic_slot_rotates_every_third_round() -> None:
-    choker = Choker(2, rng=random.Random(4))
+    choker = Choker(upload_slots=2, rng=random.Random(4))
     peers = [peer("top", down=10**6)] + [peer(f"p{i}") for i in range(20)]
     seen = []
     for _ in range(9):
@@ -51,7 +51,7 @@ def test_optimistic_slot_rotates_every_third_round() -> None:
 
 
 def test_new_peers_are_favoured_for_the_optimistic_slot() -> None:
-    choker = Choker(2, rng=random.Random(5))
+    choker = Choker(upload_slots=2, rng=random.Random(5))
     peers = [peer("top", down=10**6), peer("new", age=1.0)] + [peer(f"old{i}") for i in range(3)]
     wins = Counter()
     for _ in range(3000):
@@ -63,7 +63,7 @@ def test_new_peers_are_favoured_for_the_optimistic_slot() -> None:
 
 
 def test_seeding_rotates_among_peers_of_similar_rate() -> None:
-    choker = Choker(3, rng=random.Random(6))
+    choker = Choker(upload_slots=3, rng=random.Random(6))
     peers = [peer(f"p{i}", up=1000 + i) for i in range(6)]
     regular_sets = set()
     for _ in range(30):
@@ -74,4 +74,4 @@ def test_seeding_rotates_among_peers_of_similar_rate() -> None:
 
 def test_slots_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        Choker(0)
+        Choker(upload_slots=0)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import torrent
-from torrent.bencoding import decode, encode
+from torrent.codec.bencoding import decode, encode
 
 PIECE = 16 * 1024
 TRACKER_A = "http://127.0.0.1:6969/announce"

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent import bencoding, create, metainfo
-from torrent.errors import CreateError, TorrentError
-from torrent.settings import KiB, MiB
+from torrent.codec import bencoding, metainfo
+from torrent import create
+from torrent.core.errors import CreateError, TorrentError
+from torrent.core.settings import KiB, MiB
 
 PIECE = 16 * KiB
 DATE = 1_700_000_000

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent.geometry import BLOCK_SIZE, FileSlice, Geometry
+from torrent.codec.geometry import BLOCK_SIZE, FileSlice, Geometry
 
 # Files of 10, 0, 25, 0, 5 bytes in pieces of 8: payload 40 bytes, 5 pieces.
 # file 0: [0, 10)  file 1: empty at 10  file 2: [10, 35)  file 3: empty at 35  file 4: [35, 40)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torrent import hashing, speedups
+from torrent.core import hashing, speedups
 
 IMPLEMENTATIONS = ("cython", "python")
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent.errors import MagnetError, TorrentError
-from torrent.magnet import MAX_SELECTED_FILES, MAX_URI_LENGTH, Magnet, build_magnet, parse_magnet
+from torrent.core.errors import MagnetError, TorrentError
+from torrent.codec.magnet import MAX_SELECTED_FILES, MAX_URI_LENGTH, Magnet, build_magnet, parse_magnet
 
 HEX = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"
 # The same hash in RFC 4648 base32, as older clients (and some sites) write it.

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from torrent import bencoding, metainfo
-from torrent.errors import MetainfoError
-from torrent.geometry import Geometry
-from torrent.magnet import parse_magnet
-from torrent.metainfo import FileEntry, Metainfo
-from torrent.settings import Limits
+from torrent.codec import bencoding, metainfo
+from torrent.core.errors import MetainfoError
+from torrent.codec.geometry import Geometry
+from torrent.codec.magnet import parse_magnet
+from torrent.codec.metainfo import FileEntry, Metainfo
+from torrent.core.settings import Limits
 
 PIECE = 16384
 

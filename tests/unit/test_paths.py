@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torrent.errors import StorageError
-from torrent.paths import MAX_COMPONENT_BYTES, safe_join, sanitize_component, sanitize_path
+from torrent.core.errors import StorageError
+from torrent.codec.paths import MAX_COMPONENT_BYTES, safe_join, sanitize_component, sanitize_path
 
 RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
 

@@ -19,10 +19,10 @@ from hypothesis.stateful import (
     rule,
 )
 
-from torrent.bitfield import PyBitfield
-from torrent.errors import ProtocolError
-from torrent.geometry import BLOCK_SIZE, Geometry
-from torrent.picker import Block, PiecePicker, Received
+from torrent.core.bitfield import PyBitfield
+from torrent.core.errors import ProtocolError
+from torrent.codec.geometry import BLOCK_SIZE, Geometry
+from torrent.engine.picker import Block, PiecePicker, Received
 
 KiB = 1024
 

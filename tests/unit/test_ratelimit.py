@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent.ratelimit import RateLimiter, TokenBucket
+from torrent.engine.ratelimit import RateLimiter, TokenBucket
 
 
 def test_unlimited_never_waits() -> None:

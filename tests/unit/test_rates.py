@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from torrent.rates import WINDOW, RateMeter
+from torrent.core.rates import WINDOW, RateMeter
 
 
 def test_steady_rate_is_measured() -> None:

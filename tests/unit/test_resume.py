@@ -15,12 +15,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent import bencoding, resume
-from torrent.bitfield import Bitfield
-from torrent.errors import StorageError
-from torrent.metainfo import FileEntry, Metainfo
-from torrent.resume import ResumeData, ResumeError
-from torrent.storage import FileState, Storage
+from torrent.codec import bencoding
+from torrent.storage import resume
+from torrent.core.bitfield import Bitfield
+from torrent.core.errors import StorageError
+from torrent.codec.metainfo import FileEntry, Metainfo
+from torrent.storage.resume import ResumeData, ResumeError
+from torrent.storage.files import FileState, Storage
 
 Spec = Sequence[tuple[str, int] | tuple[str, int, str]]
 PL = 1024
@@ -230,7 +231,7 @@ def test_mutated_resume_files_never_raise(tmp_path_factory: pytest.TempPathFacto
 
 _CRASH_CHILD = r"""
 import os, sys
-from torrent import resume
+from torrent.storage import resume
 old = resume.load(sys.argv[1])
 new = old.__class__(**{**{f: getattr(old, f) for f in old.__slots__}, "uploaded": 999})
 os.replace = lambda *a: os._exit(3)  # the power goes out between the temporary file and the rename

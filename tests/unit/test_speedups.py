@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from torrent import speedups
+from torrent.core import speedups
 
 
 def _run(code: str, **env: str) -> str:
@@ -21,7 +21,7 @@ def test_compiled_modules_are_built_when_the_test_command_requires_them() -> Non
     if os.environ.get("TORRENT_REQUIRE_SPEEDUPS") == "1":
         for name in ("bitfield", "hashing"):
             speedups.compiled_module(name)
-    status = _run("from torrent import speedups; print(speedups.all_compiled())")
+    status = _run("from torrent.core import speedups; print(speedups.all_compiled())")
     assert status == str(all(_importable(m) for m in ("bitfield", "hashing")))
 
 
@@ -35,7 +35,7 @@ def _importable(name: str) -> bool:
 
 def test_env_var_forces_every_twin() -> None:
     out = _run(
-        "from torrent import speedups, hashing, bitfield;"
+        "from torrent.core import speedups, hashing, bitfield;"
         "print(hashing.sha1 is hashing.py_sha1, bitfield.Bitfield is bitfield.PyBitfield,"
         " sorted(speedups.status().values()))",
         TORRENT_PURE_PYTHON="1",
@@ -45,8 +45,8 @@ def test_env_var_forces_every_twin() -> None:
 
 
 def test_version_reports_the_active_implementation() -> None:
-    compiled = _run("from torrent.cli import version_text; print(version_text())")
-    pure = _run("from torrent.cli import version_text; print(version_text())", TORRENT_PURE_PYTHON="1")
+    compiled = _run("from torrent.cli.main import version_text; print(version_text())")
+    pure = _run("from torrent.cli.main import version_text; print(version_text())", TORRENT_PURE_PYTHON="1")
     assert "speedups: pure Python" in pure
     assert "TORRENT_PURE_PYTHON is set" in pure
     if all(_importable(m) for m in ("bitfield", "hashing")):

@@ -3,7 +3,6 @@ torrent was made from, and every file on disk with its slice of that payload."""
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import itertools
@@ -12,19 +11,18 @@ import os
 import random
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from torrent import storage as storage_mod
-from torrent.bitfield import Bitfield
-from torrent.errors import StorageError
-from torrent.metainfo import FileEntry, Metainfo
-from torrent.settings import KiB, MiB
-from torrent.storage import DiskFullError, FileState, Storage
+from torrent.storage import files as storage_mod
+from torrent.core.bitfield import Bitfield
+from torrent.core.errors import StorageError
+from torrent.codec.metainfo import FileEntry, Metainfo
+from torrent.core.settings import KiB, MiB, StorageSettings
+from torrent.storage.files import DiskFullError, FileState, Storage
 
 Spec = Sequence[tuple[str, int] | tuple[str, int, str]]
 
@@ -234,7 +232,7 @@ def open_fds() -> int:
 def test_fd_cache_is_bounded(dl: Path) -> None:
     meta, data = make_torrent([(f"f{i:03}", 7) for i in range(300)], 16)
     before = open_fds()
-    store = Storage(meta, dl, max_open_files=8)
+    store = Storage(meta, dl, settings=StorageSettings(max_open_files=8))
     write_all(store, meta, data)
     assert store.open_files == 8
     assert open_fds() - before <= 8 + 1  # + the download directory
@@ -250,7 +248,7 @@ def test_fd_cache_under_concurrent_use(dl: Path) -> None:
     """Eviction never closes a descriptor another thread is using: with a
     cache of 2 and 8 threads, every byte still lands in the right file."""
     meta, data = make_torrent([(f"d{i % 5}/f{i:03}", 3 + i % 11) for i in range(150)], 24, seed=9)
-    store = Storage(meta, dl, max_open_files=2)
+    store = Storage(meta, dl, settings=StorageSettings(max_open_files=2))
     before = open_fds()
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(lambda i: store.verify_and_write_sync(i, piece(meta, data, i)),
@@ -283,8 +281,8 @@ def test_check_existing_on_an_empty_directory_creates_nothing(tmp_path: Path) ->
     assert not (tmp_path / "not-yet").exists()
 
 
-def test_check_existing_finds_exactly_the_good_pieces(dl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage_mod, "CHECK_BATCH", 3 * 1024)  # many batches of 3 pieces
+def test_check_existing_finds_exactly_the_good_pieces(dl: Path) -> None:
+    batches_of_3 = StorageSettings(check_batch=3 * 1024)  # many batches of 3 pieces
     spec = [("a", 5000), ("b", 3000), (".pad/x", 192, "p"), ("c", 9000), ("d", 4000), ("e", 2345)]
     meta, data = make_torrent(spec, 1024, seed=4)
     geo = meta.geometry
@@ -309,7 +307,7 @@ def test_check_existing_finds_exactly_the_good_pieces(dl: Path, monkeypatch: pyt
 
     done: list[int] = []
     store.close()
-    store = Storage(meta, dl)
+    store = Storage(meta, dl, settings=batches_of_3)
     found = store.check_existing(done.append, threads=2)
     assert found.iter_set() == sorted(expected)
     assert sum(done) == geo.total_length
@@ -331,19 +329,16 @@ def test_check_existing_sees_a_file_deleted_while_its_descriptor_is_cached(dl: P
     assert store.check_existing().iter_set() == [0, 1, 2, 3]
 
 
-def test_check_existing_with_pieces_bigger_than_a_batch(dl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage_mod, "CHECK_BATCH", 100)
-    monkeypatch.setattr(storage_mod, "CHECK_MEMORY", 100)
+def test_check_existing_with_pieces_bigger_than_a_batch(dl: Path) -> None:
     meta, data = make_torrent([("a", 3000), ("b", 1500)], 1024)
-    store = Storage(meta, dl)
+    store = Storage(meta, dl, settings=StorageSettings(check_batch=100, check_memory=100))
     write_all(store, meta, data)
     assert store.check_existing(threads=1).all()
 
 
-def test_check_existing_progress_may_abort(dl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage_mod, "CHECK_BATCH", 1024)
+def test_check_existing_progress_may_abort(dl: Path) -> None:
     meta, data = make_torrent([("a", 20_000)], 1024)
-    store = Storage(meta, dl)
+    store = Storage(meta, dl, settings=StorageSettings(check_batch=1024))
     write_all(store, meta, data)
 
     def stop(n: int) -> None:
@@ -366,14 +361,9 @@ def test_complete_download_verifies_fully(dl: Path) -> None:
 def test_deselected_files(dl: Path) -> None:
     # Pieces of 32: a [0,40) b [40,64) c [64,100) d [100,150)
     meta, data = make_torrent([("a", 40), ("b", 24), ("c", 36), ("d", 50), ("z", 0)], 32)
-    store = Storage(meta, dl)
-    with pytest.raises(ValueError):
-        store.set_wanted_files([True])
-    store.set_wanted_files([True, False, False, True, False])
-    assert store.wanted_files == (True, False, False, True, False)
-    wanted = store.wanted_pieces()
-    assert wanted.iter_set() == [0, 1, 3, 4]  # piece 2 [64,96) is c alone
-    write_all(store, meta, data, wanted.iter_set())
+    wanted_files = [True, False, False, True, False]
+    store = Storage(meta, dl, file_wanted=wanted_files.__getitem__)
+    write_all(store, meta, data, [0, 1, 3, 4])  # the pieces touching a or d (piece 2 [64,96) is c alone)
     store.create_empty_files()
     t = dl / "t"
     assert (t / "a").read_bytes() == data[:40]
@@ -383,17 +373,17 @@ def test_deselected_files(dl: Path) -> None:
     # c shares piece 3 [96,128) with d: its last 4 bytes are there.
     assert (t / "c").read_bytes()[-4:] == data[96:100]
     assert not (t / "z").exists()  # a deselected empty file is not created
+    wanted_files[4] = True  # storage reads the owner's selection each time
+    store.create_empty_files()
+    assert (t / "z").exists()
     full = Storage(meta, dl)
     assert full.check_existing().iter_set() == [0, 1, 3, 4]
-    store.set_wanted_files([True] * 5)
-    assert store.wanted_pieces().all()
 
 
 def test_a_deselected_file_sharing_no_piece_is_never_created(dl: Path) -> None:
     meta, data = make_torrent([("a", 64), ("skip", 64), ("c", 64)], 32)
-    store = Storage(meta, dl)
-    store.set_wanted_files([True, False, True])
-    write_all(store, meta, data, store.wanted_pieces().iter_set())
+    store = Storage(meta, dl, file_wanted=[True, False, True].__getitem__)
+    write_all(store, meta, data, [0, 1, 4, 5])
     assert tree(dl) == ["t", "t/a", "t/c"]
 
 
@@ -581,9 +571,9 @@ def test_read_only_filesystem(tiny_fs: Path) -> None:
 
 _FSIZE_CHILD = r"""
 import hashlib, json, resource, signal, sys
-from torrent.metainfo import FileEntry, Metainfo
-from torrent.errors import StorageError
-from torrent.storage import Storage
+from torrent.codec.metainfo import FileEntry, Metainfo
+from torrent.core.errors import StorageError
+from torrent.storage.files import Storage
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 root, limit = sys.argv[1], int(sys.argv[2])
 data = bytes(range(256)) * 1024  # 256 KiB
@@ -625,37 +615,3 @@ def test_error_messages_are_one_line_and_name_the_path(dl: Path) -> None:
     err = store._error(OSError(errno.EDQUOT, "quota"), "writing", 0)
     assert isinstance(err, DiskFullError) and str(err).startswith("disk quota exceeded writing")
     assert err.needed == meta.payload_length
-
-
-# --- async wrappers -------------------------------------------------------------------
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("own_executor", [False, True])
-async def test_async_wrappers(dl: Path, own_executor: bool) -> None:
-    meta, data = make_torrent(SPEC, PL)
-    executor = ThreadPoolExecutor(2, thread_name_prefix="disk") if own_executor else None
-    store = Storage(meta, dl, executor=executor)
-    loop_thread = threading.get_ident()
-    seen: list[int] = []
-    bad = bytearray(piece(meta, data, 0))
-    bad[0] ^= 0xFF
-    assert await store.verify_and_write(0, bad) is False
-    assert not (dl / "t").exists()
-    assert await store.verify_and_write(0, piece(meta, data, 0)) is True
-    assert await store.verify_piece_async(1, piece(meta, data, 1)) is True
-    await store.write_piece_async(1, piece(meta, data, 1))
-    await store.write_block_async(2, 0, piece(meta, data, 2)[:10])
-    await store.write_block_async(2, 10, piece(meta, data, 2)[10:])
-    await store.write_pieces_async(3, data[3 * PL:])
-    assert await store.read_block_async(1, 3, 20) == data[PL + 3:PL + 23]
-    assert bytes(await store.read_piece_async(4)) == piece(meta, data, 4)
-    await asyncio.gather(*(store.read_block_async(i, 0, 1) for i in range(5)))
-    have = await store.check_existing_async(lambda n: seen.append(threading.get_ident()))
-    assert have.all() and seen and loop_thread not in seen
-    assert (await store.check_existing_async(pieces=[2])).iter_set() == [2]
-    assert len(await store.file_states_async()) == len(meta.files)
-    await store.sync_async()
-    store.close()
-    if executor:
-        executor.shutdown()

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent.bencoding import encode
-from torrent.settings import Limits
-from torrent.tracker.announce import (
+from torrent.codec.bencoding import encode
+from torrent.core.settings import Limits
+from torrent.codec.tracker.announce import (
     DEFAULT_INTERVAL,
     AnnounceRequest,
     Event,
@@ -28,7 +28,7 @@ from torrent.tracker.announce import (
     parse_compact_peers6,
     parse_dict_peers,
 )
-from torrent.tracker.http import (
+from torrent.codec.tracker.http import (
     NEED_DATA,
     HttpResponse,
     HttpResponseParser,

@@ -8,8 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent.tracker.announce import AnnounceResponse, TrackerFailure, TrackerTimeout
-from torrent.tracker.tiers import BACKOFF_BASE, BACKOFF_MAX, MIN_ANNOUNCE_INTERVAL, TrackerTiers
+from torrent.codec.tracker.announce import AnnounceResponse, TrackerFailure, TrackerTimeout
+from torrent.core.settings import TrackerSettings
+from torrent.tracker.tiers import TrackerTiers
+
+DEFAULTS = TrackerSettings()
+BACKOFF_BASE, BACKOFF_MAX, MIN_ANNOUNCE_INTERVAL = DEFAULTS.backoff_base, DEFAULTS.backoff_max, \
+    DEFAULTS.min_announce_interval
 
 A, B, C = "http://a/announce", "udp://b:1/announce", "https://c/announce"
 D, E = "http://d/announce", "udp://e:2"
@@ -23,7 +28,7 @@ class NoShuffle(random.Random):
 
 
 def tiers(*lists: list[str], **kw: float) -> TrackerTiers:
-    return TrackerTiers(lists, rng=NoShuffle(), **kw)
+    return TrackerTiers(lists, rng=NoShuffle(), settings=TrackerSettings(**kw))
 
 
 def test_each_tier_shuffled_once_with_injected_rng() -> None:

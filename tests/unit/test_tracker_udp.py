@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent.tracker.announce import (
+from torrent.codec.tracker.announce import (
     AnnounceRequest,
     AnnounceResponse,
     Event,
@@ -20,7 +20,7 @@ from torrent.tracker.announce import (
     TrackerResponseError,
     TrackerTimeout,
 )
-from torrent.tracker.udp import (
+from torrent.codec.tracker.udp import (
     CONNECTION_ID_LIFETIME,
     MAX_SCRAPE_HASHES,
     ConnectionId,

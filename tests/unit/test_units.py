@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent.errors import TorrentError, UsageError
-from torrent.units import format_size, parse_size
+from torrent.core.errors import TorrentError, UsageError
+from torrent.core.units import format_size, parse_size
 
 K, M, G, T = 1024, 1024**2, 1024**3, 1024**4
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from torrent import bencoding, wire
-from torrent.errors import BencodeError, BitfieldError, ProtocolError, TorrentError
-from torrent.settings import DEFAULT_LIMITS, Limits
-from torrent.wire import (
+from torrent.codec import bencoding, wire
+from torrent.core.errors import BencodeError, BitfieldError, ProtocolError, TorrentError
+from torrent.core.settings import DEFAULT_LIMITS, Limits
+from torrent.codec.wire import (
     AllowedFast,
     Bitfield,
     Cancel,

@@ -21,13 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from torrent import metainfo, speedups
+from torrent.codec import metainfo
+from torrent.core import speedups
 from torrent.bench import ceilings
 from torrent.bench.report import Report, Summary
 from torrent.bench.swarm import SCENARIOS, BenchSwarm, RunResult, Scenario, libtorrent_python
 from torrent.create import create_torrent
-from torrent.errors import BenchError
-from torrent.units import format_size
+from torrent.core.errors import BenchError
+from torrent.core.units import format_size
 
 __all__ = ["SCENARIOS", "BenchOptions", "run_bench"]
 

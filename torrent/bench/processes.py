@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from torrent.errors import BenchError
+from torrent.core.errors import BenchError
 
 _TICK = os.sysconf("SC_CLK_TCK")
 

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from torrent import hashing
+from torrent.core import hashing
 from torrent.bench import lt_peer
 from torrent.bench.processes import Child
-from torrent.errors import BenchError
-from torrent.metainfo import Metainfo
+from torrent.core.errors import BenchError
+from torrent.codec.metainfo import Metainfo
 
 OURS = "ours"
 LIBTORRENT = "libtorrent"

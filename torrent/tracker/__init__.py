@@ -8,7 +8,7 @@ Layers, each usable alone:
 * ``client`` — ``announce()`` / ``scrape()`` on asyncio.
 """
 
-from torrent.tracker.announce import (
+from torrent.codec.tracker.announce import (
     AnnounceRequest,
     AnnounceResponse,
     Event,

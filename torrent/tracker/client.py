@@ -22,9 +22,9 @@ from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from torrent import __version__
-from torrent.settings import DEFAULT_LIMITS, Limits
-from torrent.tracker import http, udp
-from torrent.tracker.announce import (
+from torrent.core.settings import DEFAULT_LIMITS, Limits
+from torrent.codec.tracker import http, udp
+from torrent.codec.tracker.announce import (
     AnnounceRequest,
     AnnounceResponse,
     ScrapeResponse,

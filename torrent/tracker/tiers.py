@@ -30,24 +30,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from torrent.tracker.announce import AnnounceResponse, TrackerError
+from torrent.codec.tracker.announce import AnnounceResponse, TrackerError
+from torrent.core.settings import TrackerSettings
 
 __all__ = [
     "SUPPORTED_SCHEMES",
-    "BACKOFF_BASE",
-    "BACKOFF_MAX",
-    "MIN_ANNOUNCE_INTERVAL",
     "TrackerStatus",
     "TrackerTiers",
 ]
 
 SUPPORTED_SCHEMES = frozenset({"http", "https", "udp"})
-# A failing tracker is retried after 60 s, then 120 s … up to once an hour.
-BACKOFF_BASE = 60.0
-BACKOFF_MAX = 3600.0
-# A tracker answering ``interval 0`` must not make us announce in a loop;
-# libtorrent's floor is 5 min for regular announces, 60 s is the least we accept.
-MIN_ANNOUNCE_INTERVAL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +102,9 @@ class TrackerTiers:
     """
 
     def __init__(self, tiers: Sequence[Sequence[str]], *, rng: random.Random | None = None,
-                 backoff_base: float = BACKOFF_BASE, backoff_max: float = BACKOFF_MAX,
-                 min_announce_interval: float = MIN_ANNOUNCE_INTERVAL) -> None:
+                 settings: TrackerSettings | None = None) -> None:
         rng = rng if rng is not None else random.Random()
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.min_announce_interval = min_announce_interval
+        self.settings = settings or TrackerSettings()
         self._by_url: dict[str, _Tracker] = {}
         self._tiers: list[list[_Tracker]] = []
         for urls in tiers:
@@ -202,12 +191,12 @@ class TrackerTiers:
         self._tried.clear()
         min_interval = response.min_interval or 0
         self._earliest = now + min_interval
-        self._due = now + max(response.interval, min_interval, self.min_announce_interval)
+        self._due = now + max(response.interval, min_interval, self.settings.min_announce_interval)
 
     def on_failure(self, url: str, error: BaseException | str, now: float) -> None:
         t = self._get(url)
         t.failures += 1
-        delay = min(self.backoff_base * 2 ** min(t.failures - 1, 62), self.backoff_max)
+        delay = min(self.settings.backoff_base * 2 ** min(t.failures - 1, 62), self.settings.backoff_max)
         t.retry_at = now + delay
         if isinstance(error, TrackerError):
             t.last_error = error.reason

@@ -17,8 +17,8 @@ import re
 from itertools import compress
 from typing import Any, Iterator
 
-from torrent import speedups
-from torrent.errors import BitfieldError
+from torrent.core import speedups
+from torrent.core.errors import BitfieldError
 
 __all__ = ["Bitfield", "PyBitfield"]
 

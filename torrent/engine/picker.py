@@ -56,9 +56,9 @@ import random
 from collections.abc import Collection, Hashable, Sequence
 from typing import Any, NamedTuple
 
-from torrent.bitfield import Bitfield
-from torrent.errors import ProtocolError
-from torrent.geometry import BLOCK_SIZE, Geometry
+from torrent.core.bitfield import Bitfield
+from torrent.core.errors import ProtocolError
+from torrent.codec.geometry import BLOCK_SIZE, Geometry
 
 __all__ = [
     "DEFAULT_PRIORITY",

@@ -51,6 +51,11 @@ class UsageError(TorrentError):
     """A command-line value cannot be understood."""
 
 
+class ConfigError(UsageError):
+    """A setting (in the config file, on the command line or at run time) is
+    unknown or has a value it cannot take; the message names the key."""
+
+
 class ListenError(TorrentError):
     """The session cannot accept connections on the port it was given."""
 

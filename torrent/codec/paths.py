@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from torrent.errors import StorageError
+from torrent.core.errors import StorageError
 
 # Names Windows reserves; neutralised everywhere so a download directory can
 # be shared with (or copied to) a Windows machine.

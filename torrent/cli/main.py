@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torrent import __version__, speedups
-from torrent.errors import TorrentError, UsageError
-from torrent.units import format_size, parse_size
+from torrent import __version__
+from torrent.core import speedups
+from torrent.core.errors import TorrentError, UsageError
+from torrent.core.units import format_size, parse_size
 
 EXIT_USAGE = 2
 
@@ -153,11 +154,11 @@ def version_text() -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     if args.source.lower().startswith("magnet:"):
-        from torrent.magnet import parse_magnet
+        from torrent.codec.magnet import parse_magnet
 
         data = _magnet_dict(parse_magnet(args.source))
     else:
-        from torrent import metainfo
+        from torrent.codec import metainfo
 
         data = _metainfo_dict(metainfo.load(args.source))
     if args.json:
@@ -266,9 +267,9 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from torrent import metainfo
-    from torrent.runner import RunOptions, run
-    from torrent.session import Settings
+    from torrent.codec import metainfo
+    from torrent.cli.runner import RunOptions, run
+    from torrent.session.core import Settings
 
     meta = metainfo.load(args.torrent)
     seeding = args.command == "seed"
@@ -313,9 +314,9 @@ def _parse_indexes(text: str) -> list[int]:
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
-    from torrent.demo import make_payload
-    from torrent.metainfo import load
-    from torrent.runner import run_demo
+    from torrent.cli.demo import make_payload
+    from torrent.codec.metainfo import load
+    from torrent.cli.runner import run_demo
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="torrent-demo-"))
     size = parse_size(args.size)
@@ -372,7 +373,7 @@ def _write_torrent(path: str | os.PathLike[str], output: Path, *, quiet: bool, *
         tmp.unlink(missing_ok=True)
         raise TorrentError(f"cannot write {output}: {exc.strerror or exc}") from exc
 
-    from torrent.metainfo import parse
+    from torrent.codec.metainfo import parse
 
     m = parse(data)
     print(f"{output}: {m.name}, {format_size(m.payload_length)} in {m.num_pieces:,} pieces of "

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import uvloop
 
-from torrent.metainfo import Metainfo
-from torrent.session import Session, Settings, TorrentStats
-from torrent.units import format_size
+from torrent.codec.metainfo import Metainfo
+from torrent.session.core import Session, Settings, TorrentStats
+from torrent.core.units import format_size
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when not on a terminal
 

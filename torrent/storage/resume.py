@@ -48,12 +48,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from torrent import bencoding
-from torrent.bitfield import Bitfield
-from torrent.errors import StorageError, TorrentError
-from torrent.metainfo import Metainfo
-from torrent.settings import Limits, MiB
-from torrent.storage import FileState, Progress, Storage
+from torrent.codec import bencoding
+from torrent.core.bitfield import Bitfield
+from torrent.core.errors import StorageError, TorrentError
+from torrent.codec.metainfo import Metainfo
+from torrent.core.settings import Limits, MiB
+from torrent.storage.files import FileState, Progress, Storage
 
 __all__ = [
     "FORMAT_VERSION",

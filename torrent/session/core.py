@@ -19,15 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torrent import __version__, resume
-from torrent.choker import INTERVAL as RECHOKE_INTERVAL
-from torrent.errors import ListenError, StorageError, TorrentError
-from torrent.metainfo import Metainfo
-from torrent.peer import PeerConnection
-from torrent.ratelimit import RateLimiter
-from torrent.settings import DEFAULT_LIMITS, Limits
-from torrent.storage import Storage
-from torrent.swarm import Swarm
+from torrent import __version__
+from torrent.storage import resume
+from torrent.engine.choker import INTERVAL as RECHOKE_INTERVAL
+from torrent.core.errors import ListenError, StorageError, TorrentError
+from torrent.codec.metainfo import Metainfo
+from torrent.peer.connection import PeerConnection
+from torrent.engine.ratelimit import RateLimiter
+from torrent.core.settings import DEFAULT_LIMITS, Limits
+from torrent.storage.files import Storage
+from torrent.engine.swarm import Swarm
 from torrent.tracker import AnnounceRequest, Event, TrackerError, TrackerTiers, announce
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from enum import IntEnum
 from typing import Final
 from urllib.parse import urlsplit
 
-from torrent.tracker.announce import (
+from torrent.codec.tracker.announce import (
     AnnounceRequest,
     AnnounceResponse,
     Event,

@@ -21,7 +21,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from torrent.errors import TrackerError
+from torrent.core.errors import TrackerError
 
 __all__ = [
     "Event",

@@ -1,10 +1,8 @@
 """Piece storage: pieces in and out of the files of one torrent.
 
-The synchronous methods (``write_piece``, ``read_block``, ``check_existing``…)
-do blocking I/O and hashing; they run in worker threads (DESIGN rule 4) and
-are safe to call from several threads at once. The ``*_async`` methods are
-thin ``run_in_executor`` wrappers for the event loop, as is ``verify_and_write``;
-downloads verify and write in batches through ``verifier.PieceVerifier``.
+Every method does blocking I/O or hashing: they run in worker threads (DESIGN
+rule 4) and are safe to call from several threads at once. Downloads verify
+and write in batches through ``verifier.PieceVerifier``.
 
 Files
     Every path is resolved once through ``paths.safe_join`` and again on each
@@ -23,15 +21,17 @@ Files
     Open descriptors are kept in a small LRU (``MAX_OPEN_FILES``), reference
     counted so that a descriptor one thread uses is never closed under it.
 
-Deselected files (``set_wanted_files``)
-    Storage writes whatever piece it is given. The picker should ask only for
-    ``wanted_pieces()``: pieces touching at least one wanted file. A piece
-    shared by a wanted and a deselected file is still written whole, so the
-    deselected neighbour *is* created (sparse, holding only that boundary
-    data) — the whole piece is needed to verify it and to serve it. This is
-    the simple alternative to libtorrent's part-file; a deselected file that
-    shares no piece with a wanted file is never created, and
-    ``create_empty_files`` skips deselected files.
+Deselected files (``file_wanted``)
+    The torrent owns the file priorities; storage only reads them through the
+    ``file_wanted`` callable it is given. Storage writes whatever piece it is
+    given, and the picker asks only for pieces touching at least one wanted
+    file. A piece shared by a wanted and a deselected file is still written
+    whole, so the deselected neighbour *is* created (sparse, holding only that
+    boundary data) — the whole piece is needed to verify it and to serve it.
+    This is the simple alternative to libtorrent's part-file; a deselected file
+    that shares no piece with a wanted file is never created,
+    ``create_empty_files`` skips deselected files, and the space a full disk
+    still lacks counts wanted files only.
 
 Errors
     Every ``OSError`` becomes a ``StorageError`` with one line a user can act
@@ -43,7 +43,6 @@ Errors
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import queue
@@ -51,35 +50,22 @@ import stat
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple
 
-from torrent import hashing
-from torrent.bitfield import Bitfield
-from torrent.errors import StorageError
-from torrent.metainfo import DIGEST_SIZE, Metainfo
-from torrent.paths import safe_join
-from torrent.settings import MiB
-from torrent.units import format_size
+from torrent.core import hashing
+from torrent.core.bitfield import Bitfield
+from torrent.core.errors import StorageError
+from torrent.codec.metainfo import DIGEST_SIZE, Metainfo
+from torrent.codec.paths import safe_join
+from torrent.core.settings import StorageSettings
+from torrent.core.units import format_size
 
-__all__ = ["MAX_OPEN_FILES", "DiskFullError", "FileState", "Storage"]
-
-# Limits (candidates for settings.Limits; kept here until they move there).
-# 64 descriptors: libtorrent's default file pool holds 40; a torrent with
-# 100 000 files must not exhaust the process's (often 1024) descriptors.
-MAX_OPEN_FILES = 64
-# A recheck reads piece-aligned batches of about 8 MiB: one preadv call per
-# file slice amortises the syscall, and a few batches in flight keep both
-# cores hashing.
-CHECK_BATCH = 8 * MiB
-# The recheck holds at most this much in buffers (or two pieces, if pieces
-# are larger than half of it).
-CHECK_MEMORY = 64 * MiB
+__all__ = ["DiskFullError", "FileState", "Storage"]
 
 Buffer = bytes | bytearray | memoryview
 Progress = Callable[[int], None]
-T = TypeVar("T")
 
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # NONBLOCK: a planted FIFO must not hang us
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -127,19 +113,18 @@ class Storage:
     """The files of one torrent under ``download_dir``."""
 
     def __init__(self, metainfo: Metainfo, download_dir: str | os.PathLike[str], *,
-                 executor: Executor | None = None, max_open_files: int = MAX_OPEN_FILES) -> None:
-        if max_open_files < 1:
-            raise ValueError(f"max_open_files must be at least 1, not {max_open_files}")
+                 settings: StorageSettings | None = None,
+                 file_wanted: Callable[[int], bool] | None = None) -> None:
+        self.settings = settings or StorageSettings()
         self.metainfo = metainfo
         self.geometry = metainfo.geometry
         self.root = Path(download_dir).resolve()
-        self._executor = executor
-        self._max_open = max_open_files
+        self._max_open = self.settings.max_open_files
+        self._file_wanted = file_wanted or (lambda index: True)
         self._files = metainfo.files
         # Resolved once: pad files have no path on disk.
         self.paths: tuple[Path | None, ...] = tuple(
             None if f.is_padding else safe_join(self.root, f.path) for f in self._files)
-        self._wanted: tuple[bool, ...] = tuple(True for _ in self._files)
         self._lock = threading.Lock()
         # One writer at a time: the kernel serialises buffered writes to a
         # file anyway, and two threads racing for the inode lock spin on it
@@ -152,30 +137,6 @@ class Storage:
 
     def __repr__(self) -> str:
         return f"Storage({self.metainfo.name!r} in {str(self.root)!r}, {len(self._cache)} open)"
-
-    # --- file priorities --------------------------------------------------------------
-
-    def set_wanted_files(self, mask: Sequence[bool]) -> None:
-        """Which files the user wants (one flag per file, pad files ignored)."""
-        if len(mask) != len(self._files):
-            raise ValueError(f"{len(mask)} file flags for a torrent of {len(self._files)} files")
-        self._wanted = tuple(bool(w) for w in mask)
-
-    @property
-    def wanted_files(self) -> tuple[bool, ...]:
-        return self._wanted
-
-    def wanted_pieces(self) -> Bitfield:
-        """Pieces that hold any byte of a wanted, non-pad file."""
-        field = Bitfield(self.geometry.num_pieces)
-        if all(self._wanted):
-            field.set_all()
-            return field
-        for i, entry in enumerate(self._files):
-            if self._wanted[i] and not entry.is_padding:
-                for piece in self.geometry.file_pieces(i):
-                    field.set(piece)
-        return field
 
     # --- writing ----------------------------------------------------------------------
 
@@ -234,7 +195,7 @@ class Storage:
     def create_empty_files(self) -> None:
         """Create the torrent's wanted empty files (no piece ever writes them)."""
         for i, entry in enumerate(self._files):
-            if entry.length == 0 and self.paths[i] is not None and self._wanted[i] and entry.symlink is None:
+            if entry.length == 0 and self.paths[i] is not None and self._file_wanted(i) and entry.symlink is None:
                 self._release(self._acquire(i, create=True))
 
     # --- reading ----------------------------------------------------------------------
@@ -345,9 +306,9 @@ class Storage:
         if not runs:
             return result
         pl = geo.piece_length
-        batch_pieces = max(1, CHECK_BATCH // pl)
+        batch_pieces = max(1, self.settings.check_batch // pl)
         threads = max(1, threads or min(2, os.cpu_count() or 1))
-        nbuf = max(2, min(threads + 1, CHECK_MEMORY // (batch_pieces * pl)))
+        nbuf = max(2, min(threads + 1, self.settings.check_memory // (batch_pieces * pl)))
         buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         for _ in range(nbuf):
             buffers.put(bytearray(batch_pieces * pl))
@@ -472,48 +433,6 @@ class Storage:
     def open_files(self) -> int:
         """Descriptors held in the cache (for tests and stats)."""
         return len(self._cache)
-
-    # --- async wrappers ---------------------------------------------------------------
-
-    def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def write_piece_async(self, index: int, data: Buffer) -> None:
-        """``write_piece`` in the executor; do not touch ``data`` until it returns."""
-        await self._run(self.write_piece, index, data)
-
-    async def write_pieces_async(self, first_index: int, data: Buffer) -> None:
-        await self._run(self.write_pieces, first_index, data)
-
-    async def write_block_async(self, index: int, begin: int, data: Buffer) -> None:
-        await self._run(self.write_block, index, begin, data)
-
-    async def read_block_async(self, index: int, begin: int, length: int) -> bytes:
-        return await self._run(self.read_block, index, begin, length)
-
-    async def read_piece_async(self, index: int) -> bytearray:
-        return await self._run(self.read_piece, index)
-
-    async def verify_piece_async(self, index: int, data: Buffer) -> bool:
-        return await self._run(self.verify_piece, index, data)
-
-    async def verify_and_write(self, index: int, data: Buffer) -> bool:
-        """Hash then write in one trip to the executor; False if the piece is bad
-        (nothing written: discard it and fetch it again)."""
-        return await self._run(self.verify_and_write_sync, index, data)
-
-
-    async def check_existing_async(self, progress: Progress | None = None, *,
-                                   pieces: Bitfield | Iterable[int] | None = None) -> Bitfield:
-        """``check_existing`` in the executor; ``progress`` is called from that
-        thread (use ``loop.call_soon_threadsafe`` to reach the loop)."""
-        return await self._run(lambda: self.check_existing(progress, pieces=pieces))
-
-    async def file_states_async(self) -> list[FileState | None]:
-        return await self._run(self.file_states)
-
-    async def sync_async(self) -> None:
-        await self._run(self.sync)
 
     # --- descriptors ------------------------------------------------------------------
 
@@ -707,7 +626,7 @@ class Storage:
         files count their allocated blocks)."""
         needed = 0
         for i, path in enumerate(self.paths):
-            if path is None or not self._wanted[i]:
+            if path is None or not self._file_wanted(i):
                 continue
             length = self._files[i].length
             try:

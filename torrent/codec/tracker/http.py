@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote_from_bytes, urlsplit
 
-from torrent import bencoding
-from torrent.errors import BencodeError
-from torrent.settings import DEFAULT_LIMITS, Limits
-from torrent.tracker.announce import (
+from torrent.codec import bencoding
+from torrent.core.errors import BencodeError
+from torrent.core.settings import DEFAULT_LIMITS, Limits
+from torrent.codec.tracker.announce import (
     DEFAULT_INTERVAL,
     AnnounceRequest,
     AnnounceResponse,

@@ -16,8 +16,8 @@ from typing import Any
 
 import bencodepy
 
-from torrent.errors import BencodeError
-from torrent.settings import DEFAULT_LIMITS, Limits
+from torrent.core.errors import BencodeError
+from torrent.core.settings import DEFAULT_LIMITS, Limits
 
 _INT = re.compile(rb"i(?:0|-?[1-9][0-9]*)e")
 _STRLEN = re.compile(rb"(0|[1-9][0-9]{0,18}):")  # 19 digits: lengths fit in 64 bits

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from torrent.errors import StorageError
-from torrent.storage import Buffer, Storage
+from torrent.core.errors import StorageError
+from torrent.storage.files import Buffer, Storage
 
 BATCH = 4  # the kernel's lane count
 

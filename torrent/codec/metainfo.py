@@ -13,11 +13,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from torrent import bencoding
-from torrent.errors import BencodeError, MetainfoError
-from torrent.geometry import Geometry
-from torrent.paths import sanitize_component, sanitize_path
-from torrent.settings import DEFAULT_LIMITS, Limits
+from torrent.codec import bencoding
+from torrent.core.errors import BencodeError, MetainfoError
+from torrent.codec.geometry import Geometry
+from torrent.codec.paths import sanitize_component, sanitize_path
+from torrent.core.settings import DEFAULT_LIMITS, Limits
 
 DIGEST_SIZE = 20
 
@@ -101,7 +101,7 @@ class Metainfo:
         return tuple(dict.fromkeys(url for tier in self.trackers for url in tier))
 
     def magnet(self) -> str:
-        from torrent.magnet import Magnet
+        from torrent.codec.magnet import Magnet
 
         return Magnet(
             info_hash=self.info_hash,

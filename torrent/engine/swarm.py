@@ -26,41 +26,19 @@ from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from torrent import wire
-from torrent.bitfield import Bitfield
-from torrent.choker import Choker, PeerView
-from torrent.errors import StorageError
-from torrent.geometry import BLOCK_SIZE
-from torrent.metainfo import Metainfo
-from torrent.peer import PeerConnection
-from torrent.picker import Block, PiecePicker
-from torrent.storage import Storage
-from torrent.verifier import PieceVerifier
+from torrent.codec import wire
+from torrent.core.bitfield import Bitfield
+from torrent.engine.choker import Choker, PeerView
+from torrent.core.errors import StorageError
+from torrent.codec.geometry import BLOCK_SIZE
+from torrent.codec.metainfo import Metainfo
+from torrent.peer.connection import PeerConnection
+from torrent.core.settings import DEFAULT_SETTINGS, Settings
+from torrent.engine.picker import Block, PiecePicker
+from torrent.storage.files import Storage
+from torrent.storage.verifier import PieceVerifier
 
 log = logging.getLogger(__name__)
-
-REQUEST_TIMEOUT = 30.0  # seconds before an unanswered request goes to another peer
-SNUB_TIME = 45.0  # unchoked, requests outstanding, and no block for this long
-KEEPALIVE_EVERY = 90.0
-IDLE_TIMEOUT = 180.0  # nothing received at all
-PIPELINE_SECONDS = 2.0  # outstanding requests ≈ this many seconds of the peer's rate
-MIN_PIPELINE = 16
-MAX_SERVE_QUEUE = 500  # requests we hold for one peer (our advertised reqq)
-SEND_BATCH_BYTES = 256 * 1024  # blocks handed to the transport in one write
-READ_CACHE_BYTES = 32 * 1024 * 1024  # whole pieces kept for serving their blocks
-# Complete pieces waiting to be hashed and written: past this, no new requests
-# go out until the disk catches up, so memory does not grow with the torrent
-# when the network is faster than the disk. Small enough that pieces are still
-# in the CPU cache when hashed and written: interleaved runs on loopback took
-# 6 % less time and CPU with 16 MiB than with 32.
-WRITE_BACKLOG_BYTES = 16 * 1024 * 1024
-# Pieces being assembled in memory: past this, peers only get blocks of pieces
-# already in progress (at least a few pieces, whatever the piece size).
-ASSEMBLY_BYTES = 64 * 1024 * 1024
-# Piece buffers kept for reuse once a piece is written: a fresh 256 KiB
-# buffer costs page faults on every page, a reused one costs nothing.
-SPARE_BUFFER_BYTES = WRITE_BACKLOG_BYTES  # the backlog's buffers, once written, are the next ones filled
-
 
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:
     """Whom a ban applies to: the IP, except on loopback and private test
@@ -104,8 +82,8 @@ class Swarm:
     """Everything for one torrent; created and started by the session."""
 
     def __init__(self, metainfo: Metainfo, storage: Storage, have: Bitfield, *, peer_id: bytes,
-                 listen_port: int | None, session: SwarmHost, max_peers: int = 60,
-                 upload_slots: int = 4, rng: random.Random | None = None) -> None:
+                 listen_port: int | None, session: SwarmHost, settings: Settings = DEFAULT_SETTINGS,
+                 rng: random.Random | None = None) -> None:
         self.metainfo = metainfo
         self.info_hash = metainfo.info_hash
         self.peer_id = peer_id
@@ -114,13 +92,16 @@ class Swarm:
         self.storage = storage
         self.listen_port = listen_port
         self.session = session
-        self.max_peers = max_peers
+        self.settings = settings
+        self.max_peers = settings.torrent.max_peers
         self._rng = rng or random.Random()
-        self.picker = PiecePicker(metainfo.geometry, have.copy(), rng=self._rng)
+        self.picker = PiecePicker(metainfo.geometry, have.copy(), rng=self._rng,
+                                  random_first=settings.torrent.random_first,
+                                  endgame_requesters=settings.torrent.endgame_requesters)
         wanted = storage.wanted_pieces()
         if not wanted.all():
             self.picker.set_piece_priorities([1 if wanted.get(i) else 0 for i in range(self.num_pieces)])
-        self.choker = Choker(upload_slots, rng=self._rng)
+        self.choker = Choker(settings.torrent, rng=self._rng)
         self.peers: dict[PeerConnection, PeerState] = {}
         self.banned: set[object] = set()
         self.ban_reasons: dict[object, str] = {}
@@ -134,15 +115,16 @@ class Swarm:
         if self.wanted_done():
             self.completed.set()
         self._read_cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
-        self._read_cache_max = max(2, READ_CACHE_BYTES // metainfo.piece_length)
+        self._read_cache_max = max(2, settings.torrent.read_cache_bytes // metainfo.piece_length)
         self._to_fill: set[PeerConnection] = set()
         self._fill_scheduled = False
         self._closing = False
         self._backlog = 0  # bytes of complete pieces not yet hashed and written
-        self._max_assembling = max(4, ASSEMBLY_BYTES // metainfo.piece_length)
+        self._max_assembling = max(4, settings.torrent.assembly_bytes // metainfo.piece_length)
         self.verifier = PieceVerifier(storage, session.executor, self._verified)
         self._spare: list[bytearray] = []
-        self._max_spare = max(2, SPARE_BUFFER_BYTES // metainfo.piece_length)
+        # The backlog's buffers, once written, are the next ones filled.
+        self._max_spare = max(2, settings.torrent.write_backlog_bytes // metainfo.piece_length)
 
     # ---- PeerOwner ----------------------------------------------------------
 
@@ -286,8 +268,8 @@ class Swarm:
             if peer.supports_fast:
                 peer.send(wire.build_reject(index, begin, length))
             return
-        if len(state.serving) >= MAX_SERVE_QUEUE:
-            peer.close(f"more than {MAX_SERVE_QUEUE} requests queued")
+        if len(state.serving) >= self.settings.peer.max_requests:
+            peer.close(f"more than {self.settings.peer.max_requests} requests queued")
             return
         state.serving.append((index, begin, length))
         if index != state.read_ahead:
@@ -330,14 +312,15 @@ class Swarm:
     def _fill(self, peer: PeerConnection, state: PeerState) -> None:
         if peer.bitfield is None or not peer.am_interested:
             return
-        if self._backlog > WRITE_BACKLOG_BYTES:
+        if self._backlog > self.settings.torrent.write_backlog_bytes:
             return  # the write that brings the backlog down wakes every peer
         choked = peer.peer_choking
         if choked and not peer.allowed_fast:
             return
         rate = peer.downloaded.rate(time.monotonic())
-        depth = max(MIN_PIPELINE, int(rate * PIPELINE_SECONDS / BLOCK_SIZE))
-        depth = min(depth, peer.reqq, self.session.limits.peer_max_requests)
+        ps = self.settings.peer
+        depth = max(ps.min_pipeline, int(rate * ps.pipeline_seconds / BLOCK_SIZE))
+        depth = min(depth, peer.reqq, ps.max_requests)
         want = depth - len(state.outstanding)
         if want <= 0:
             return
@@ -380,9 +363,10 @@ class Swarm:
 
     def _verified(self, piece: PartialPiece, result: bool | StorageError) -> None:
         """The verifier's answer for a complete piece (on the loop)."""
-        was_full = self._backlog > WRITE_BACKLOG_BYTES
+        limit = self.settings.torrent.write_backlog_bytes
+        was_full = self._backlog > limit
         self._backlog -= len(piece.data)
-        if was_full and self._backlog <= WRITE_BACKLOG_BYTES:
+        if was_full and self._backlog <= limit:
             self._wake_all()
         if self._closing:
             return
@@ -492,7 +476,7 @@ class Swarm:
                 await peer.drained.wait()
                 continue
             # With a limit, a block at a time keeps the rate smooth.
-            limit = BLOCK_SIZE if limiter.rate else SEND_BATCH_BYTES
+            limit = BLOCK_SIZE if limiter.rate else self.settings.peer.send_batch_bytes
             batch: list[tuple[int, int, memoryview]] = []
             size = 0
             while serving and size < limit:
@@ -542,23 +526,25 @@ class Swarm:
 
     def tick(self, now: float) -> None:
         """Once a second: timeouts, snubbing, keep-alives."""
+        ps = self.settings.peer
         for peer, state in list(self.peers.items()):
-            if now - peer.last_received > IDLE_TIMEOUT:
+            if now - peer.last_received > ps.idle_timeout:
                 peer.close("idle for too long")
                 continue
-            if now - peer.last_sent > KEEPALIVE_EVERY:
+            if now - peer.last_sent > ps.keepalive_every:
                 peer.send(wire.build_keepalive())
             if state.outstanding:
                 oldest = min(state.outstanding.values())
-                if not peer.peer_choking and now - max(peer.last_block, oldest) > SNUB_TIME:
+                if not peer.peer_choking and now - max(peer.last_block, oldest) > ps.snub_time:
                     state.snubbed = True
                     state.outstanding.clear()
                     self.picker.release(peer)
                     self._move_reservations(peer)
                     self._wake_all()
-                elif now - oldest > REQUEST_TIMEOUT:
-                    self._give_up(peer, state, [b for b, t in state.outstanding.items() if now - t > REQUEST_TIMEOUT])
-            elif state.snubbed and now - peer.last_block < SNUB_TIME:
+                elif now - oldest > ps.request_timeout:
+                    self._give_up(peer, state, [b for b, t in state.outstanding.items()
+                                                if now - t > ps.request_timeout])
+            elif state.snubbed and now - peer.last_block < ps.snub_time:
                 state.snubbed = False
 
     def rechoke(self, now: float) -> None:
@@ -590,7 +576,6 @@ class Swarm:
 class SwarmHost:
     """What a swarm needs from its session (the session implements it)."""
 
-    limits: object
     upload_limiter: object
     download_limiter: object
     executor: Executor

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from torrent import speedups
+from torrent.core import speedups
 
 DIGEST_SIZE = 20
 

@@ -16,23 +16,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from torrent import __version__, wire
-from torrent.bitfield import Bitfield
-from torrent.errors import ProtocolError
-from torrent.rates import RateMeter
-from torrent.settings import DEFAULT_LIMITS, Limits
+from torrent import __version__
+from torrent.codec import wire
+from torrent.core.bitfield import Bitfield
+from torrent.core.errors import ProtocolError
+from torrent.core.rates import RateMeter
+from torrent.core.settings import DEFAULT_SETTINGS, Settings
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_TIMEOUT = 10.0  # seconds for the other side to complete its handshake
-WRITE_HIGH_WATER = 1024 * 1024  # bytes queued in the transport before pause_writing
-# The receive buffer starts small and doubles each time a read fills it, up
-# to the maximum: a fast peer's reads then carry 64 blocks each (fewer
-# syscalls and callbacks per block: the leecher used 7 % less CPU at 1 MiB
-# than at 256 KiB, median of 10 interleaved loopback runs), while idle and
-# slow connections keep a small one.
-RECV_BUFFER_MIN = 64 * 1024
-RECV_BUFFER_MAX = 1024 * 1024
 EXTENSIONS = {"ut_metadata": 0}  # advertised in the BEP 10 handshake; ids filled by later issues
 CLIENT_NAME = "torrent"
 
@@ -68,7 +60,7 @@ class PeerConnection(asyncio.BufferedProtocol):
     """A BitTorrent peer over TCP, either side of the connection."""
 
     def __init__(self, owner: PeerOwner | None, *, resolver: Resolver | None = None,
-                 address: tuple[str, int] | None = None, limits: Limits = DEFAULT_LIMITS,
+                 address: tuple[str, int] | None = None, settings: Settings = DEFAULT_SETTINGS,
                  listen_port: int | None = None) -> None:
         # Outgoing connections know their torrent; incoming ones learn it
         # from the handshake through ``resolver``.
@@ -77,9 +69,10 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.outgoing = owner is not None
         self.address = address
         self.listen_port = listen_port
-        self._limits = limits
-        self._parser = wire.WireParser(limits, num_pieces=owner.num_pieces if owner else None)
-        self._rview = memoryview(bytearray(RECV_BUFFER_MIN))
+        self._settings = settings
+        self._recv_max = settings.peer.recv_buffer_max
+        self._parser = wire.WireParser(settings.limits, num_pieces=owner.num_pieces if owner else None)
+        self._rview = memoryview(bytearray(settings.peer.recv_buffer_min))
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.close_reason: str | None = None
@@ -112,17 +105,17 @@ class PeerConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
         # Blocks queued in one loop iteration leave in one writev, not one per block.
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(high=self._settings.peer.write_high_water)  # type: ignore[attr-defined]
         if self.address is None:
             peer = transport.get_extra_info("peername")
             self.address = (peer[0], peer[1]) if peer else ("?", 0)
         if self.outgoing:
             self._send_handshake()
-        asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._check_handshake)
+        asyncio.get_running_loop().call_later(self._settings.network.handshake_timeout, self._check_handshake)
 
     def _check_handshake(self) -> None:
         if self.remote_id is None and not self.closed:
-            self.close(f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
+            self.close(f"no handshake within {self._settings.network.handshake_timeout:g} s")
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._rview
@@ -132,9 +125,9 @@ class PeerConnection(asyncio.BufferedProtocol):
         blocks: list[wire.Piece] = []
         try:
             view = self._rview
-            if nbytes == len(view) and nbytes < RECV_BUFFER_MAX:
+            if nbytes == len(view) and nbytes < self._recv_max:
                 # Parsing consumes or copies all of this read: the next one may use a new buffer.
-                self._rview = memoryview(bytearray(min(2 * nbytes, RECV_BUFFER_MAX)))
+                self._rview = memoryview(bytearray(min(2 * nbytes, self._recv_max)))
             for event in self._parser.feed(view[:nbytes]):
                 # Blocks are nearly all a leecher receives: they go to the
                 # owner together, once per read, in order with other messages.
@@ -283,8 +276,6 @@ class PeerConnection(asyncio.BufferedProtocol):
         elif kind is wire.Extended:
             if event.ext_id == wire.EXTENDED_HANDSHAKE_ID:
                 self._on_extension_handshake(event.payload)
-        elif kind is wire.Handshake:
-            raise ProtocolError("second handshake on one connection")
         # Suggest, Port and unknown messages are advice we may ignore (BEP 3, 6).
 
     def _require_fast(self, name: str) -> None:
@@ -330,7 +321,8 @@ class PeerConnection(asyncio.BufferedProtocol):
             return
         if self.supports_extensions:
             self.send(wire.build_extended_handshake(
-                EXTENSIONS, v=f"{CLIENT_NAME} {__version__}", p=self.listen_port, reqq=self._limits.peer_max_requests,
+                EXTENSIONS, v=f"{CLIENT_NAME} {__version__}", p=self.listen_port,
+                reqq=self._settings.peer.max_requests,
                 yourip=_packed_ip(self.address[0]) if self.address else None))
         self._send_have_state()
 
@@ -344,9 +336,9 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.send(wire.build_bitfield(have.to_bytes()))
 
     def _on_extension_handshake(self, payload: bytes) -> None:
-        self.extension = wire.parse_extended_handshake(payload, limits=self._limits)
+        self.extension = wire.parse_extended_handshake(payload, limits=self._settings.limits)
         if self.extension.reqq:
-            self.reqq = min(self.extension.reqq, self._limits.peer_max_requests)
+            self.reqq = min(self.extension.reqq, self._settings.peer.max_requests)
 
     # ---- for the owner and the UI ------------------------------------------
 

@@ -20,9 +20,9 @@ from enum import IntEnum
 from struct import Struct
 from typing import Any, ClassVar, NamedTuple, NoReturn, TypeVar
 
-from torrent import bencoding
-from torrent.errors import BencodeError, BitfieldError, ProtocolError
-from torrent.settings import DEFAULT_LIMITS, Limits
+from torrent.codec import bencoding
+from torrent.core.errors import BencodeError, BitfieldError, ProtocolError
+from torrent.core.settings import DEFAULT_LIMITS, Limits
 
 __all__ = [
     "PROTOCOL",

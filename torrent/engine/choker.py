@@ -1,11 +1,11 @@
 """Who we upload to: tit-for-tat plus an optimistic unchoke (BEP 3 "choking").
 
-Sans-IO policy: the engine calls ``rechoke`` every ``INTERVAL`` seconds with
+Sans-IO policy: the engine calls ``rechoke`` every ``rechoke_interval`` seconds with
 a snapshot of its peers and applies the returned set. Leeching, the regular
 slots go to the interested peers that upload to us fastest (reciprocation);
 seeding, they go to the peers we upload to fastest, rotated so every peer
 gets a turn. One extra slot is optimistic: a random interested peer, changed
-every third round (30 s), new peers three times as likely — that is how a
+every ``optimistic_every`` rounds (30 s), new peers three times as likely — that is how a
 newcomer with nothing to offer gets its first pieces.
 """
 
@@ -15,10 +15,9 @@ import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-INTERVAL = 10.0  # seconds between rechokes
-OPTIMISTIC_EVERY = 3  # rechokes per optimistic rotation (30 s)
-NEW_PEER_AGE = 60.0  # seconds a peer counts as new for the optimistic draw
-NEW_PEER_WEIGHT = 3
+from torrent.core.settings import TorrentSettings
+
+DEFAULT_TORRENT = TorrentSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +33,15 @@ class PeerView:
 
 
 class Choker:
-    def __init__(self, upload_slots: int = 4, *, rng: random.Random | None = None) -> None:
-        if upload_slots < 1:
+    """``settings`` gives the slots and the optimistic rotation; replace it
+    (``settings``) to change them while running."""
+
+    def __init__(self, settings: TorrentSettings = DEFAULT_TORRENT, *, upload_slots: int | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.upload_slots = settings.upload_slots if upload_slots is None else upload_slots
+        if self.upload_slots < 1:
             raise ValueError("upload_slots must be at least 1")
-        self.upload_slots = upload_slots
         self._rng = rng or random.Random()
         self._round = 0
         self._optimistic: Hashable | None = None
@@ -61,7 +65,8 @@ class Choker:
 
         self._round += 1
         keys = {p.key for p in candidates}
-        if self._optimistic not in keys or self._optimistic in regular or self._round % OPTIMISTIC_EVERY == 1:
+        if (self._optimistic not in keys or self._optimistic in regular
+                or self._round % self.settings.optimistic_every == 1):
             self._optimistic = self._draw_optimistic([p for p in candidates if p.key not in regular])
         unchoked = set(regular)
         if self._optimistic is not None:
@@ -71,5 +76,6 @@ class Choker:
     def _draw_optimistic(self, pool: list[PeerView]) -> Hashable | None:
         if not pool:
             return None
-        weights = [NEW_PEER_WEIGHT if p.connected_for < NEW_PEER_AGE else 1 for p in pool]
+        weights = [self.settings.new_peer_weight if p.connected_for < self.settings.new_peer_age else 1
+                   for p in pool]
         return self._rng.choices(pool, weights)[0].key

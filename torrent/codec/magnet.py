@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote, unquote_plus
 
-from torrent.errors import MagnetError
-from torrent.settings import DEFAULT_LIMITS
+from torrent.core.errors import MagnetError
+from torrent.core.settings import DEFAULT_LIMITS
 
 MAX_URI_LENGTH = DEFAULT_LIMITS.magnet_max_length
 # BEP 53 ranges are expanded into indexes, so "so=0-999999999" must be refused

@@ -1,8 +1,10 @@
-"""Our engine end to end on 127.0.0.1: ours → ours, lying peers, resume.
+"""Our engine end to end on 127.0.0.1, through the session API: ours → ours,
+lying peers, protocol violations, SIGKILL and resume, dead trackers, limits,
+file selection.
 
 The misbehaving peers are small asyncio servers speaking the real wire
-protocol through ``torrent.wire``; the honest seeder and the leecher are
-full ``Session`` instances.
+protocol through ``torrent.codec.wire``; the honest seeder and the leecher
+are full ``Session`` instances, observed through snapshots and events.
 """
 
 from __future__ import annotations
@@ -14,62 +16,39 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import uvloop
+from swarmkit import (
+    PIECE,
+    local_settings,
+    make_torrent,
+    run,
+    same_tree,
+    start_session,
+    wait_complete,
+    wait_for,
+)
 
-from torrent.codec import metainfo, wire
-from torrent.engine import swarm
-from torrent.create import create_torrent
-from torrent.cli.demo import make_payload
+from torrent.codec import wire
 from torrent.codec.metainfo import Metainfo
-from torrent.session.core import Session, Settings
-
-PIECE = 32 * 1024
-
-
-def run(coro: Awaitable[None]) -> None:
-    uvloop.run(asyncio.wait_for(coro, 120))
-
-
-def make_torrent(tmp: Path, size: int, files: int = 3) -> tuple[Metainfo, Path]:
-    data_parent = tmp / "seed"
-    make_payload(data_parent / "payload", size, files=files, seed=size)
-    raw = create_torrent(data_parent / "payload", piece_length=PIECE)
-    (tmp / "t.torrent").write_bytes(raw)
-    return metainfo.parse(raw), data_parent
-
-
-def same_tree(a: Path, b: Path) -> bool:
-    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-    return files_a == files_b and all((a / f).read_bytes() == (b / f).read_bytes() for f in files_a)
-
-
-async def start_session(tmp: Path, name: str) -> Session:
-    session = Session(Settings(listen_host="127.0.0.1", listen_port=0, resume_dir=tmp / f"resume-{name}"))
-    await session.start()
-    return session
-
-
-async def wait_complete(session: Session, meta: Metainfo, timeout: float = 60) -> None:
-    await asyncio.wait_for(session.torrents[meta.info_hash].swarm.completed.wait(), timeout)
+from torrent.session import FilePriority, PeerBanned, PieceState
 
 
 def test_ours_to_ours(tmp_path: Path) -> None:
-    meta, data = make_torrent(tmp_path, 3 * 1024 * 1024 + 12345)
+    meta, data, torrent = make_torrent(tmp_path, 3 * 1024 * 1024 + 12345)
 
     async def main() -> None:
         seeder, leecher = await start_session(tmp_path, "s"), await start_session(tmp_path, "l")
         try:
-            seed_swarm = await seeder.add(meta, data)
-            assert seed_swarm.have.all()
-            await leecher.add(meta, tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
-            await wait_complete(leecher, meta)
-            stats = leecher.stats(meta.info_hash)
-            assert stats.complete and stats.hash_failures == 0 and stats.banned == 0
+            sid = await seeder.add(torrent, save_path=data)
+            seeded = await wait_for(seeder, sid, lambda s: s.state == "seeding", what="seeding")
+            assert seeded.verified == meta.payload_length and seeded.progress == 1.0
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            snap = await wait_complete(leecher, lid)
+            assert snap.hash_failures == 0 and snap.banned == 0
+            assert snap.downloaded >= meta.payload_length
         finally:
             await leecher.close()
             await seeder.close()
@@ -147,38 +126,37 @@ def silent(peer: FakePeer, r: wire.Request) -> None:
     pass
 
 
-def test_swarm_with_liars_completes_and_bans_only_the_corrupter(tmp_path: Path, monkeypatch) -> None:
+def test_swarm_with_liars_completes_and_bans_only_the_corrupter(tmp_path: Path) -> None:
     """One honest seeder (ours), one peer corrupting blocks, one sending blocks
     nobody asked for, one that unchokes and never answers."""
-    monkeypatch.setattr(swarm, "REQUEST_TIMEOUT", 3.0)
-    monkeypatch.setattr(swarm, "SNUB_TIME", 4.0)
-    meta, data = make_torrent(tmp_path, 4 * 1024 * 1024)
+    meta, data, torrent = make_torrent(tmp_path, 4 * 1024 * 1024)
     payload = b"".join((data / Path(*f.path)).read_bytes() for f in meta.files)
+    quick = local_settings(peer__request_timeout=3.0, peer__snub_time=4.0)
 
     async def main() -> None:
         fakes = {name: FakePeer(meta, payload, fn)
                  for name, fn in (("corrupt", corrupt), ("unrequested", unrequested), ("silent", silent))}
         for fake in fakes.values():
             await fake.start()
-        seeder, leecher = await start_session(tmp_path, "s"), await start_session(tmp_path, "l")
+        seeder = await start_session(tmp_path, "s")
+        leecher = await start_session(tmp_path, "l", quick)
+        events = leecher.subscribe()
         try:
-            await seeder.add(meta, data)
+            await seeder.add(torrent, save_path=data)
             peers = [("127.0.0.1", f.port) for f in fakes.values()] + [("127.0.0.1", seeder.listen_port)]
             random.shuffle(peers)
-            lswarm = await leecher.add(meta, tmp_path / "out", peers=peers)
-            try:
-                await wait_complete(leecher, meta, timeout=60)
-            except asyncio.TimeoutError:
-                picker = lswarm.picker
-                raise AssertionError(
-                    f"stalled: {lswarm.have.count()}/{meta.num_pieces} pieces, partials {picker.partials()}, "
-                    f"peers {[(p.address, p.peer_choking, p.am_interested, len(s.outstanding), s.snubbed) for p, s in lswarm.peers.items()]}, "
-                    f"banned {lswarm.banned}, failed {list(lswarm.failed)}") from None
-            assert ("127.0.0.1", fakes["corrupt"].port) in lswarm.banned
-            assert ("127.0.0.1", seeder.listen_port) not in lswarm.banned
-            assert ("127.0.0.1", fakes["unrequested"].port) not in lswarm.banned  # wasteful, not lying
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=peers)
+            snap = await wait_complete(leecher, lid, timeout=60)
+            banned = set()
+            while (event := events.get_nowait()) is not None:
+                if isinstance(event, PeerBanned):
+                    banned.add(event.address)
+            assert f"127.0.0.1:{fakes['corrupt'].port}" in banned
+            assert f"127.0.0.1:{seeder.listen_port}" not in banned
+            assert f"127.0.0.1:{fakes['unrequested'].port}" not in banned  # wasteful, not lying
+            assert snap.banned == 1 and snap.hash_failures >= 1
             assert fakes["corrupt"].requests > 0 and fakes["silent"].requests > 0
-            assert lswarm.wasted > 0  # the unrequested blocks were dropped, not written
+            assert snap.wasted > 0  # the unrequested blocks were dropped, not written
         finally:
             await leecher.close()
             await seeder.close()
@@ -207,31 +185,32 @@ async def _raw_peer(port: int, meta: Metainfo, messages: list[bytes], *, info_ha
     return received
 
 
-@pytest.mark.parametrize("name, messages, closes", [
-    ("wrong info-hash", [], True),
-    ("oversized length", [b"\x7f\xff\xff\xff\x07"], True),
-    ("request beyond the piece", [wire.build_interested(), wire.build_request(0, PIECE - 16, 16384)], True),
-    ("piece index out of range", [wire.build_have(10**6)], True),
-    ("bitfield spare bits", [wire.build_bitfield(b"\xff" * 200)], True),
+@pytest.mark.parametrize("name, messages", [
+    ("wrong info-hash", []),
+    ("oversized length", [b"\x7f\xff\xff\xff\x07"]),
+    ("request beyond the piece", [wire.build_interested(), wire.build_request(0, PIECE - 16, 16384)]),
+    ("piece index out of range", [wire.build_have(10**6)]),
+    ("bitfield spare bits", [wire.build_bitfield(b"\xff" * 200)]),
 ])
 def test_protocol_violations_disconnect_and_the_seeder_keeps_serving(tmp_path: Path, name: str,
-                                                                     messages: list[bytes], closes: bool) -> None:
-    meta, data = make_torrent(tmp_path, 1024 * 1024 + 7, files=1)
+                                                                     messages: list[bytes]) -> None:
+    meta, data, torrent = make_torrent(tmp_path, 1024 * 1024 + 7, files=1)
 
     async def main() -> None:
         seeder = await start_session(tmp_path, "s")
         try:
-            sswarm = await seeder.add(meta, data)
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_for(seeder, sid, lambda s: s.state == "seeding", what="seeding")
             t0 = time.monotonic()
             await _raw_peer(seeder.listen_port, meta, messages,
                             info_hash=b"\x01" * 20 if name == "wrong info-hash" else None)
             assert time.monotonic() - t0 < 5, "the connection was not dropped"
-            assert not sswarm.peers
+            assert not [p for p in seeder.peers(sid) if p.status == "connected"]
             # An honest leecher is still served afterwards.
             leecher = await start_session(tmp_path, "l")
             try:
-                await leecher.add(meta, tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
-                await wait_complete(leecher, meta)
+                lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+                await wait_complete(leecher, lid)
             finally:
                 await leecher.close()
         finally:
@@ -243,19 +222,21 @@ def test_protocol_violations_disconnect_and_the_seeder_keeps_serving(tmp_path: P
 
 def test_sigkill_mid_download_resumes_without_refetching(tmp_path: Path) -> None:
     """Kill the CLI leecher with SIGKILL part-way; the restart keeps verified
-    pieces (on disk, found by resume data or recheck) and finishes correctly."""
-    meta, data = make_torrent(tmp_path, 24 * 1024 * 1024, files=2)
-    torrent_file = tmp_path / "t.torrent"
+    pieces (resume data and the journal of pieces verified since) and finishes
+    correctly, fetching only what it did not have."""
+    meta, data, torrent_file = make_torrent(tmp_path, 24 * 1024 * 1024, files=2)
 
     async def seed_and_leech() -> None:
         seeder = await start_session(tmp_path, "s")
-        seeder.upload_limiter.set_rate(4 * 1024 * 1024)  # slow enough to kill mid-way
+        await seeder.set_rate_limits(max_up=4 * 1024 * 1024)  # slow enough to kill mid-way
         try:
-            await seeder.add(meta, data)
+            sid = await seeder.add(torrent_file, save_path=data)
+            await wait_for(seeder, sid, lambda s: s.state == "seeding", what="seeding")
             cmd = [sys.executable, "-m", "torrent", "download", str(torrent_file), "-o", str(tmp_path / "out"),
                    "--no-seed", "--port", "0", "--peer", f"127.0.0.1:{seeder.listen_port}",
-                   "--resume-dir", str(tmp_path / "resume-cli"), "-q"]
-            first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+                   "--state-dir", str(tmp_path / "state-cli"), "-v"]
+            env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+            first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
             try:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
@@ -266,20 +247,18 @@ def test_sigkill_mid_download_resumes_without_refetching(tmp_path: Path) -> None
                 os.kill(first.pid, signal.SIGKILL)
             finally:
                 first.wait(10)
-            seeder.upload_limiter.set_rate(0)
-            sswarm = seeder.torrents[meta.info_hash].swarm
+            await seeder.set_rate_limits(max_up=0)
             await asyncio.sleep(0.5)  # the killed connection's queued blocks drain or die
-            uploaded_before = sswarm.uploaded
+            uploaded_before = seeder.torrent(sid).uploaded
             second = await asyncio.create_subprocess_exec(*cmd, stderr=asyncio.subprocess.PIPE,
-                                                          env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+                                                          env={**env, "PYTHONFAULTHANDLER": "1"})
             try:
                 _, err = await asyncio.wait_for(second.communicate(), 60)
             except asyncio.TimeoutError:
                 second.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
                 _, err = await second.communicate()
-                sswarm = seeder.torrents[meta.info_hash].swarm
                 raise AssertionError(f"restart did not finish: {err.decode()[:1500]}\nseeder peers: "
-                                     f"{[(p, p.am_choking, p.peer_interested) for p in sswarm.peers]}") from None
+                                     f"{seeder.peers(sid)}") from None
             text = err.decode()
             assert second.returncode == 0, text
             # The restart found verified data on disk instead of starting from zero.
@@ -287,8 +266,8 @@ def test_sigkill_mid_download_resumes_without_refetching(tmp_path: Path) -> None
             assert verified > 0, text
             # Only the missing pieces were fetched again (endgame may duplicate a few blocks).
             missing = (meta.num_pieces - verified) * meta.piece_length
-            assert sswarm.uploaded - uploaded_before <= missing + 8 * 16384, (sswarm.uploaded - uploaded_before,
-                                                                               missing)
+            sent = seeder.torrent(sid).uploaded - uploaded_before
+            assert sent <= missing + 8 * 16384, (sent, missing)
         finally:
             await seeder.close()
 
@@ -299,8 +278,6 @@ def test_sigkill_mid_download_resumes_without_refetching(tmp_path: Path) -> None
 def test_dead_and_lying_trackers_do_not_stop_the_download(tmp_path: Path) -> None:
     """Tier 1 answers garbage, tier 2 returns a failure reason, tier 3 is a UDP
     port nobody listens on: the errors are recorded, peers still work."""
-    data_parent = tmp_path / "seed"
-    make_payload(data_parent / "payload", 2 * 1024 * 1024, files=2)
 
     async def main() -> None:
         async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -320,48 +297,51 @@ def test_dead_and_lying_trackers_do_not_stop_the_download(tmp_path: Path) -> Non
         ports = [s.sockets[0].getsockname()[1] for s in servers]
         tiers = [[f"http://127.0.0.1:{ports[0]}/announce"], [f"http://127.0.0.1:{ports[1]}/announce"],
                  ["udp://127.0.0.1:9/announce"]]
-        meta = metainfo.parse(create_torrent(data_parent / "payload", piece_length=PIECE, trackers=tiers))
+        meta, data, torrent = make_torrent(tmp_path, 2 * 1024 * 1024, files=2, trackers=tiers)
         seeder, leecher = await start_session(tmp_path, "s"), await start_session(tmp_path, "l")
         try:
-            await seeder.add(meta, data_parent)
-            await leecher.add(meta, tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
-            await wait_complete(leecher, meta)
-            running = leecher.torrents[meta.info_hash]
+            await seeder.add(torrent, save_path=data)
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            await wait_complete(leecher, lid)
             # The download may finish before the announcer has reached tier 2.
             for _ in range(200):
-                statuses = {s.url: s for s in running.tiers.status()}
-                if statuses[tiers[1][0]].failures:
+                statuses = {s.url: s for s in leecher.trackers(lid)}
+                if statuses[tiers[1][0]].status == "error":
                     break
                 await asyncio.sleep(0.1)
-            assert statuses[tiers[0][0]].failures >= 1
-            assert statuses[tiers[1][0]].failures >= 1 and "go away" in statuses[tiers[1][0]].last_error
+            assert statuses[tiers[0][0]].status == "error" and statuses[tiers[0][0]].last_error
+            assert statuses[tiers[1][0]].status == "error" and "go away" in statuses[tiers[1][0]].last_error
+            assert [s.tier for s in leecher.trackers(lid)] == [0, 1, 2]
         finally:
             await leecher.close()
             await seeder.close()
             for s in servers:
                 s.close()
-        assert same_tree(data_parent / "payload", tmp_path / "out" / "payload")
+        assert same_tree(data / "payload", tmp_path / "out" / "payload")
 
     run(main())
 
 
 def test_download_limit_holds_and_can_be_lifted_while_running(tmp_path: Path) -> None:
-    meta, data = make_torrent(tmp_path, 3 * 1024 * 1024, files=1)
+    meta, data, torrent = make_torrent(tmp_path, 3 * 1024 * 1024, files=1)
 
     async def main() -> None:
         seeder, leecher = await start_session(tmp_path, "s"), await start_session(tmp_path, "l")
-        leecher.set_rate_limits(max_down=512 * 1024)
+        await leecher.set_rate_limits(max_down=512 * 1024)
         try:
-            await seeder.add(meta, data)
-            lswarm = await leecher.add(meta, tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_for(seeder, sid, lambda s: s.state == "seeding", what="seeding")
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            await wait_for(leecher, lid, lambda s: s.state == "downloading", what="downloading")
             started = time.monotonic()
             await asyncio.sleep(2.0)
             # 512 KiB/s plus a one-second burst: at most ~1.5 MiB in two seconds.
-            fetched = lswarm.have.count() * meta.piece_length
-            assert fetched <= 512 * 1024 * 3 + 2 * meta.piece_length, fetched
-            assert fetched > 0
-            leecher.set_rate_limits(max_down=0)
-            await wait_complete(leecher, meta)
+            snap = leecher.torrent(lid)
+            assert snap.verified <= 512 * 1024 * 3 + 2 * meta.piece_length, snap.verified
+            assert snap.verified > 0
+            assert leecher.snapshot().max_down == 512 * 1024
+            await leecher.set_rate_limits(max_down=0)
+            await wait_complete(leecher, lid)
             assert time.monotonic() - started >= 2.0
         finally:
             await leecher.close()
@@ -373,19 +353,25 @@ def test_download_limit_holds_and_can_be_lifted_while_running(tmp_path: Path) ->
 
 def test_only_selected_files_are_downloaded(tmp_path: Path) -> None:
     """Deselected files are skipped; a piece shared with a wanted file still comes."""
-    meta, data = make_torrent(tmp_path, 3 * 1024 * 1024 + 777, files=3)
+    meta, data, torrent = make_torrent(tmp_path, 3 * 1024 * 1024 + 777, files=3)
     wanted = 1
 
     async def main() -> None:
         seeder, leecher = await start_session(tmp_path, "s"), await start_session(tmp_path, "l")
         try:
-            await seeder.add(meta, data)
-            lswarm = await leecher.add(meta, tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)],
-                                       only_files=[wanted])
-            await wait_complete(leecher, meta)
-            geometry = meta.geometry
-            needed = set(geometry.file_pieces(wanted))
-            assert set(lswarm.have.iter_set()) == needed  # exactly the pieces touching the wanted file
+            await seeder.add(torrent, save_path=data)
+            priorities = [FilePriority.SKIP] * len(meta.files)
+            priorities[wanted] = FilePriority.NORMAL
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)],
+                                    file_priorities=priorities)
+            await wait_complete(leecher, lid)
+            states = leecher.piece_map(lid).states
+            needed = set(meta.geometry.file_pieces(wanted))
+            assert {i for i, s in enumerate(states) if s == PieceState.HAVE} == needed
+            assert {i for i, s in enumerate(states) if s == PieceState.SKIPPED} == set(range(meta.num_pieces)) - needed
+            files = leecher.files(lid)
+            assert files[wanted].verified == files[wanted].size and files[wanted].priority == "normal"
+            assert all(f.priority == "skip" for i, f in enumerate(files) if i != wanted)
         finally:
             await leecher.close()
             await seeder.close()

@@ -22,6 +22,7 @@ from torrent.core.errors import StorageError
 from torrent.codec.metainfo import FileEntry, Metainfo
 from torrent.storage.resume import ResumeData, ResumeError
 from torrent.storage.files import FileState, Storage
+from torrent.storage.journal import JournalRecords, PieceJournal, journal_path, read_journal
 
 Spec = Sequence[tuple[str, int] | tuple[str, int, str]]
 PL = 1024
@@ -398,3 +399,334 @@ def test_complete_torrent_goes_straight_to_seeding(tmp_path: Path) -> None:
     assert resume.restore(fresh, resume.load(path, metainfo=meta)).have.all()
     path.unlink()
     assert resume.restore(fresh, resume.load(path, metainfo=meta)).have.all()  # no resume: verified instead
+
+
+# --- file priorities ------------------------------------------------------------------
+
+
+def test_priorities_are_saved_with_the_snapshot(seeded: tuple, tmp_path: Path) -> None:
+    meta, _, store, data = seeded
+    priorities = (0, 7, 1, 255, 0, 3)  # 0: skip; the pad file's entry is kept in place
+    snap = resume.snapshot(store, data.bitfield(), priorities=priorities)
+    path = tmp_path / "p.resume"
+    resume.save(path, snap)
+    assert resume.load(path, metainfo=meta).priorities == priorities  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="5 file priorities for 6 files"):
+        resume.snapshot(store, data.bitfield(), priorities=priorities[:5])
+    with pytest.raises(ValueError, match="priority 256 is not in 0..255"):
+        resume.snapshot(store, data.bitfield(), priorities=(1, 1, 1, 256, 1, 1))
+    with pytest.raises(ValueError, match="priority -1"):
+        resume.encode(sample(meta, priorities=(1, 1, 1, -1, 1, 1)))
+
+
+# --- the piece journal ----------------------------------------------------------------
+#
+# SPEC's pieces (PL = 1024): a 0-2, b 2-4, the pad file in 4, c 5-9, d 9-11 (piece 11 is
+# 356 bytes). Files are aged before a snapshot, so a later write always changes an mtime.
+
+A, B, C, D = 0, 1, 3, 5
+LAST = 11620 - 11 * PL
+
+
+def age(store: Storage, seconds: int = 100) -> None:
+    """Every file on disk modified ``seconds`` ago."""
+    for path in store.paths:
+        if path is not None and path.exists():
+            st = path.stat()
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 1_000_000_000))
+
+
+def write(store: Storage, data: bytes, pieces: Sequence[int]) -> None:
+    geo = store.metainfo.geometry
+    assert store.verify_and_write_many([(i, data[slice(*geo.piece_span(i))]) for i in pieces]) == [True] * len(pieces)
+
+
+def set_mtime(path: Path, ns: int) -> None:
+    os.utime(path, ns=(ns, ns))
+
+
+class Run:
+    """A torrent with resume data saved after ``saved`` pieces, then ``journaled``
+    pieces written and recorded, then ``unrecorded`` pieces written when the
+    process is killed."""
+
+    def __init__(self, tmp_path: Path, saved: Sequence[int] | None, journaled: Sequence[int],
+                 unrecorded: Sequence[int] = ()) -> None:
+        self.meta, self.data = make_torrent(SPEC)
+        self.store = Storage(self.meta, tmp_path / "dl")
+        self.path = journal_path(tmp_path / "state", self.meta.info_hash)
+        self.resume: ResumeData | None = None
+        if saved is not None:
+            have = download(self.store, self.data, saved)
+            age(self.store)
+            self.resume = resume.snapshot(self.store, have)
+        journal = PieceJournal(self.path, self.meta.info_hash, self.meta.num_pieces, armed=True)
+        for i in journaled:
+            write(self.store, self.data, [i])
+            journal.append([i])
+        write(self.store, self.data, unrecorded)
+        journal.close()
+
+    def records(self) -> JournalRecords:
+        records = read_journal(self.path, self.meta.info_hash, self.meta.num_pieces)
+        assert records is not None and records.last_write_ns is not None
+        return records
+
+    def restore(self, *, journal: bool = True, recheck: bool = False) -> resume.Restored:
+        seen: list[int] = []
+        restored = resume.restore(self.store, self.resume, journal=self.records() if journal else None,
+                                  progress=seen.append, recheck=recheck)
+        assert restored.hashed == sum(seen)
+        return restored
+
+    def file(self, index: int) -> Path:
+        path = self.store.paths[index]
+        assert path is not None
+        return path
+
+
+def test_half_written_file_rehashes_only_unrecorded_pieces(tmp_path: Path) -> None:
+    """c had pieces 5-6 at the save; 7 was recorded since; 8 was written but the kill
+    came before its record. Only c's unrecorded pieces (8, 9) are hashed."""
+    run = Run(tmp_path, saved=range(7), journaled=[7], unrecorded=[8])
+    restored = run.restore()
+    assert restored.have.iter_set() == list(range(9))
+    assert restored.checked == 2 and restored.hashed == 2 * PL and restored.refuted == 0
+    assert restored.reason == ("1 files changed since the resume data was saved (1 by our own writes, per the "
+                               "journal): trusted 8 pieces (1 from the journal), rechecked 2 pieces, 9 of 12 verified")
+    # Without the journal, the same files cost the whole of c.
+    without = run.restore(journal=False)
+    assert without.have == restored.have and without.checked == 5 and without.hashed == 5 * PL
+
+
+def test_unchanged_files_hash_nothing_and_trust_the_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Piece 3 was written before the snapshot looked at the files but after it took the
+    bitfield; the journal recorded it. Every file is as recorded: nothing is hashed."""
+    run = Run(tmp_path, saved=None, journaled=[])
+    have = download(run.store, run.data, [i for i in range(12) if i not in (1, 7)])
+    journal = PieceJournal(run.path, run.meta.info_hash, run.meta.num_pieces, armed=True)
+    journal.append([3])
+    age(run.store)
+    have.clear(3)
+    run.resume = resume.snapshot(run.store, have)
+    monkeypatch.setattr(run.store, "check_existing", lambda *a, **k: pytest.fail("nothing should be hashed"))
+    restored = run.restore()
+    assert restored.have.iter_set() == [i for i in range(12) if i not in (1, 7)]
+    assert restored.checked == 0 and restored.hashed == 0
+    assert restored.reason == "resume data trusted: 10 of 12 pieces (1 from the journal)"
+
+
+@pytest.mark.parametrize(("after_ns", "checked"), [
+    (0, 2),
+    (1_900_000_000, 2),  # within the slack: a kill between a write and its record
+    (2_100_000_000, 5),  # beyond it: someone else changed c
+])
+def test_a_file_modified_after_the_journal_is_rechecked_whole(tmp_path: Path, after_ns: int, checked: int) -> None:
+    run = Run(tmp_path, saved=range(7), journaled=[7], unrecorded=[8])
+    set_mtime(run.file(C), run.records().last_write_ns + after_ns)  # type: ignore[operator]
+    restored = run.restore()
+    assert restored.have.iter_set() == list(range(9))  # 8 is found either way
+    assert restored.checked == checked and restored.hashed == checked * PL
+
+
+@pytest.mark.parametrize("change", ["older", "size"])
+def test_a_file_changed_otherwise_is_rechecked_whole(tmp_path: Path, change: str) -> None:
+    run = Run(tmp_path, saved=range(7), journaled=[7])
+    c = run.file(C)
+    if change == "older":  # e.g. restored from a backup: older than the resume record
+        assert run.resume is not None and run.resume.files[C] is not None
+        set_mtime(c, run.resume.files[C].mtime_ns - 1)
+    else:  # appended to: a size no write of ours makes
+        with open(c, "ab") as fh:
+            fh.write(b"x")
+    restored = run.restore()
+    assert restored.checked == 5 and restored.hashed == 5 * PL
+    assert restored.have.iter_set() == list(range(8))
+    assert "1 by our own writes" not in restored.reason
+
+
+def test_a_file_created_since_the_save_trusts_its_records(tmp_path: Path) -> None:
+    """d did not exist at the save; the journal recorded all of it since."""
+    run = Run(tmp_path, saved=range(9), journaled=[9, 10, 11])
+    assert run.resume is not None and run.resume.files[D] is None
+    restored = run.restore()
+    assert restored.have.all() and restored.checked == 0 and restored.hashed == 0 and restored.refuted == 0
+    assert restored.reason == "resume data trusted: 12 of 12 pieces (3 from the journal)"
+
+
+def test_a_piece_is_trusted_only_if_every_file_it_touches_allows_it(tmp_path: Path) -> None:
+    """Piece 9 spans c (changed by us) and d (changed after the journal): d's pieces
+    are rechecked whole, 9 with them, though the journal recorded 9."""
+    run = Run(tmp_path, saved=range(7), journaled=[7, 8, 9, 10, 11])
+    set_mtime(run.file(D), run.records().last_write_ns + 10_000_000_000)  # type: ignore[operator]
+    restored = run.restore()
+    assert restored.have.all()
+    assert restored.checked == 3 and restored.hashed == 2 * PL + LAST
+
+
+def test_resume_claims_on_a_file_recorded_absent_are_not_believed(tmp_path: Path) -> None:
+    """The resume data claims piece 7 of c but recorded c absent (inconsistent); c was
+    created since by our write of 5: 7 is rechecked, and it is not there."""
+    run = Run(tmp_path, saved=range(5), journaled=[5])
+    assert run.resume is not None and run.resume.files[C] is None
+    forged = run.resume.bitfield()
+    forged.set(7)
+    run.resume = ResumeData(**{**{f: getattr(run.resume, f) for f in ResumeData.__slots__},  # type: ignore[arg-type]
+                               "have": forged.to_bytes()})
+    restored = run.restore()
+    assert restored.have.iter_set() == list(range(6))
+    assert restored.checked == 4  # 6, 7, 8, 9
+    assert restored.refuted == 1  # the resume file on disk claims 7: save before journaling
+
+
+def test_journal_claims_on_a_missing_file_are_rechecked(tmp_path: Path) -> None:
+    run = Run(tmp_path, saved=range(9), journaled=[])
+    PieceJournal(run.path, run.meta.info_hash, run.meta.num_pieces, armed=True).append([10])  # d never written
+    restored = run.restore()
+    assert restored.have.iter_set() == list(range(9))
+    assert restored.checked == 1 and restored.hashed == PL and restored.refuted == 1
+
+
+def test_journal_only_restart(tmp_path: Path) -> None:
+    """Killed before the first resume save: a, b and c (created by the writes, at full
+    length) trust the journal; c's unrecorded pieces and missing d are rechecked."""
+    run = Run(tmp_path, saved=None, journaled=range(7))
+    restored = run.restore()
+    assert restored.have.iter_set() == list(range(7))
+    assert restored.checked == 5 and restored.hashed == 4 * PL + LAST  # 7, 8, 9, 10, 11
+    assert restored.reason.startswith("no resume data; journal of 7 pieces: 3 files written by us since, "
+                                      "1 files rechecked whole: trusted 7 pieces (7 from the journal)")
+
+
+def test_journal_only_restart_rechecks_a_file_touched_since(tmp_path: Path) -> None:
+    run = Run(tmp_path, saved=None, journaled=range(12))
+    set_mtime(run.file(A), run.records().last_write_ns + 3_000_000_000)  # type: ignore[operator]
+    restored = run.restore()
+    assert restored.have.all()
+    assert restored.checked == 3 and restored.hashed == 3 * PL  # a: 0, 1, 2 (2 is shared with b)
+
+
+def test_journal_only_restart_with_a_short_file(tmp_path: Path) -> None:
+    run = Run(tmp_path, saved=None, journaled=range(12))
+    os.truncate(run.file(C), 100)
+    restored = run.restore()
+    assert restored.have.iter_set() == [0, 1, 2, 3, 4, 10, 11]
+    assert restored.checked == 5
+
+
+def test_recheck_ignores_resume_data_and_journal(tmp_path: Path) -> None:
+    run = Run(tmp_path, saved=range(7), journaled=[7], unrecorded=[8])
+    c = run.file(C)
+    st = c.stat()
+    with open(c, "r+b") as fh:  # silent damage to journaled piece 7, mtime kept: trusted without recheck
+        fh.seek(7 * PL - 5120)
+        byte = fh.read(1)[0]
+        fh.seek(7 * PL - 5120)
+        fh.write(bytes([byte ^ 1]))
+    os.utime(c, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert run.restore().have.iter_set() == list(range(9))
+    restored = run.restore(recheck=True)
+    assert restored.have.iter_set() == [0, 1, 2, 3, 4, 5, 6, 8]
+    assert restored.refuted == 1  # 7, claimed by the journal
+    assert restored.checked == 12 and restored.hashed == run.meta.geometry.total_length
+    assert restored.reason.startswith("full recheck (recheck requested)") and "journal" not in restored.reason
+
+
+def test_journal_ignored_when_the_resume_data_does_not_match(tmp_path: Path) -> None:
+    run = Run(tmp_path, saved=range(7), journaled=[7])
+    assert run.resume is not None
+    run.resume = ResumeData(**{**{f: getattr(run.resume, f) for f in ResumeData.__slots__},  # type: ignore[arg-type]
+                               "download_dir": str(tmp_path / "elsewhere")})
+    restored = run.restore()
+    assert restored.checked == 12 and restored.have.iter_set() == list(range(8))
+    assert restored.reason.startswith("full recheck (resume data does not match; journal ignored)")
+
+
+def test_a_journal_for_another_piece_count_is_ignored(tmp_path: Path) -> None:
+    run = Run(tmp_path, saved=range(7), journaled=[7])
+    records = JournalRecords(Bitfield(13), run.records().last_write)
+    restored = resume.restore(run.store, run.resume, journal=records)
+    assert restored.checked == 5 and "journal ignored: it describes 13 pieces" in restored.reason
+
+
+def test_journal_without_a_valid_record_changes_nothing(tmp_path: Path) -> None:
+    run = Run(tmp_path, saved=range(7), journaled=[7])
+    run.path.write_bytes(b"junk" * 20)
+    records = read_journal(run.path, run.meta.info_hash, run.meta.num_pieces)
+    assert records is not None and records.last_write is None
+    restored = resume.restore(run.store, run.resume, journal=records)
+    assert restored.checked == 5 and "journal: " in restored.reason and "not a piece journal" in restored.reason
+    no_resume = resume.restore(run.store, None, journal=records)
+    assert no_resume.checked == 12
+    assert no_resume.reason.startswith("full recheck (no usable resume data, no valid journal record)")
+
+
+_KILLED_CHILD = r"""
+import os, pickle, signal, sys
+from pathlib import Path
+from torrent.storage import resume
+from torrent.storage.files import Storage
+from torrent.storage.journal import PieceJournal, journal_path
+from torrent.core.bitfield import Bitfield
+
+meta, data, root = pickle.loads(Path(sys.argv[1]).read_bytes())
+store = Storage(meta, root)
+state = Path(root).parent / "state"
+journal = PieceJournal(journal_path(state, meta.info_hash), meta.info_hash, meta.num_pieces)
+have = Bitfield(meta.num_pieces)
+
+def verified(pieces):
+    geo = meta.geometry
+    results = store.verify_and_write_many([(i, data[slice(*geo.piece_span(i))]) for i in pieces])
+    assert results == [True] * len(pieces)
+    journal.append(pieces)                     # what the verifier does in its worker
+    for i in pieces:
+        have.set(i)
+
+def save():                                    # what the session does every 30 s
+    snap = resume.snapshot(store, have)
+    journal.rotate()
+    resume.save(resume.resume_path(state, meta.info_hash), snap)
+    journal.commit()
+
+save()                                         # right after restore: arms the journal
+verified([0, 1, 2])
+verified([3, 4, 5])
+for path in store.paths:                       # make the next writes visibly newer
+    if path is not None and path.exists():
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 100_000_000_000))
+save()
+verified([6, 7])
+verified([9, 10, 11])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_sigkill_then_restart_hashes_only_what_no_record_covers(tmp_path: Path) -> None:
+    import pickle
+    import signal
+
+    meta, data = make_torrent(SPEC)
+    root = tmp_path / "dl"
+    args = tmp_path / "args.pickle"
+    args.write_bytes(pickle.dumps((meta, data, str(root))))
+    proc = subprocess.run([sys.executable, "-c", _KILLED_CHILD, str(args)], check=False, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    state = tmp_path / "state"
+    saved = resume.load(resume.resume_path(state, meta.info_hash), metainfo=meta)
+    assert saved is not None and saved.bitfield().iter_set() == list(range(6))
+    records = read_journal(journal_path(state, meta.info_hash), meta.info_hash, meta.num_pieces)
+    assert records is not None and records.pieces.iter_set() == [6, 7, 9, 10, 11]
+    restored = resume.restore(Storage(meta, root), saved, journal=records)
+    assert restored.have.iter_set() == [i for i in range(12) if i != 8]
+    assert restored.checked == 1 and restored.hashed == PL  # 8: never written, touches c
+
+
+def test_journal_only_restart_of_a_complete_torrent_hashes_nothing(tmp_path: Path) -> None:
+    run = Run(tmp_path, saved=None, journaled=range(12))
+    run.store.create_empty_files()
+    restored = run.restore()
+    assert restored.have.all() and restored.checked == 0 and restored.hashed == 0
+    assert restored.reason == "no resume data; journal trusted: 12 of 12 pieces (12 from the journal)"

@@ -17,7 +17,7 @@ from typing import Any
 
 from torrent import __version__
 from torrent.core import speedups
-from torrent.core.errors import TorrentError, UsageError
+from torrent.core.errors import ConfigError, TorrentError, UsageError
 from torrent.core.units import format_size, parse_size
 
 EXIT_USAGE = 2
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("-o", "--output", default=".", metavar="DIR", help="download directory (default: here)")
     download.add_argument("--seed", action=argparse.BooleanOptionalAction, default=True,
                           help="keep seeding after the download completes (default: yes)")
-    download.add_argument("--seed-ratio", type=float, metavar="R", help="stop seeding at this upload ratio")
+    download.add_argument("--seed-ratio", metavar="R", help="stop seeding at this upload ratio (queue.seed_ratio)")
     download.add_argument("--only", metavar="FILE-INDEXES", help="download only these files, e.g. 0,2,5")
     download.add_argument("--recheck", action="store_true", help="hash the data on disk again, ignore resume data")
     _add_network_options(download)
@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--dir", required=True, metavar="D", help="directory holding the torrent's data")
     seed.add_argument("--recheck", action="store_true", help="hash the data on disk again, ignore resume data")
     _add_network_options(seed)
+
+    config = sub.add_parser("config", help="show the effective settings and where each came from")
+    config.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_settings_options(config)
 
     demo = sub.add_parser("demo", help="make a sample torrent and download it from a local seeder")
     demo.add_argument("--dir", metavar="DIR", help="where to put the sample (default: a new temporary directory)")
@@ -92,15 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_settings_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="settings file (default: config.toml in the platform's "
+                   "config directory, e.g. ~/.config/torrent)")
+    p.add_argument("--state-dir", metavar="DIR", help="where resume data and the saved session live (default: the "
+                   "platform's data directory, e.g. ~/.local/share/torrent)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting, e.g. --set peer.max_requests=250 (see torrent config)")
+    p.add_argument("--port", type=int, metavar="P", help="listening port (0: any free port; network.listen_port)")
+    p.add_argument("--bind", metavar="ADDRESS|INTERFACE", help="use only this address or interface for every "
+                   "socket, e.g. tun0 behind a VPN (network.bind)")
+    p.add_argument("--max-down", metavar="RATE", help="download limit in bytes/s, e.g. 2M (rates.max_down)")
+    p.add_argument("--max-up", metavar="RATE", help="upload limit in bytes/s, e.g. 500K (rates.max_up)")
+    p.add_argument("--max-peers", type=int, metavar="N", help="connections per torrent (torrent.max_peers)")
+    p.add_argument("--upload-slots", type=int, metavar="N", help="peers uploaded to at once (torrent.upload_slots)")
+
+
 def _add_network_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, default=6881, help="listening port (0: any free port)")
+    _add_settings_options(p)
     p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="connect to this peer too")
-    p.add_argument("--max-down", metavar="RATE", help="download limit in bytes/s (e.g. 2M)")
-    p.add_argument("--max-up", metavar="RATE", help="upload limit in bytes/s (e.g. 500K)")
-    p.add_argument("--max-peers", type=int, default=60, help="connections per torrent (default 60)")
-    p.add_argument("--upload-slots", type=int, default=4, help="peers we upload to at once (default 4)")
-    p.add_argument("--resume-dir", metavar="DIR", help="where resume data lives (default: ~/.local/share/torrent)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only: no progress display or status lines")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="also log connection failures, bans and tracker replies (-vv: everything)")
+    p.add_argument("--snapshots", type=float, default=0.0, metavar="HZ", help=argparse.SUPPRESS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,7 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command in ("download", "seed"):
             return cmd_transfer(args)
-        parser.error("missing command: use 'info', 'create', 'download', 'seed', 'demo' or 'bench' (see torrent --help)")
+        if args.command == "config":
+            return cmd_config(args)
+        parser.error("missing command: use 'info', 'create', 'download', 'seed', 'config', 'demo' or 'bench' "
+                     "(see torrent --help)")
     except TorrentError as exc:
         print(f"torrent: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -267,33 +288,80 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from torrent.codec import metainfo
     from torrent.cli.runner import RunOptions, run
-    from torrent.session.core import Settings
+    from torrent.codec import metainfo
 
+    if args.torrent.lower().startswith("magnet:"):
+        raise UsageError("magnet links are not supported yet: fetching the metadata from peers needs the DHT, "
+                         "which this version does not have; download the .torrent file and pass that")
     meta = metainfo.load(args.torrent)
     seeding = args.command == "seed"
+    only = _parse_indexes(args.only) if not seeding and args.only else None
+    if only is not None:
+        bad = [i for i in only if not 0 <= i < len(meta.files)]
+        if bad:
+            raise UsageError(f"no file #{bad[0]}: the torrent has files 0..{len(meta.files) - 1} (see torrent info)")
+    settings, _, saved, state_dir = effective_settings(args)
     options = RunOptions(
         download_dir=Path(args.dir if seeding else args.output),
         seed=True if seeding else args.seed,
-        seed_ratio=None if seeding else args.seed_ratio,
         peers=[_parse_peer(p) for p in args.peer],
-        only_files=_parse_indexes(args.only) if not seeding and args.only else None,
-        recheck=args.recheck, quiet=args.quiet)
+        only_files=only, file_count=len(meta.files),
+        recheck=args.recheck, quiet=args.quiet, verbose=args.verbose, state_dir=state_dir,
+        saved_settings=saved, snapshot_hz=args.snapshots)
     if seeding and not options.download_dir.is_dir():
         raise TorrentError(f"{options.download_dir} is not a directory")
-    resume_dir = Path(args.resume_dir) if args.resume_dir else _default_resume_dir()
-    if args.upload_slots < 1 or args.max_peers < 1:
-        raise TorrentError("--upload-slots and --max-peers must be at least 1")
-    settings = Settings(listen_port=args.port, max_peers=args.max_peers, upload_slots=args.upload_slots,
-                        max_down=parse_size(args.max_down) if args.max_down else 0,
-                        max_up=parse_size(args.max_up) if args.max_up else 0, resume_dir=resume_dir)
-    return run(meta, options, settings)
+    return run(Path(args.torrent), options, settings)
 
 
-def _default_resume_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base, "torrent", "resume")
+def effective_settings(args: argparse.Namespace) -> tuple[Any, dict[str, str], dict[str, Any], Path]:
+    """The settings tree from defaults < config file < saved session < command line, where each
+    value came from, the saved run-time changes, and the state directory."""
+    from torrent.session.config import (
+        Layer,
+        default_config_path,
+        default_state_dir,
+        layer_from_values,
+        parse_assignments,
+        read_config_file,
+        resolve,
+    )
+    from torrent.session.state import StateStore
+
+    config_path = Path(args.config) if args.config else default_config_path()
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    layers = [read_config_file(config_path, required=args.config is not None)]
+    loaded, warnings = StateStore(state_dir).load_settings()
+    try:
+        saved = layer_from_values(f"session state {state_dir}", loaded)
+    except ConfigError as exc:  # e.g. a setting an older version saved: the run goes on without them
+        warnings.append(f"{exc}; the saved settings were ignored")
+        saved = Layer(f"session state {state_dir}", {})
+    for warning in warnings:
+        print(f"torrent: warning: {warning}", file=sys.stderr)
+    layers.append(saved)
+    command_line = {}
+    for option, key in (("port", "network.listen_port"), ("bind", "network.bind"), ("max_down", "rates.max_down"),
+                        ("max_up", "rates.max_up"), ("max_peers", "torrent.max_peers"),
+                        ("upload_slots", "torrent.upload_slots"), ("seed_ratio", "queue.seed_ratio")):
+        value = getattr(args, option, None)
+        if value is not None:
+            command_line[key] = str(value)
+    assignments = [f"{k}={v}" for k, v in command_line.items()] + list(args.set)
+    layers.append(parse_assignments(assignments))
+    settings, sources = resolve(layers)
+    return settings, sources, dict(saved.values), state_dir
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from torrent.session.config import render_json, render_text
+
+    settings, sources, _, _ = effective_settings(args)
+    if args.json:
+        print(json.dumps(render_json(settings, sources), indent=2))
+    else:
+        print(render_text(settings, sources))
+    return 0
 
 
 def _parse_peer(text: str) -> tuple[str, int]:
@@ -315,8 +383,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from torrent.cli.demo import make_payload
-    from torrent.codec.metainfo import load
     from torrent.cli.runner import run_demo
+    from torrent.codec.metainfo import load
+    from torrent.core.settings import DEFAULT_SETTINGS
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="torrent-demo-"))
     size = parse_size(args.size)
@@ -327,7 +396,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     cmd_info(argparse.Namespace(source=str(output), json=False))
     print("\nStarting a seeder and a leecher on 127.0.0.1 (no internet needed)...")
-    code = run_demo(load(output), root / "seed", root / "download")
+    code = run_demo(output, root / "seed", root / "download", DEFAULT_SETTINGS)
     if code == 0:
         same = all((root / "seed" / Path(*f.path)).read_bytes() == (root / "download" / Path(*f.path)).read_bytes()
                    for f in load(output).files)

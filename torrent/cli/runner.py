@@ -2,7 +2,8 @@
 
 Owns the event loop choice (uvloop), signal handling for a clean shutdown,
 and the progress display: a rich live line on a terminal, plain lines every
-few seconds otherwise. It uses only ``Session``'s public API.
+few seconds otherwise, nothing but errors with ``--quiet``. It drives the
+engine through the session API alone: commands, snapshots and events.
 """
 
 from __future__ import annotations
@@ -16,123 +17,215 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
-from torrent.codec.metainfo import Metainfo
-from torrent.session.core import Session, Settings, TorrentStats
 from torrent.core.units import format_size
+from torrent.session import (
+    Event,
+    FilePriority,
+    PieceState,
+    Session,
+    Settings,
+    StateChanged,
+    StorageFailed,
+    TorrentCompleted,
+    TorrentSnapshot,
+    TorrentState,
+)
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when not on a terminal
+SETTLED = {TorrentState.QUEUED.value, TorrentState.DOWNLOADING.value, TorrentState.SEEDING.value,
+           TorrentState.PAUSED.value}
 
 
 @dataclass
 class RunOptions:
     download_dir: Path
     seed: bool = True
-    seed_ratio: float | None = None
     peers: Sequence[tuple[str, int]] = ()
     only_files: Sequence[int] | None = None
+    file_count: int = 0  # files in the torrent (for ``only_files``)
     recheck: bool = False
     quiet: bool = False
+    verbose: int = 0
+    state_dir: Path | None = None
+    saved_settings: dict[str, Any] | None = None
+    snapshot_hz: float = 0.0  # build every snapshot this often (the bench's observer load)
 
 
-def run(metainfo: Metainfo, options: RunOptions, settings: Settings) -> int:
+def run(torrent: Path, options: RunOptions, settings: Settings) -> int:
     """Download (and seed) until done or interrupted; returns the exit code."""
-    _log_to_stderr()
-    return uvloop.run(_main(metainfo, options, settings))
+    setup_logging(options.quiet, options.verbose)
+    return uvloop.run(_main(torrent, options, settings))
 
 
-def _log_to_stderr() -> None:
-    """Warnings (tracker failures, bans, disk errors) as one line each."""
-    logging.basicConfig(level=logging.WARNING, format="torrent: %(message)s", stream=sys.stderr)
+def setup_logging(quiet: bool, verbose: int) -> None:
+    """One line per message on stderr: warnings (tracker failures, bans, disk
+    errors) by default, errors only when quiet, more with each -v."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="torrent: %(message)s", stream=sys.stderr)
 
 
-async def _main(metainfo: Metainfo, options: RunOptions, settings: Settings) -> int:
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    session = Session(settings)
+    return stop
+
+
+async def _main(torrent: Path, options: RunOptions, settings: Settings) -> int:
+    stop = _stop_on_signals()
+    session = Session(settings, state_dir=options.state_dir, remember=False, restore=False,
+                      saved_settings=options.saved_settings)
     await session.start()
     display = _Display(enabled=not options.quiet and sys.stderr.isatty())
+    observer = _observe(session, options.snapshot_hz) if options.snapshot_hz > 0 else None
     code = 0
     try:
-        swarm = await session.add(metainfo, options.download_dir, peers=options.peers,
-                                  only_files=options.only_files, recheck=options.recheck)
-        print(f"{metainfo.name}: listening on port {session.listen_port}, "
-              f"{swarm.have.count()} of {metainfo.num_pieces} pieces verified on disk", file=sys.stderr)
-        code = await _drive(session, metainfo, options, stop, display)
+        events = session.subscribe()
+        priorities = None
+        if options.only_files is not None:
+            wanted = set(options.only_files)
+            priorities = {i: FilePriority.NORMAL if i in wanted else FilePriority.SKIP
+                          for i in range(options.file_count)}
+        torrent_id = await session.add(torrent, save_path=options.download_dir, peers=options.peers,
+                                       file_priorities=priorities, recheck=options.recheck)
+        code = await _drive(session, torrent_id, options, stop, display, events)
     finally:
         display.close()
+        if observer is not None:
+            observer.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(session.close(), 15)
     return code
 
 
-async def _drive(session: Session, metainfo: Metainfo, options: RunOptions, stop: asyncio.Event,
-                 display: _Display) -> int:
-    swarm = session.torrents[metainfo.info_hash].swarm
-    announced_done = swarm.completed.is_set()
+async def _drive(session: Session, torrent_id: str, options: RunOptions, stop: asyncio.Event,
+                 display: _Display, events: Any) -> int:
+    """Show progress and react to events until done; the exit code."""
+    announced_ready = False
     last_plain = 0.0
+    plain = not options.quiet and not display.enabled
     while not stop.is_set():
-        stats = session.stats(metainfo.info_hash)
-        now = time.monotonic()
+        while (event := events.get_nowait()) is not None:
+            outcome = _react(session, torrent_id, event, options)
+            if outcome is not None:
+                return outcome
+        snap = session.torrent(torrent_id)
+        if not announced_ready and snap.state in SETTLED:
+            announced_ready = True
+            verified = session.piece_map(torrent_id).states.count(PieceState.HAVE)
+            # The bench waits for "listening on port" before it starts a leecher.
+            print(f"{snap.name}: listening on port {session.listen_port}, {verified} of {snap.num_pieces} "
+                  "pieces verified on disk", file=sys.stderr, flush=True)
+        if snap.state == TorrentState.SEEDING.value and not options.seed:
+            print(f"{snap.name}: {_complete_line(session, snap, 0)}", file=sys.stderr)  # it was complete on disk
+            return 0
         if display.enabled:
-            display.update(stats)
-        elif now - last_plain >= PLAIN_EVERY or (stats.complete and not announced_done):
-            print(_line(stats), file=sys.stderr, flush=True)
-            last_plain = now
-        if stats.complete and not announced_done:
-            announced_done = True
-            print(f"{metainfo.name}: download complete ({format_size(stats.total)})", file=sys.stderr)
-        if stats.complete:
-            if not options.seed:
-                return 0
-            if options.seed_ratio is not None and stats.uploaded >= options.seed_ratio * stats.total:
-                print(f"{metainfo.name}: seed ratio {options.seed_ratio} reached", file=sys.stderr)
-                return 0
-        while not session.errors.empty():
-            print(f"torrent: error: {session.errors.get_nowait()}", file=sys.stderr)
-            return 1
-        waits = [asyncio.ensure_future(stop.wait())]
-        if not announced_done:
-            waits.append(asyncio.ensure_future(swarm.completed.wait()))
-        _, pending = await asyncio.wait(waits, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+            display.update(snap)
+        elif plain and time.monotonic() - last_plain >= PLAIN_EVERY and announced_ready:
+            print(_line(snap), file=sys.stderr, flush=True)
+            last_plain = time.monotonic()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(events.get())]
+        done, pending = await asyncio.wait(waits, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
         for w in pending:
             w.cancel()
-    print(f"{metainfo.name}: stopping", file=sys.stderr)
-    return 0 if swarm.completed.is_set() else 130
+        for w in done:
+            if w is waits[1] and not w.cancelled() and w.exception() is None:
+                outcome = _react(session, torrent_id, w.result(), options)
+                if outcome is not None:
+                    return outcome
+    snap = session.torrent(torrent_id)
+    print(f"{snap.name}: stopping", file=sys.stderr)
+    return 0 if snap.state == TorrentState.SEEDING.value else 130
 
 
-def run_demo(metainfo: Metainfo, data_parent: Path, download_dir: Path, *, quiet: bool = False) -> int:
+def _react(session: Session, torrent_id: str, event: Event, options: RunOptions) -> int | None:
+    """What an event means for the run: an exit code, or None to go on."""
+    if event.torrent_id != torrent_id:
+        return None
+    snap = session.torrent(torrent_id)
+    if isinstance(event, TorrentCompleted):
+        print(f"{snap.name}: {_complete_line(session, snap, event.downloaded)}", file=sys.stderr, flush=True)
+        return None if options.seed else 0
+    if isinstance(event, StorageFailed):
+        print(f"torrent: error: {snap.name}: {event.message}", file=sys.stderr, flush=True)
+        return 1
+    if isinstance(event, StateChanged):
+        if event.new == TorrentState.ERROR.value:
+            print(f"torrent: error: {snap.name}: {event.reason or snap.last_error}", file=sys.stderr, flush=True)
+            return 1
+        if event.new == TorrentState.PAUSED.value and event.reason:
+            print(f"{snap.name}: {event.reason}", file=sys.stderr, flush=True)
+            return 0
+    return None
+
+
+def _complete_line(session: Session, snap: TorrentSnapshot, fetched: int) -> str:
+    files = session.files(snap.id)
+    real = [f for f in files if not f.padding]
+    chosen = [f for f in real if f.priority != FilePriority.SKIP.value]
+    got = f"{format_size(fetched)} fetched from peers"
+    if len(chosen) == len(real):
+        return f"download complete ({format_size(snap.total_size)}; {got})"
+    return (f"download complete: {len(chosen)} of {len(real)} files selected "
+            f"({format_size(sum(f.size for f in chosen))} of {format_size(snap.total_size)}); {got}")
+
+
+def _observe(session: Session, hz: float) -> asyncio.Task[None]:
+    """Build every snapshot ``hz`` times a second, as a front end would (bench option)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(1 / hz)
+            session.snapshot()
+            for snap in session.torrents():
+                session.peers(snap.id)
+                session.trackers(snap.id)
+                if snap.num_pieces:
+                    session.files(snap.id)
+                    session.piece_map(snap.id)
+
+    return asyncio.get_running_loop().create_task(loop())
+
+
+# ---- the demo ------------------------------------------------------------------------------
+
+
+def run_demo(torrent: Path, data_parent: Path, download_dir: Path, settings: Settings, *,
+             quiet: bool = False) -> int:
     """A seeder and a leecher in one process on 127.0.0.1, showing the leecher."""
-    _log_to_stderr()
-    return uvloop.run(_demo(metainfo, data_parent, download_dir, quiet))
+    setup_logging(quiet, 0)
+    return uvloop.run(_demo(torrent, data_parent, download_dir, settings, quiet))
 
 
-async def _demo(metainfo: Metainfo, data_parent: Path, download_dir: Path, quiet: bool) -> int:
-    settings = dict(listen_host="127.0.0.1", listen_port=0)
-    seeder = Session(Settings(**settings))
-    leecher = Session(Settings(**settings))
+async def _demo(torrent: Path, data_parent: Path, download_dir: Path, settings: Settings, quiet: bool) -> int:
+    from torrent.core.settings import with_values
+
+    local = with_values(settings, {"network.bind": "127.0.0.1", "network.listen_port": 0})
+    seeder = Session(local, remember=False, restore=False)
+    leecher = Session(local, remember=False, restore=False)
     await seeder.start()
     await leecher.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     display = _Display(enabled=not quiet and sys.stderr.isatty())
     try:
-        await seeder.add(metainfo, data_parent)
+        await seeder.add(torrent, save_path=data_parent)
         print(f"seeder: 127.0.0.1:{seeder.listen_port}, leecher: 127.0.0.1:{leecher.listen_port}",
               file=sys.stderr)
+        events = leecher.subscribe()
         started = time.monotonic()
-        await leecher.add(metainfo, download_dir, peers=[("127.0.0.1", seeder.listen_port)])
-        code = await _drive(leecher, metainfo, RunOptions(download_dir, seed=False), stop, display)
+        torrent_id = await leecher.add(torrent, save_path=download_dir, peers=[("127.0.0.1", seeder.listen_port)])
+        code = await _drive(leecher, torrent_id, RunOptions(download_dir, seed=False, quiet=quiet), stop, display,
+                            events)
         elapsed = time.monotonic() - started
         if code == 0:
-            print(f"downloaded {format_size(metainfo.payload_length)} in {elapsed:.2f} s "
-                  f"({metainfo.payload_length / elapsed / 1e6:.0f} MB/s) into {download_dir}", file=sys.stderr)
+            size = leecher.torrent(torrent_id).total_size
+            print(f"downloaded {format_size(size)} in {elapsed:.2f} s ({size / elapsed / 1e6:.0f} MB/s) "
+                  f"into {download_dir}", file=sys.stderr)
         return code
     finally:
         display.close()
@@ -140,20 +233,22 @@ async def _demo(metainfo: Metainfo, data_parent: Path, download_dir: Path, quiet
         await seeder.close()
 
 
-def _line(s: TorrentStats) -> str:
-    pct = 100.0 * s.have / s.total if s.total else 100.0
-    return (f"{s.name}: {pct:5.1f}%  down {format_size(s.down_rate)}/s  up {format_size(s.up_rate)}/s  "
+# ---- display -------------------------------------------------------------------------------
+
+
+def _line(s: TorrentSnapshot) -> str:
+    return (f"{s.name}: {100 * s.progress:5.1f}%  down {format_size(s.down_rate)}/s  up {format_size(s.up_rate)}/s  "
             f"peers {s.peers} (seeds {s.seeds})  ETA {_eta(s)}"
             + (f"  banned {s.banned}" if s.banned else "")
-            + (f"  [{s.tracker_error}]" if s.tracker_error else ""))
+            + (f"  [{s.last_error}]" if s.last_error else ""))
 
 
-def _eta(s: TorrentStats) -> str:
-    if s.complete:
+def _eta(s: TorrentSnapshot) -> str:
+    if s.state == TorrentState.SEEDING.value:
         return "done"
-    if s.down_rate <= 0:
+    if s.eta is None:
         return "-"
-    seconds = int((s.total - s.have) / s.down_rate)
+    seconds = int(s.eta)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
@@ -162,10 +257,10 @@ class _Display:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._progress = None
-        self._task = None
+        self._progress: Any = None
+        self._task: Any = None
 
-    def update(self, s: TorrentStats) -> None:
+    def update(self, s: TorrentSnapshot) -> None:
         if self._progress is None:
             from rich.console import Console
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
@@ -174,12 +269,14 @@ class _Display:
                                       DownloadColumn(binary_units=True), TextColumn("{task.fields[info]}"),
                                       console=Console(stderr=True))
             self._progress.start()
-            self._task = self._progress.add_task(s.name, total=s.total, info="")
+            self._task = self._progress.add_task(s.name, total=s.wanted_size or None, info="")
         info = (f"↓ {format_size(s.down_rate)}/s ↑ {format_size(s.up_rate)}/s  "
                 f"peers {s.peers} seeds {s.seeds}  ETA {_eta(s)}")
+        if s.state == TorrentState.CHECKING.value and s.checking_progress is not None:
+            info = f"checking {100 * s.checking_progress:.0f}%"
         if s.banned:
             info += f"  banned {s.banned}"
-        self._progress.update(self._task, completed=s.have, info=info)
+        self._progress.update(self._task, completed=s.wanted_verified, total=s.wanted_size or None, info=info)
 
     def close(self) -> None:
         if self._progress is not None:

@@ -81,8 +81,7 @@ class NetworkSettings:
     # all use this address (or the interface's), so nothing leaves another one.
     bind: str = _f("", "address or interface name to use for every socket (empty: all)")
     max_connections: int = _f(200, "peer connections for the whole session", min=1)
-    # libtorrent's default is 10 half-open per torrent... per session 20 here,
-    # which kept start-up fast in loopback swarms.
+    # Enough to reach a tracker's 50 peers within a few seconds.
     max_half_open: int = _f(20, "outgoing connection attempts at once, per torrent", min=1)
     connect_timeout: float = _f(10.0, "seconds for a TCP connection to be accepted", min=0.1)
     handshake_timeout: float = _f(10.0, "seconds for a peer to complete its handshake", min=0.1)
@@ -283,6 +282,8 @@ def parse_value(key: str, raw: Any) -> Any:
         raise ConfigError(f"unknown setting {key!r}" + _suggest(key))
     try:
         value = _convert(info, raw)
+    except OverflowError:
+        raise ConfigError(f"bad value for {key!r}: number too large") from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"bad value for {key!r}: {exc}") from None
     return value
@@ -334,6 +335,8 @@ def _convert(info: SettingInfo, raw: Any) -> Any:
 
 
 def _check_text(info: SettingInfo, text: str) -> str:
+    if any(ord(c) < 32 or 0xD800 <= ord(c) < 0xE000 for c in text):
+        raise ValueError(f"control characters or undecodable bytes in {text!r}")
     if info.choices is not None and text not in info.choices:
         raise ValueError(f"expected one of {', '.join(info.choices)}, got {text!r}")
     if info.kind == "time" and not _TIME.fullmatch(text):
@@ -368,6 +371,19 @@ def with_values(settings: Settings, values: Mapping[str, Any]) -> Settings:
         groups.setdefault(group, {})[name] = value
     changes = {group: dataclasses.replace(getattr(settings, group), **names) for group, names in groups.items()}
     return dataclasses.replace(settings, **changes)
+
+
+# Pairs that must be ordered: (smaller, larger).
+_ORDERED = (("peer.recv_buffer_min", "peer.recv_buffer_max"), ("network.retry_first", "network.retry_max"),
+            ("tracker.backoff_base", "tracker.backoff_max"), ("limits.min_piece_length", "limits.max_piece_length"))
+
+
+def check_relations(settings: Settings) -> None:
+    """``ConfigError`` when two settings contradict each other."""
+    for small, large in _ORDERED:
+        if get(settings, small) > get(settings, large):
+            raise ConfigError(f"{small!r} ({_show(get(settings, small))}) must not exceed "
+                              f"{large!r} ({_show(get(settings, large))})")
 
 
 def differences(settings: Settings, base: Settings = DEFAULT_SETTINGS) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Token buckets for the global upload and download limits.
+"""Token buckets for the upload and download limits (the session's and each torrent's).
 
 The bucket is sans-IO (time is passed in) so it is tested without sleeping;
 ``RateLimiter`` wraps it for asyncio. A rate of 0 means unlimited, and the
@@ -81,5 +81,34 @@ class RateLimiter:
 
     async def acquire(self, amount: int) -> None:
         delay = self._bucket.take(amount, time.monotonic())
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class LimiterChain:
+    """Limiters that must all allow a transfer: the session's and the torrent's.
+    Unlimited ones cost nothing (the chain skips them)."""
+
+    def __init__(self, *limiters: RateLimiter) -> None:
+        self._limiters = limiters
+
+    @property
+    def rate(self) -> float:
+        """The tightest limit in force, 0 when none is."""
+        rates = [limiter.rate for limiter in self._limiters if limiter.rate]
+        return min(rates) if rates else 0.0
+
+    def available(self) -> float:
+        return min((limiter.available() for limiter in self._limiters), default=float("inf"))
+
+    def spend(self, amount: int) -> None:
+        for limiter in self._limiters:
+            if limiter.rate:
+                limiter.spend(amount)
+
+    async def acquire(self, amount: int) -> None:
+        now = time.monotonic()
+        delay = max((limiter._bucket.take(amount, now) for limiter in self._limiters if limiter.rate),
+                    default=0.0)
         if delay > 0:
             await asyncio.sleep(delay)

@@ -6,11 +6,13 @@ connection. It decides, the peers move bytes, storage and hashing run in
 worker threads. Blocks are assembled in per-piece buffers (bounded by the
 picker's partial pieces), verified, then written once per piece.
 
-Blame (smart ban): every block remembers which peer sent it. When a piece
-fails its hash, a piece sent entirely by one peer bans that peer; otherwise
-the piece is fetched again from a single peer and the two copies are
-compared block by block, so only the senders of blocks that differ from the
-verified copy are banned.
+The picker is the one owner of what was requested from whom, when, and who
+delivered each block; the swarm asks it instead of keeping its own books.
+
+Blame (smart ban): when a piece fails its hash, a piece sent entirely by one
+peer bans that peer; otherwise the piece is fetched again from a single peer
+and the two copies are compared block by block, so only the senders of
+blocks that differ from the verified copy are banned.
 """
 
 from __future__ import annotations
@@ -22,27 +24,31 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from torrent.codec import wire
-from torrent.core.bitfield import Bitfield
-from torrent.engine.choker import Choker, PeerView
-from torrent.core.errors import StorageError
 from torrent.codec.geometry import BLOCK_SIZE
 from torrent.codec.metainfo import Metainfo
-from torrent.peer.connection import PeerConnection
+from torrent.core.bitfield import Bitfield
+from torrent.core.errors import StorageError
 from torrent.core.settings import DEFAULT_SETTINGS, Settings
+from torrent.engine.choker import Choker, PeerView
 from torrent.engine.picker import Block, PiecePicker
+from torrent.engine.ratelimit import LimiterChain
+from torrent.peer.connection import PeerConnection
 from torrent.storage.files import Storage
+from torrent.storage.journal import PieceJournal
 from torrent.storage.verifier import PieceVerifier
 
 log = logging.getLogger(__name__)
 
+
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:
-    """Whom a ban applies to: the IP, except on loopback and private test
-    networks where many honest peers share one address."""
+    """Whom a ban applies to: the IP, except on loopback where many honest
+    peers share one address."""
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
@@ -50,13 +56,17 @@ def peer_identity(host: str, port: int) -> tuple[str, int] | str:
     return (host, port) if addr.is_loopback else host
 
 
-@dataclass(slots=True)
-class PartialPiece:
-    """A piece being assembled in memory, with who sent each block."""
+class SwarmHost(Protocol):
+    """What a swarm needs from the torrent that owns it."""
 
-    index: int
-    data: bytearray
-    senders: dict[int, object] = field(default_factory=dict)  # begin → peer identity
+    executor: Executor
+
+    def connection_allowed(self) -> bool: ...
+    def note_self_address(self, address: tuple[str, int] | None) -> None: ...
+    def torrent_completed(self, swarm: Swarm) -> None: ...
+    def storage_failed(self, swarm: Swarm, exc: StorageError) -> None: ...
+    def peer_banned(self, swarm: Swarm, identity: object, reason: str) -> None: ...
+    def peer_attached(self, swarm: Swarm, peer: PeerConnection) -> None: ...
 
 
 @dataclass(slots=True)
@@ -68,10 +78,10 @@ class FailedPiece:
 
 @dataclass(slots=True)
 class PeerState:
-    """What the swarm tracks per connection (the connection tracks the wire)."""
+    """What the swarm tracks per connection (the connection tracks the wire,
+    the picker the requests)."""
 
     identity: object
-    outstanding: dict[Block, float] = field(default_factory=dict)  # block → time requested
     serving: deque[tuple[int, int, int]] = field(default_factory=deque)  # requests queued for upload
     serve_task: asyncio.Task[None] | None = None
     read_ahead: int = -1  # piece of the last request, whose read has been started
@@ -79,11 +89,14 @@ class PeerState:
 
 
 class Swarm:
-    """Everything for one torrent; created and started by the session."""
+    """Everything for one running torrent; created and closed by its owner."""
 
     def __init__(self, metainfo: Metainfo, storage: Storage, have: Bitfield, *, peer_id: bytes,
-                 listen_port: int | None, session: SwarmHost, settings: Settings = DEFAULT_SETTINGS,
-                 rng: random.Random | None = None) -> None:
+                 listen_port: int | None, host: SwarmHost, settings: Settings = DEFAULT_SETTINGS,
+                 piece_priorities: bytes | None = None, sequential: bool = False,
+                 max_peers: int | None = None, upload_slots: int | None = None,
+                 down_limiter: LimiterChain | None = None, up_limiter: LimiterChain | None = None,
+                 journal: PieceJournal | None = None, rng: random.Random | None = None) -> None:
         self.metainfo = metainfo
         self.info_hash = metainfo.info_hash
         self.peer_id = peer_id
@@ -91,40 +104,63 @@ class Swarm:
         self.have = have
         self.storage = storage
         self.listen_port = listen_port
-        self.session = session
+        self.host = host
         self.settings = settings
-        self.max_peers = settings.torrent.max_peers
+        self.max_peers = max_peers or settings.torrent.max_peers
+        self.down_limiter = down_limiter or LimiterChain()
+        self.up_limiter = up_limiter or LimiterChain()
         self._rng = rng or random.Random()
         self.picker = PiecePicker(metainfo.geometry, have.copy(), rng=self._rng,
                                   random_first=settings.torrent.random_first,
                                   endgame_requesters=settings.torrent.endgame_requesters)
-        wanted = storage.wanted_pieces()
-        if not wanted.all():
-            self.picker.set_piece_priorities([1 if wanted.get(i) else 0 for i in range(self.num_pieces)])
-        self.choker = Choker(settings.torrent, rng=self._rng)
+        if piece_priorities is not None:
+            self.picker.set_piece_priorities(piece_priorities)
+        self.picker.set_sequential(sequential)
+        self.choker = Choker(settings.torrent, upload_slots=upload_slots, rng=self._rng)
         self.peers: dict[PeerConnection, PeerState] = {}
         self.banned: set[object] = set()
         self.ban_reasons: dict[object, str] = {}
-        self.partial: dict[int, PartialPiece] = {}
-        self.failed: dict[int, FailedPiece] = {}
-        self.downloaded = 0  # verified payload bytes fetched this session
+        self.partial: dict[int, bytearray] = {}  # pieces being assembled
+        self.failed: dict[int, FailedPiece] = {}  # awaiting a smart-ban re-fetch
+        self.hash_failed: set[int] = set()  # failed their hash check and not verified since
+        self.downloaded = 0  # verified payload bytes fetched by this swarm
         self.uploaded = 0
         self.wasted = 0  # bytes of blocks dropped (unrequested, duplicate, failed)
         self.hash_failures = 0
-        self.completed = asyncio.Event()
-        if self.wanted_done():
-            self.completed.set()
-        self._read_cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
+        self.completed = self.wanted_done()
+        self._read_cache: OrderedDict[int, asyncio.Future[bytearray]] = OrderedDict()
         self._read_cache_max = max(2, settings.torrent.read_cache_bytes // metainfo.piece_length)
         self._to_fill: set[PeerConnection] = set()
         self._fill_scheduled = False
         self._closing = False
-        self._backlog = 0  # bytes of complete pieces not yet hashed and written
+        self.backlog = 0  # bytes of complete pieces not yet hashed and written
         self._max_assembling = max(4, settings.torrent.assembly_bytes // metainfo.piece_length)
-        self.verifier = PieceVerifier(storage, session.executor, self._verified)
+        self.verifier = PieceVerifier(storage, host.executor, self._verified, journal=journal)
         self._spare: list[bytearray] = []
         # The backlog's buffers, once written, are the next ones filled.
         self._max_spare = max(2, settings.torrent.write_backlog_bytes // metainfo.piece_length)
+
+    # ---- settings while running ----------------------------------------------
+
+    def apply(self, settings: Settings, *, max_peers: int | None, upload_slots: int | None) -> None:
+        """A new settings tree or per-torrent limits, from the next decision on."""
+        self.settings = settings
+        self.max_peers = max_peers or settings.torrent.max_peers
+        self.choker.settings = settings.torrent
+        self.choker.upload_slots = upload_slots or settings.torrent.upload_slots
+        self._read_cache_max = max(2, settings.torrent.read_cache_bytes // self.metainfo.piece_length)
+        self._max_assembling = max(4, settings.torrent.assembly_bytes // self.metainfo.piece_length)
+        self._max_spare = max(2, settings.torrent.write_backlog_bytes // self.metainfo.piece_length)
+        self._wake_all()
+
+    def set_priorities(self, piece_priorities: bytes, sequential: bool) -> None:
+        self.picker.set_piece_priorities(piece_priorities)
+        self.picker.set_sequential(sequential)
+        self.completed = self.wanted_done()
+        for peer in list(self.peers):
+            if peer.bitfield is not None:
+                peer.set_interested(self.picker.interesting(peer) or self.picker.num_outstanding(peer) > 0)
+        self._wake_all()
 
     # ---- PeerOwner ----------------------------------------------------------
 
@@ -132,7 +168,7 @@ class Swarm:
         if self._closing:
             return "torrent is stopping"
         if peer.remote_id == self.peer_id:
-            self.session.note_self_address(peer.address)
+            self.host.note_self_address(peer.address)
             return "connected to ourselves"
         host, port = peer.address or ("?", 0)
         identity = peer_identity(host, port if peer.outgoing else (peer.listen_port or port))
@@ -142,17 +178,18 @@ class Swarm:
             return "duplicate connection"
         if len(self.peers) >= self.max_peers:
             return "too many peers"
-        if not self.session.connection_allowed():
+        if not self.host.connection_allowed():
             return "too many connections in this session"
         self.peers[peer] = PeerState(identity)
+        peer.identity = identity
+        self.host.peer_attached(self, peer)
         return None
 
     def detach(self, peer: PeerConnection) -> None:
         state = self.peers.pop(peer, None)
         if state is None:
             return
-        if self.picker.peer_gone(peer):
-            self._wake_all()
+        self.picker.peer_gone(peer)
         if state.serve_task is not None:
             state.serve_task.cancel()
         self._to_fill.discard(peer)
@@ -174,8 +211,7 @@ class Swarm:
             self._schedule_fill(peer)
 
     def on_choke_change(self, peer: PeerConnection) -> None:
-        state = self.peers.get(peer)
-        if state is None:
+        if peer not in self.peers:
             return
         if peer.peer_choking:
             if peer.supports_fast:
@@ -183,7 +219,6 @@ class Swarm:
                 self.picker.peer_choked(peer)
             else:
                 # BEP 3: a choke discards every pending request.
-                state.outstanding.clear()
                 self.picker.release(peer)
             self._wake_all()
         else:
@@ -201,37 +236,30 @@ class Swarm:
 
     def on_blocks(self, peer: PeerConnection, blocks: list[wire.Piece]) -> None:
         """The blocks of one read, copied once each into their piece buffer."""
-        state = self.peers.get(peer)
-        if state is None:
+        if peer not in self.peers:
             self.wasted += sum([len(block.data) for block in blocks])
             return
-        outstanding = state.outstanding
         block_received = self.picker.block_received
         partial = self.partial
         for index, begin, data in blocks:
-            length = len(data)
-            block = Block(index, begin, length)
-            if outstanding.pop(block, None) is None:
-                # Never requested, or already cancelled and answered elsewhere.
-                self.wasted += length
-                continue
             received = block_received(peer, index, begin)
-            for other in received.cancel:
-                other_state = self.peers.get(other)
-                if other_state is not None and other_state.outstanding.pop(block, None) is not None:
-                    other.send(wire.build_cancel(index, begin, length))
             if not received.new:
-                self.wasted += length
+                # Not asked of this peer (never, or cancelled), or a copy we have.
+                self.wasted += len(data)
                 continue
-            piece = partial.get(index)
-            if piece is None:
-                piece = partial[index] = PartialPiece(index, self._piece_buffer(index))
-            piece.data[begin:begin + length] = data
-            piece.senders[begin] = state.identity
+            length = len(data)
+            if received.cancel:
+                cancel = wire.build_cancel(index, begin, length)
+                for other in received.cancel:
+                    other.send(cancel)  # type: ignore[attr-defined]
+            buf = partial.get(index)
+            if buf is None:
+                buf = partial[index] = self._piece_buffer(index)
+            buf[begin:begin + length] = data
             if received.complete:
                 del partial[index]
-                self._backlog += len(piece.data)
-                self.verifier.submit(piece, index, piece.data)
+                self.backlog += len(buf)
+                self.verifier.submit((index, buf), index, buf)
         self._schedule_fill(peer)
 
     def _piece_buffer(self, index: int) -> bytearray:
@@ -247,10 +275,7 @@ class Swarm:
             self._spare.append(data)
 
     def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
-        state = self.peers.get(peer)
-        block = Block(index, begin, length)
-        if state is not None and state.outstanding.pop(block, None) is not None:
-            self.picker.block_rejected(peer, index, begin)
+        if peer in self.peers and self.picker.block_rejected(peer, index, begin):
             self._wake_all()
 
     def on_request(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
@@ -264,12 +289,14 @@ class Swarm:
         if not self.have.get(index):
             peer.close(f"request for piece {index}, which we do not have")
             return
-        if peer.am_choking and index not in self._allowed_fast_for(peer):
+        if peer.am_choking:
+            # We grant no allowed-fast pieces (BEP 6 makes that optional).
             if peer.supports_fast:
                 peer.send(wire.build_reject(index, begin, length))
             return
-        if len(state.serving) >= self.settings.peer.max_requests:
-            peer.close(f"more than {self.settings.peer.max_requests} requests queued")
+        max_requests = self.settings.peer.max_requests
+        if len(state.serving) >= max_requests:
+            peer.close(f"more than {max_requests} requests queued")
             return
         state.serving.append((index, begin, length))
         if index != state.read_ahead:
@@ -310,111 +337,113 @@ class Swarm:
                 self._fill(peer, self.peers[peer])
 
     def _fill(self, peer: PeerConnection, state: PeerState) -> None:
-        if peer.bitfield is None or not peer.am_interested:
+        if peer.bitfield is None or not peer.am_interested or self._closing:
             return
-        if self._backlog > self.settings.torrent.write_backlog_bytes:
+        if self.backlog > self.settings.torrent.write_backlog_bytes:
             return  # the write that brings the backlog down wakes every peer
         choked = peer.peer_choking
         if choked and not peer.allowed_fast:
             return
-        rate = peer.downloaded.rate(time.monotonic())
+        now = time.monotonic()
+        rate = peer.downloaded.rate(now)
         ps = self.settings.peer
         depth = max(ps.min_pipeline, int(rate * ps.pipeline_seconds / BLOCK_SIZE))
         depth = min(depth, peer.reqq, ps.max_requests)
-        want = depth - len(state.outstanding)
+        picker = self.picker
+        outstanding = picker.num_outstanding(peer)
+        want = depth - outstanding
         if want <= 0:
             return
         if state.snubbed:
             want = min(want, 1)  # a snubbed peer gets one request at a time, of a common piece
-        limiter = self.session.download_limiter
-        if limiter.rate:
+        limiter = self.down_limiter
+        limited = limiter.rate
+        if limited:
             # The download limit holds back requests, not received bytes: what
             # we ask for is what peers send.
             want = min(want, int(limiter.available() // BLOCK_SIZE))
             if want <= 0:
-                asyncio.get_running_loop().call_later(BLOCK_SIZE / limiter.rate, self._schedule_fill, peer)
+                asyncio.get_running_loop().call_later(BLOCK_SIZE / limited, self._schedule_fill, peer)
                 return
         new_pieces = len(self.partial) < self._max_assembling
-        blocks = self.picker.pick(peer, want, allowed_fast=peer.allowed_fast, choked=choked,
-                                  snubbed=state.snubbed, new_pieces=new_pieces)
+        blocks = picker.pick(peer, want, now=now, allowed_fast=peer.allowed_fast, choked=choked,
+                             snubbed=state.snubbed, new_pieces=new_pieces)
         if not blocks:
-            if not state.outstanding and not self.picker.interesting(peer):
+            if not outstanding and not picker.interesting(peer):
                 peer.set_interested(False)
             return
-        if limiter.rate:
+        if limited:
             limiter.spend(sum(block.length for block in blocks))
-        now = time.monotonic()
-        out = []
-        for block in blocks:
-            state.outstanding[block] = now
-            out.append(wire.build_request(block.index, block.begin, block.length))
-        peer.send(b"".join(out))
+        build = wire.build_request
+        peer.send(b"".join([build(index, begin, length) for index, begin, length in blocks]))
 
-    def _give_up(self, peer: PeerConnection, state: PeerState, blocks: list[Block]) -> None:
+    def _give_up(self, peer: PeerConnection, blocks: list[Block]) -> None:
         """Stop waiting for ``blocks`` from ``peer``: cancel them there and let
         other peers take them. A copy that still arrives is dropped."""
         for block in blocks:
-            del state.outstanding[block]
             peer.send(wire.build_cancel(*block))
             self.picker.block_rejected(peer, block.index, block.begin)
         self._wake_all()
 
     # ---- verification and blame ---------------------------------------------
 
-    def _verified(self, piece: PartialPiece, result: bool | StorageError) -> None:
+    def _verified(self, token: tuple[int, bytearray], result: bool | StorageError) -> None:
         """The verifier's answer for a complete piece (on the loop)."""
+        index, data = token
         limit = self.settings.torrent.write_backlog_bytes
-        was_full = self._backlog > limit
-        self._backlog -= len(piece.data)
-        if was_full and self._backlog <= limit:
+        was_full = self.backlog > limit
+        size = self.metainfo.geometry.piece_size(index)
+        self.backlog -= size
+        if was_full and self.backlog <= limit:
             self._wake_all()
         if self._closing:
             return
         if isinstance(result, StorageError):
-            self.picker.piece_failed(piece.index)
-            self.session.storage_failed(self, result)
+            self.picker.piece_failed(index)
+            self.host.storage_failed(self, result)
             return
         if result:
-            self._piece_good(piece)
+            self._piece_good(index, data)
         else:
-            self._piece_bad(piece)
-        self._recycle(piece.data)
+            self._piece_bad(index, data)
+        self._recycle(data)
 
-    def _piece_good(self, piece: PartialPiece) -> None:
-        index = piece.index
+    def _piece_good(self, index: int, data: bytearray) -> None:
         self.have.set(index)
         self.picker.piece_verified(index)
-        self.downloaded += len(piece.data)
+        self.hash_failed.discard(index)
+        self.downloaded += self.metainfo.geometry.piece_size(index)
         earlier = self.failed.pop(index, None)
         if earlier is not None:
-            self._blame(index, earlier, piece)
+            self._blame(index, earlier, data)
         have_msg = wire.build_have(index)
         for peer in list(self.peers):
             peer.send_soon(have_msg)
-            if peer.am_interested and not self.picker.interesting(peer):
-                state = self.peers.get(peer)
-                if state is not None and not state.outstanding:
-                    peer.set_interested(False)
-        if self.wanted_done() and not self.completed.is_set():
-            self.completed.set()
-            self.session.torrent_completed(self)
+            if peer.am_interested and not self.picker.interesting(peer) and not self.picker.num_outstanding(peer):
+                peer.set_interested(False)
+        if not self.completed and self.wanted_done():
+            self.completed = True
+            self.host.torrent_completed(self)
 
-    def _piece_bad(self, piece: PartialPiece) -> None:
-        index = piece.index
+    def _piece_bad(self, index: int, data: bytearray) -> None:
         self.hash_failures += 1
-        self.wasted += len(piece.data)
-        senders = set(piece.senders.values())
-        if len(senders) == 1:
-            (culprit,) = senders
-            self.ban(culprit, f"sent piece {index}, which failed its hash check")
+        self.hash_failed.add(index)
+        self.wasted += self.metainfo.geometry.piece_size(index)
+        sources = self.picker.block_sources(index)
+        senders = {getattr(peer, "identity", None) for peer in sources if peer is not None}
+        senders.discard(None)
+        if len(senders) <= 1:
+            if senders:
+                self.ban(senders.pop(), f"sent piece {index}, which failed its hash check")
             self.picker.piece_failed(index)
             self._wake_all()
             return
         # Several senders: remember each block's hash and fetch the piece
         # again from one peer; the comparison then names the liars.
         self.failed[index] = FailedPiece({
-            begin: (hashlib.sha1(piece.data[begin:begin + BLOCK_SIZE]).digest(), sender)
-            for begin, sender in piece.senders.items()})
+            b * BLOCK_SIZE: (hashlib.sha1(data[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE]).digest(),
+                             getattr(peer, "identity", None))
+            for b, peer in enumerate(sources) if peer is not None})
         reserve = self._choose_refetch_peer(index, senders)
         self.picker.piece_failed(index, reserve_for=reserve)
         self._wake_all()
@@ -441,10 +470,10 @@ class Swarm:
             if progress.reserved_for is peer:
                 self.picker.unreserve(progress.index)
 
-    def _blame(self, index: int, failed: FailedPiece, good: PartialPiece) -> None:
+    def _blame(self, index: int, failed: FailedPiece, good: bytearray) -> None:
         """Ban exactly the senders of blocks that differ from the verified copy."""
         for begin, (digest, sender) in failed.block_hashes.items():
-            if hashlib.sha1(good.data[begin:begin + BLOCK_SIZE]).digest() != digest:
+            if sender is not None and hashlib.sha1(good[begin:begin + BLOCK_SIZE]).digest() != digest:
                 self.ban(sender, f"sent a corrupt block of piece {index} (offset {begin})")
 
     def ban(self, identity: object, reason: str) -> None:
@@ -452,7 +481,8 @@ class Swarm:
             return
         self.banned.add(identity)
         self.ban_reasons[identity] = reason
-        log.warning("banning %s: %s", identity, reason)
+        log.warning("%s: banning %s: %s", self.metainfo.name, _show_identity(identity), reason)
+        self.host.peer_banned(self, identity, reason)
         for peer, state in list(self.peers.items()):
             if state.identity == identity:
                 peer.close(f"banned: {reason}")
@@ -462,26 +492,24 @@ class Swarm:
 
     # ---- serving ---------------------------------------------------------------
 
-    def _allowed_fast_for(self, peer: PeerConnection) -> frozenset[int]:
-        return frozenset()  # we grant no allowed-fast pieces; BEP 6 makes that optional
-
     async def _serve(self, peer: PeerConnection, state: PeerState) -> None:
         """Send queued blocks in order, reading off the loop and honouring
-        the upload limit and the transport's back-pressure. Blocks of pieces
+        the upload limits and the transport's back-pressure. Blocks of pieces
         already read leave together: one write per batch, not per block."""
-        limiter = self.session.upload_limiter
+        limiter = self.up_limiter
         serving = state.serving
         while serving and not peer.closed:
             if not peer.drained.is_set():
                 await peer.drained.wait()
                 continue
             # With a limit, a block at a time keeps the rate smooth.
-            limit = BLOCK_SIZE if limiter.rate else self.settings.peer.send_batch_bytes
+            limited = limiter.rate
+            limit = BLOCK_SIZE if limited else self.settings.peer.send_batch_bytes
             batch: list[tuple[int, int, memoryview]] = []
             size = 0
             while serving and size < limit:
                 index, begin, length = serving[0]
-                if peer.am_choking and index not in self._allowed_fast_for(peer):
+                if peer.am_choking:
                     serving.popleft()
                     continue
                 future = self._cached_piece(index)
@@ -491,12 +519,12 @@ class Swarm:
                 try:
                     piece = future.result()
                 except StorageError as exc:
-                    self.session.storage_failed(self, exc)
+                    self.host.storage_failed(self, exc)
                     return
                 batch.append((index, begin, memoryview(piece)[begin:begin + length]))
                 size += length
             if batch:
-                if limiter.rate:
+                if limited:
                     await limiter.acquire(size + 13 * len(batch))
                 peer.send_blocks(batch)
                 self.uploaded += size
@@ -505,17 +533,17 @@ class Swarm:
                     # Shielded: the read is shared, one peer leaving must not cancel it for all.
                     await asyncio.shield(self._cached_piece(serving[0][0]))
                 except StorageError as exc:
-                    self.session.storage_failed(self, exc)
+                    self.host.storage_failed(self, exc)
                     return
 
-    def _cached_piece(self, index: int) -> asyncio.Future[bytes]:
+    def _cached_piece(self, index: int) -> asyncio.Future[bytearray]:
         """The whole piece, read once for all of its blocks (and all peers):
         one disk read and one thread hop per piece instead of per block."""
         future = self._read_cache.get(index)
         if future is not None:
             self._read_cache.move_to_end(index)
             return future
-        future = asyncio.ensure_future(self.storage.read_piece_async(index))
+        future = asyncio.get_running_loop().run_in_executor(self.host.executor, self.storage.read_piece, index)
         self._read_cache[index] = future
         while len(self._read_cache) > self._read_cache_max:
             self._read_cache.popitem(last=False)
@@ -527,23 +555,22 @@ class Swarm:
     def tick(self, now: float) -> None:
         """Once a second: timeouts, snubbing, keep-alives."""
         ps = self.settings.peer
+        picker = self.picker
         for peer, state in list(self.peers.items()):
             if now - peer.last_received > ps.idle_timeout:
                 peer.close("idle for too long")
                 continue
             if now - peer.last_sent > ps.keepalive_every:
                 peer.send(wire.build_keepalive())
-            if state.outstanding:
-                oldest = min(state.outstanding.values())
+            oldest = picker.oldest_request(peer)
+            if oldest is not None:
                 if not peer.peer_choking and now - max(peer.last_block, oldest) > ps.snub_time:
                     state.snubbed = True
-                    state.outstanding.clear()
-                    self.picker.release(peer)
+                    picker.release(peer)
                     self._move_reservations(peer)
                     self._wake_all()
                 elif now - oldest > ps.request_timeout:
-                    self._give_up(peer, state, [b for b, t in state.outstanding.items()
-                                                if now - t > ps.request_timeout])
+                    self._give_up(peer, picker.requests_before(peer, now - ps.request_timeout))
             elif state.snubbed and now - peer.last_block < ps.snub_time:
                 state.snubbed = False
 
@@ -554,12 +581,18 @@ class Swarm:
         for peer in list(self.peers):
             peer.set_choking(peer not in unchoke)
 
+    def needs_quick_rechoke(self) -> bool:
+        """Unchoke interested newcomers at once while we still have free slots."""
+        return self.unchoked_count() < self.choker.upload_slots and any(
+            p.peer_interested and p.am_choking for p in self.peers)
+
     def close(self) -> None:
         self._closing = True
         for peer in list(self.peers):
             peer.close("torrent stopped")
+        self.verifier.stop()
 
-    # ---- numbers for front ends --------------------------------------------------
+    # ---- numbers for the owner -----------------------------------------------------
 
     @property
     def left(self) -> int:
@@ -572,15 +605,12 @@ class Swarm:
     def connected_addresses(self) -> Iterable[tuple[str, int]]:
         return (p.address for p in self.peers if p.address)
 
+    def sources_of(self, index: int) -> list[Hashable | None]:
+        return self.picker.block_sources(index)
 
-class SwarmHost:
-    """What a swarm needs from its session (the session implements it)."""
 
-    upload_limiter: object
-    download_limiter: object
-    executor: Executor
-
-    def connection_allowed(self) -> bool: ...
-    def note_self_address(self, address: tuple[str, int] | None) -> None: ...
-    def torrent_completed(self, swarm: Swarm) -> None: ...
-    def storage_failed(self, swarm: Swarm, exc: StorageError) -> None: ...
+def _show_identity(identity: object) -> str:
+    if isinstance(identity, tuple) and len(identity) == 2:
+        host, port = identity
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(identity)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from torrent import __version__
 from torrent.codec import wire
+from torrent.codec.clientid import client_name
 from torrent.core.bitfield import Bitfield
 from torrent.core.errors import ProtocolError
 from torrent.core.rates import RateMeter
@@ -69,6 +70,9 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.outgoing = owner is not None
         self.address = address
         self.listen_port = listen_port
+        self.source = "tracker" if self.outgoing else "incoming"  # where we learned of it (the dialler sets it)
+        self.identity: object = None  # whom a ban applies to, set by the owner on attach
+        self.on_close: Callable[[PeerConnection], None] | None = None  # the dialler's, called once on close
         self._settings = settings
         self._recv_max = settings.peer.recv_buffer_max
         self._parser = wire.WireParser(settings.limits, num_pieces=owner.num_pieces if owner else None)
@@ -91,6 +95,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.peer_interested = False
         self.allowed_fast: set[int] = set()  # pieces they let us fetch while choked
         self.reqq = 250  # their request queue length, until their BEP 10 handshake says
+        self._client: str | None = None
 
         now = time.monotonic()
         self.connected_at = now
@@ -225,6 +230,8 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.transport.abort()
         if self.owner is not None and self.remote_id is not None:
             self.owner.detach(self)
+        if self.on_close is not None:
+            self.on_close(self)
 
     # ---- receiving ---------------------------------------------------------
 
@@ -337,6 +344,7 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def _on_extension_handshake(self, payload: bytes) -> None:
         self.extension = wire.parse_extended_handshake(payload, limits=self._settings.limits)
+        self._client = None  # its ``v`` may name a client the peer id does not
         if self.extension.reqq:
             self.reqq = min(self.extension.reqq, self._settings.peer.max_requests)
 
@@ -344,9 +352,12 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     @property
     def client(self) -> str:
-        if self.extension and self.extension.v:
-            return self.extension.v
-        return self.remote_id[:8].decode("latin-1") if self.remote_id else "?"
+        """The client's name and version, decoded from its peer id (BEP 20)."""
+        if self._client is None:
+            if self.remote_id is None:
+                return ""
+            self._client = client_name(self.remote_id, self.extension.v if self.extension else None)
+        return self._client
 
     def __repr__(self) -> str:
         host, port = self.address or ("?", 0)

@@ -1,10 +1,10 @@
-"""The session: the listener, the torrents, trackers, connections and timers.
+"""The session: many torrents, the listening sockets, limits, queue, saved state.
 
-One session per process. It owns the listening socket, our peer id, the
-global rate limiters and the worker pool for disk and hashing, and drives
-each torrent's ``Swarm``: announces, outgoing connections, the one-second
-tick, rechokes and periodic resume saves. Front ends use ``add``,
-``stop`` and ``stats``; they never touch a swarm's internals.
+One session per process. It owns the listeners, our peer id, the global rate
+limiters, the worker pool for disk and hashing, the event bus, the settings
+tree and the saved session; each torrent is a ``ManagedTorrent``. Front ends
+use only the public methods here: commands (async), snapshots (plain values
+from ``api``) and ``subscribe()`` for events.
 """
 
 from __future__ import annotations
@@ -14,29 +14,55 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from torrent import __version__
-from torrent.storage import resume
-from torrent.engine.choker import INTERVAL as RECHOKE_INTERVAL
-from torrent.core.errors import ListenError, StorageError, TorrentError
+from torrent.codec import metainfo as metainfo_codec
+from torrent.codec.magnet import Magnet, parse_magnet
 from torrent.codec.metainfo import Metainfo
-from torrent.peer.connection import PeerConnection
+from torrent.core.errors import ListenError, MetainfoError, StorageError, TorrentError
+from torrent.core.settings import DEFAULT_SETTINGS, Settings, check_relations, parse_value, with_values
 from torrent.engine.ratelimit import RateLimiter
-from torrent.core.settings import DEFAULT_LIMITS, Limits
-from torrent.storage.files import Storage
-from torrent.engine.swarm import Swarm
-from torrent.tracker import AnnounceRequest, Event, TrackerError, TrackerTiers, announce
+from torrent.peer.connection import PeerConnection
+from torrent.session import queueing, views
+from torrent.session.api import (
+    DuplicateTorrentError,
+    Event,
+    FilePriority,
+    FileSnapshot,
+    InvalidArgumentError,
+    InvalidStateError,
+    PeerSnapshot,
+    PeerSource,
+    PieceDetail,
+    PieceMap,
+    QueueMove,
+    SessionSnapshot,
+    TorrentAdded,
+    TorrentId,
+    TorrentRemoved,
+    TorrentSnapshot,
+    TorrentState,
+    TrackerSnapshot,
+    UnknownTorrentError,
+)
+from torrent.session.binding import resolve_bind
+from torrent.session.events import EventBus, Subscription
+from torrent.session.managed import ACTIVE, ManagedTorrent
+from torrent.session.schedule import effective_limits
+from torrent.session.state import SavedTorrent, StateStore, TorrentRecord
+from torrent.storage.journal import journal_path
+from torrent.storage.resume import resume_path
+from torrent.tracker.tiers import SUPPORTED_SCHEMES
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("torrent.session")
 
-RESUME_EVERY = 30.0
-CONNECT_TIMEOUT = 10.0
-RECONNECT_AFTER = 60.0  # a candidate that failed is tried again after this long
-MAX_CANDIDATES = 2000  # peer addresses remembered per torrent; the oldest go first
+TICK = 1.0  # seconds between the session's periodic passes
+SEEDING_TIME_SAVE = 60.0  # seconds between saves of seeding times
 
 
 def make_peer_id() -> bytes:
@@ -45,352 +71,676 @@ def make_peer_id() -> bytes:
     return f"-TO{digits}-".encode() + os.urandom(12)
 
 
-@dataclass
-class Settings:
-    listen_host: str | None = None  # None: every IPv4 and IPv6 address
-    listen_port: int = 6881  # 0: any free port
-    max_peers: int = 60  # per torrent
-    max_connections: int = 200  # for the whole session
-    max_half_open: int = 20  # outgoing connection attempts at once, per torrent
-    upload_slots: int = 4
-    max_down: int = 0  # bytes/s, 0 = unlimited
-    max_up: int = 0
-    resume_dir: Path | None = None
-    limits: Limits = DEFAULT_LIMITS
-
-
-@dataclass(frozen=True, slots=True)
-class TorrentStats:
-    """An immutable view of one torrent for a front end."""
-
-    name: str
-    info_hash: str
-    total: int
-    have: int  # bytes verified
-    wanted: int
-    down_rate: float
-    up_rate: float
-    downloaded: int
-    uploaded: int
-    peers: int
-    seeds: int
-    complete: bool
-    hash_failures: int
-    banned: int
-    tracker_error: str | None
-
-
-@dataclass(eq=False)
-class _Running:
-    swarm: Swarm
-    metainfo: Metainfo
-    tiers: TrackerTiers
-    candidates: dict[tuple[str, int], float] = field(default_factory=dict)  # address → not before
-    connecting: set[tuple[str, int]] = field(default_factory=set)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    resume_path: Path | None = None
-    stopped_event_sent: bool = False
-    last_tracker_error: str | None = None
-
-
 class Session:
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings()
-        self.limits = self.settings.limits
+    """``state_dir``: where resume data and (with ``remember``) the saved
+    session live; None keeps nothing. ``restore``: at start, bring back every
+    torrent saved there. ``saved_settings``: the settings changed at run time
+    in an earlier run (already part of ``settings``), kept so they are saved again.
+    """
+
+    def __init__(self, settings: Settings = DEFAULT_SETTINGS, *, state_dir: str | os.PathLike[str] | None = None,
+                 remember: bool = True, restore: bool = True, saved_settings: Mapping[str, Any] | None = None) -> None:
+        check_relations(settings)
+        self._settings = settings
+        self.store = StateStore(state_dir) if state_dir is not None else None
+        self.remember = remember and self.store is not None
+        self.restore = restore and self.store is not None
+        self.runtime_settings: dict[str, Any] = dict(saved_settings or {})
         self.peer_id = make_peer_id()
-        self.upload_limiter = RateLimiter(self.settings.max_up)
-        self.download_limiter = RateLimiter(self.settings.max_down)
+        self.key = random.getrandbits(32)
+        self.download_limiter = RateLimiter(0)
+        self.upload_limiter = RateLimiter(0)
+        self.alt_speed = False
         self.executor = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="disk")
-        self.torrents: dict[bytes, _Running] = {}
+        self.check_slot = asyncio.Semaphore(1)  # one check at a time: the disk reads sequentially
+        self._torrents: dict[TorrentId, ManagedTorrent] = {}
+        self._order: list[TorrentId] = []  # queue order, top first
+        self._bus = EventBus()
         self.listen_port: int | None = None
+        self.bind_address: str | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._self_addresses: set[tuple[str, int]] = set()
-        self.errors: asyncio.Queue[str] = asyncio.Queue(maxsize=100)
-        self._key = random.getrandbits(32)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty: set[TorrentId] = set()
+        self._settings_dirty = False
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._requeue_scheduled = False
+        self._started = False
+        self._closed = False
+        self.warnings: list[str] = []  # from loading the saved session
+        self._retired_up = 0  # totals of torrents removed during this run
+        self._retired_down = 0
 
-    # ---- lifecycle -------------------------------------------------------------
+    # ---- lifecycle --------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     async def start(self) -> None:
+        """Listen, apply the limits, restore the saved torrents."""
         loop = asyncio.get_running_loop()
+        self.bind_address = resolve_bind(self._settings.network.bind)
 
         def factory() -> PeerConnection:
-            return PeerConnection(None, resolver=self._resolve, listen_port=self.listen_port, limits=self.limits)
+            return PeerConnection(None, resolver=self._resolve, listen_port=self.listen_port, settings=self._settings)
 
-        host, port = self.settings.listen_host, self.settings.listen_port
+        port = self._settings.network.listen_port
 
-        async def listen(on: str) -> asyncio.AbstractServer:
+        async def listen(on: str, at: int) -> asyncio.base_events.Server:
             try:
-                return await loop.create_server(factory, on, port, reuse_address=True)
+                return await loop.create_server(factory, on, at, reuse_address=True)
             except OSError as exc:
                 reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-                raise ListenError(f"cannot listen on {on}:{port}: {reason} "
+                raise ListenError(f"cannot listen on {on}:{at}: {reason} "
                                   "(is another client using it? choose another with --port)") from exc
 
-        if host is not None:
-            self._servers = [await listen(host)]
+        if self.bind_address is not None:
+            self._servers = [await listen(self.bind_address, port)]
             self.listen_port = self._servers[0].sockets[0].getsockname()[1]
-            return
-        # IPv4 first (a free port is picked there when port is 0), then IPv6 on
-        # the same port if the machine has it.
-        self._servers = [await listen("0.0.0.0")]
-        self.listen_port = self._servers[0].sockets[0].getsockname()[1]
-        try:
-            self._servers.append(await loop.create_server(factory, "::", self.listen_port, reuse_address=True))
-        except OSError as exc:
-            log.info("not listening on IPv6: %s", exc)
-
-    def connection_allowed(self) -> bool:
-        return sum(len(r.swarm.peers) for r in self.torrents.values()) < self.settings.max_connections
-
-    def set_rate_limits(self, *, max_down: int | None = None, max_up: int | None = None) -> None:
-        """Change the global limits while transfers run (bytes/s, 0 = unlimited)."""
-        if max_down is not None:
-            self.download_limiter.set_rate(max_down)
-        if max_up is not None:
-            self.upload_limiter.set_rate(max_up)
+        else:
+            # IPv4 first (a free port is picked there when port is 0), then IPv6
+            # on the same port if the machine has it.
+            self._servers = [await listen("0.0.0.0", port)]
+            self.listen_port = self._servers[0].sockets[0].getsockname()[1]
+            try:
+                self._servers.append(await loop.create_server(factory, "::", self.listen_port, reuse_address=True))
+            except OSError as exc:
+                log.info("not listening on IPv6: %s", exc)
+        self._apply_rate_limits()
+        self._started = True
+        self.spawn(self._ticker())
+        if self.restore:
+            await self._restore_saved()
 
     async def close(self) -> None:
-        """Stop every torrent: ``stopped`` announces, resume saved, sockets closed."""
-        for info_hash in list(self.torrents):
-            await self.remove(info_hash)
+        """Stop every torrent (``stopped`` announces, resume saved), save the session, close sockets."""
+        if self._closed:
+            return
+        self._closed = True
         for server in self._servers:
             server.close()
+        await asyncio.gather(*(t.close() for t in list(self._torrents.values())), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._flush_saves()
+        # Give the ``stopped`` announces their (short) time.
+        self._bus.close()
         self.executor.shutdown(wait=True)
 
-    def _resolve(self, info_hash: bytes) -> Swarm | None:
-        running = self.torrents.get(info_hash)
-        return running.swarm if running else None
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task the session cancels at close."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
-    # ---- torrents ----------------------------------------------------------------
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("internal error: %r", task.exception(), exc_info=task.exception())
 
-    async def add(self, metainfo: Metainfo, download_dir: str | os.PathLike[str], *,
-                  peers: Sequence[tuple[str, int]] = (), only_files: Sequence[int] | None = None,
-                  recheck: bool = False) -> Swarm:
-        """Check what is on disk, then join the swarm."""
-        if metainfo.info_hash in self.torrents:
-            raise TorrentError(f"{metainfo.name} is already running")
-        storage = Storage(metainfo, download_dir, executor=self.executor)
-        if only_files is not None:
-            bad = [i for i in only_files if not 0 <= i < len(metainfo.files)]
-            if bad:
-                raise TorrentError(f"no file #{bad[0]}: the torrent has files 0..{len(metainfo.files) - 1}")
-            storage.set_wanted_files([i in set(only_files) for i in range(len(metainfo.files))])
-        resume_file = (resume.resume_path(self.settings.resume_dir, metainfo.info_hash)
-                       if self.settings.resume_dir else None)
-        loop = asyncio.get_running_loop()
+    # ---- helpers for torrents -----------------------------------------------------------
 
-        def restore() -> resume.Restored:
-            data = resume.load(resume_file, metainfo=metainfo) if resume_file and not recheck else None
-            return resume.restore(storage, data, recheck=recheck)
+    def publish(self, event: Event) -> None:
+        self._bus.publish(event)
 
-        restored = await loop.run_in_executor(None, restore)
-        log.info("%s: %s", metainfo.name, restored.reason)
-        await loop.run_in_executor(self.executor, storage.create_empty_files)
+    def resume_path(self, torrent_id: TorrentId) -> Path | None:
+        return resume_path(self.store.resume_dir, bytes.fromhex(torrent_id)) if self.store else None
 
-        swarm = Swarm(metainfo, storage, restored.have, peer_id=self.peer_id, listen_port=self.listen_port,
-                      session=self, max_peers=self.settings.max_peers, upload_slots=self.settings.upload_slots)
-        running = _Running(swarm, metainfo, TrackerTiers(metainfo.trackers), resume_path=resume_file)
-        self.torrents[metainfo.info_hash] = running
-        for address in peers:
-            _add_candidate(running, address)
-        running.tasks = [
-            loop.create_task(self._timers(running)),
-            loop.create_task(self._announcer(running)),
-        ]
-        self._connect_more(running, time.monotonic())
-        return swarm
+    def journal_path(self, torrent_id: TorrentId) -> Path | None:
+        return journal_path(self.store.resume_dir, bytes.fromhex(torrent_id)) if self.store else None
 
-    async def remove(self, info_hash: bytes) -> None:
-        running = self.torrents.pop(info_hash, None)
-        if running is None:
-            return
-        for task in running.tasks:
-            task.cancel()
-        await asyncio.gather(*running.tasks, return_exceptions=True)
-        running.swarm.close()
-        await self._save_resume(running)
-        await self._announce_stopped(running)
-        running.swarm.storage.close()
+    def connection_count(self) -> int:
+        return sum(len(t.swarm.peers) for t in self._torrents.values() if t.swarm is not None)
 
-    def add_peers(self, info_hash: bytes, peers: Sequence[tuple[str, int]]) -> None:
-        running = self.torrents.get(info_hash)
-        if running is not None:
-            for address in peers:
-                _add_candidate(running, address)
-            self._connect_more(running, time.monotonic())
-
-    # ---- SwarmHost -----------------------------------------------------------------
+    def connection_allowed(self) -> bool:
+        return self.connection_count() < self._settings.network.max_connections
 
     def note_self_address(self, address: tuple[str, int] | None) -> None:
         if address:
             self._self_addresses.add(address)
 
-    def torrent_completed(self, swarm: Swarm) -> None:
-        running = self.torrents.get(swarm.info_hash)
-        if running is not None:
-            running.tasks.append(asyncio.get_running_loop().create_task(
-                self._announce_once(running, Event.COMPLETED)))
-            running.tasks.append(asyncio.get_running_loop().create_task(self._save_resume(running)))
+    def is_self(self, address: tuple[str, int]) -> bool:
+        return address in self._self_addresses or (address[1] == self.listen_port and
+                                                     address[0] in ("127.0.0.1", "::1", self.bind_address))
 
-    def storage_failed(self, swarm: Swarm, exc: StorageError) -> None:
-        message = f"{swarm.metainfo.name}: {exc}"
-        log.error("%s", message)
+    def can_reach(self, address: tuple[str, int]) -> bool:
+        """Bound to one address, we only dial peers of its family."""
+        if self.bind_address is None:
+            return True
+        return (":" in address[0]) == (":" in self.bind_address)
+
+    def local_addr(self) -> tuple[str, int] | None:
+        return (self.bind_address, 0) if self.bind_address else None
+
+    def _resolve(self, info_hash: bytes) -> Any:
+        torrent = self._torrents.get(info_hash.hex())
+        return torrent.swarm if torrent is not None else None
+
+    def _get(self, torrent_id: TorrentId) -> ManagedTorrent:
+        torrent = self._torrents.get(str(torrent_id).lower())
+        if torrent is None:
+            raise UnknownTorrentError(f"no torrent {torrent_id!r} in this session")
+        return torrent
+
+    def _with_metadata(self, torrent_id: TorrentId, doing: str) -> ManagedTorrent:
+        torrent = self._get(torrent_id)
+        if torrent.metainfo is None:
+            raise InvalidStateError(f"cannot {doing} {torrent.name}: its metadata is not known yet")
+        return torrent
+
+    # ---- adding --------------------------------------------------------------------------
+
+    async def add(self, source: str | bytes | os.PathLike[str], *, save_path: str | os.PathLike[str],
+                  paused: bool = False, file_priorities: Sequence[FilePriority] | Mapping[int, FilePriority] | None = None,
+                  peers: Sequence[tuple[str, int]] = (), recheck: bool = False, sequential: bool = False,
+                  first_last: bool = False) -> TorrentId:
+        """Add a ``.torrent`` (path or bytes) or a magnet link; returns its id.
+
+        Its data is checked first (fast resume when it holds), then it joins the
+        queue. A magnet link stays in state ``metadata``. ``peers`` are dialled
+        as well as the trackers'.
+        """
+        meta: Metainfo | None
+        magnet: Magnet | None = None
+        raw: bytes | None
+        if isinstance(source, str) and source.lower().startswith("magnet:"):
+            magnet = parse_magnet(source)
+            if magnet.info_hash is None:
+                raise InvalidArgumentError("this magnet link has only a v2 hash (btmh); v2 torrents are not "
+                                           "supported yet")
+            meta, raw, torrent_id = None, None, magnet.info_hash.hex()
+        else:
+            if isinstance(source, bytes):
+                raw = source
+                meta = metainfo_codec.parse(raw, limits=self._settings.limits)
+            else:
+                raw = await asyncio.get_running_loop().run_in_executor(None, _read_torrent_file, Path(source),
+                                                                       self._settings.limits.bencode_max_size)
+                meta = metainfo_codec.parse(raw, limits=self._settings.limits)
+            torrent_id = meta.info_hash_hex
+        if torrent_id in self._torrents:
+            raise DuplicateTorrentError(f"{self._torrents[torrent_id].name} is already in the session")
+        for host, port in peers:
+            if not 0 < port < 65536:
+                raise InvalidArgumentError(f"invalid peer port {port}")
+        record = None
+        if self.store is not None:
+            warnings: list[str] = []
+            saved = await asyncio.get_running_loop().run_in_executor(None, self.store.load_torrent, torrent_id,
+                                                                     warnings)
+            for warning in warnings:
+                log.warning("%s", warning)
+            if saved is not None:
+                record = saved.record
+        save = str(Path(save_path).expanduser().resolve())
+        if record is None or record.save_path != save:
+            record = TorrentRecord(id=torrent_id, save_path=save, added_at=time.time())
+        record = TorrentRecord(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
+                                  "paused": paused, "position": len(self._order),
+                                  "magnet": source if magnet is not None else None,
+                                  "sequential": sequential or record.sequential,
+                                  "first_last": first_last or record.first_last})
+        torrent = ManagedTorrent(self, record, metainfo=meta, source=raw, magnet=magnet)
+        if meta is not None:
+            saved_priorities = await self._saved_priorities(torrent) if file_priorities is None else ()
+            torrent.init_priorities(saved_priorities, _priority_list(meta, file_priorities))
+        torrent.add_peers(list(peers), PeerSource.MANUAL)
+        self._insert(torrent)
+        self.publish(TorrentAdded(torrent_id, time.time(), torrent.name))
+        if meta is not None:
+            self.spawn(torrent.check(recheck=recheck))
+        return torrent_id
+
+    async def _saved_priorities(self, torrent: ManagedTorrent) -> tuple[int, ...]:
+        path = self.resume_path(torrent.id)
+        if path is None or torrent.metainfo is None:
+            return ()
+        from torrent.storage import resume
+
+        meta = torrent.metainfo
+        data = await asyncio.get_running_loop().run_in_executor(None, lambda: resume.load(path, metainfo=meta))
+        return data.priorities if data is not None else ()
+
+    def _insert(self, torrent: ManagedTorrent) -> None:
+        self._torrents[torrent.id] = torrent
+        self._order.append(torrent.id)
+        self._renumber()
+        self.mark_dirty(torrent)
+
+    async def _restore_saved(self) -> None:
+        assert self.store is not None
+        loaded = await asyncio.get_running_loop().run_in_executor(None, self.store.load)
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        self.warnings.extend(loaded.warnings)
+        for saved in loaded.torrents:
+            try:
+                await self._restore_one(saved)
+            except TorrentError as exc:
+                message = f"saved torrent {saved.record.id} could not be restored: {exc}"
+                log.warning("%s", message)
+                self.warnings.append(message)
+
+    async def _restore_one(self, saved: SavedTorrent) -> None:
+        record = saved.record
+        if record.id in self._torrents:
+            return
+        meta = magnet = None
+        if saved.source is not None:
+            meta = metainfo_codec.parse(saved.source, limits=self._settings.limits)
+            if meta.info_hash_hex != record.id:
+                raise MetainfoError("its saved .torrent has another info-hash")
+        elif record.magnet is not None:
+            magnet = parse_magnet(record.magnet)
+        torrent = ManagedTorrent(self, record, metainfo=meta, source=saved.source, magnet=magnet)
+        if meta is not None:
+            torrent.init_priorities(await self._saved_priorities(torrent))
+        self._torrents[torrent.id] = torrent
+        self._order.append(torrent.id)
+        self.publish(TorrentAdded(torrent.id, time.time(), torrent.name))
+        if meta is not None:
+            self.spawn(torrent.check())
+
+    # ---- commands ------------------------------------------------------------------------
+
+    async def pause(self, torrent_id: TorrentId) -> None:
+        torrent = self._get(torrent_id)
+        if torrent.record.paused:
+            raise InvalidStateError(f"{torrent.name} is already paused")
+        torrent.update_record(paused=True, forced=False)
+        if torrent.state in ACTIVE:
+            await torrent.deactivate(TorrentState.PAUSED)
+        elif torrent.state in (TorrentState.QUEUED, TorrentState.ERROR):
+            torrent.set_state(TorrentState.PAUSED)
+        self.requeue()
+
+    async def resume(self, torrent_id: TorrentId) -> None:
+        torrent = self._get(torrent_id)
+        if not torrent.record.paused and torrent.state is not TorrentState.ERROR:
+            raise InvalidStateError(f"{torrent.name} is not paused (it is {torrent.state})")
+        torrent.update_record(paused=False)
+        torrent.stop_reason = None
+        if torrent.state in (TorrentState.PAUSED, TorrentState.ERROR) and torrent.metainfo is not None:
+            # Files may have changed while it was stopped: fast resume tells at little cost.
+            self.spawn(torrent.check())
+        self.requeue()
+
+    async def remove(self, torrent_id: TorrentId, *, delete_data: bool = False) -> None:
+        torrent = self._get(torrent_id)
+        self._torrents.pop(torrent.id)
+        self._order.remove(torrent.id)
+        self._renumber()
+        await torrent.close()
+        self._retired_up += torrent.uploaded
+        self._retired_down += torrent.downloaded
+        if delete_data:
+            await torrent.delete_data()
+        if self.store is not None:
+            store = self.store
+            paths = [self.resume_path(torrent.id), self.journal_path(torrent.id)]
+
+            def forget() -> None:
+                for path in paths:
+                    for p in (path, Path(f"{path}.old")) if path else ():
+                        try:
+                            p.unlink()
+                        except FileNotFoundError:
+                            pass
+                if self.remember:
+                    store.delete_torrent(torrent.id)
+
+            await asyncio.get_running_loop().run_in_executor(None, forget)
+        self._dirty.discard(torrent.id)
+        self.publish(TorrentRemoved(torrent.id, time.time(), delete_data))
+        self.requeue()
+
+    async def recheck(self, torrent_id: TorrentId) -> None:
+        torrent = self._with_metadata(torrent_id, "recheck")
+        if torrent.state is TorrentState.CHECKING:
+            raise InvalidStateError(f"{torrent.name} is being checked already")
+        if torrent.state in ACTIVE:
+            await torrent.deactivate(TorrentState.CHECKING)
+        if torrent.journal is not None:
+            torrent.journal.discard()  # a full recheck replaces every record
+        self.spawn(torrent.check(recheck=True))
+
+    async def move_data(self, torrent_id: TorrentId, directory: str | os.PathLike[str]) -> None:
+        torrent = self._with_metadata(torrent_id, "move the data of")
+        if torrent.state is TorrentState.CHECKING:
+            raise InvalidStateError(f"wait until {torrent.name} is checked before moving its data")
+        was = torrent.state
+        if was in ACTIVE:
+            await torrent.deactivate(TorrentState.CHECKING, "moving its data")
         try:
-            self.errors.put_nowait(message)
-        except asyncio.QueueFull:
-            pass
-
-    # ---- timers ----------------------------------------------------------------------
-
-    async def _timers(self, running: _Running) -> None:
-        swarm = running.swarm
-        last_rechoke = last_resume = time.monotonic()
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            swarm.tick(now)
-            if now - last_rechoke >= RECHOKE_INTERVAL or _needs_quick_rechoke(swarm):
-                swarm.rechoke(now)
-                last_rechoke = now
-            if now - last_resume >= RESUME_EVERY:
-                await self._save_resume(running)
-                last_resume = now
-            self._connect_more(running, now)
-
-    def _connect_more(self, running: _Running, now: float) -> None:
-        swarm = running.swarm
-        if swarm.completed.is_set() and not swarm.have.all():
-            return  # done with what the user wanted; others will dial us
-        connected = set(swarm.connected_addresses())
-        total = sum(len(r.swarm.peers) for r in self.torrents.values())
-        room = min(swarm.max_peers - len(swarm.peers), self.settings.max_half_open - len(running.connecting),
-                   self.settings.max_connections - total)
-        for address, not_before in list(running.candidates.items()):
-            if room <= 0:
-                break
-            if (not_before > now or address in connected or address in running.connecting
-                    or address in self._self_addresses or address == ("127.0.0.1", self.listen_port)):
-                continue
-            running.connecting.add(address)
-            running.candidates[address] = now + RECONNECT_AFTER
-            room -= 1
-            running.tasks.append(asyncio.get_running_loop().create_task(self._connect(running, address)))
-        running.tasks = [t for t in running.tasks if not t.done()]
-
-    async def _connect(self, running: _Running, address: tuple[str, int]) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(loop.create_connection(
-                lambda: PeerConnection(running.swarm, address=address, listen_port=self.listen_port,
-                                       limits=self.limits), *address), CONNECT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError) as exc:
-            log.debug("connect to %s:%d failed: %s", *address, exc)
+            await torrent.move_data(Path(directory))
         finally:
-            running.connecting.discard(address)
+            self.spawn(torrent.check())
+        log.info("%s: data moved to %s (was %s)", torrent.name, directory, was)
 
-    # ---- trackers ---------------------------------------------------------------------
+    async def set_file_priorities(self, torrent_id: TorrentId,
+                                  priorities: Mapping[int, FilePriority | str] | Sequence[FilePriority | str]) -> None:
+        torrent = self._with_metadata(torrent_id, "set file priorities of")
+        items = priorities.items() if isinstance(priorities, Mapping) else enumerate(priorities)
+        torrent.set_file_priorities({int(i): _priority(p) for i, p in items})
 
-    def _request(self, running: _Running, event: Event, url: str) -> AnnounceRequest:
-        swarm = running.swarm
-        return AnnounceRequest(info_hash=swarm.info_hash, peer_id=self.peer_id, port=self.listen_port or 0,
-                               uploaded=swarm.uploaded, downloaded=swarm.downloaded, left=swarm.left,
-                               event=event, key=self._key, tracker_id=running.tiers.tracker_id(url),
-                               numwant=200 if event != Event.STOPPED else 0)
+    async def set_sequential(self, torrent_id: TorrentId, on: bool) -> None:
+        torrent = self._with_metadata(torrent_id, "set sequential download of")
+        torrent.update_record(sequential=bool(on))
+        torrent.priorities_changed()
 
-    async def _announcer(self, running: _Running) -> None:
-        if not running.tiers.has_trackers:
+    async def set_first_last(self, torrent_id: TorrentId, on: bool) -> None:
+        torrent = self._with_metadata(torrent_id, "set first-and-last-piece priority of")
+        torrent.update_record(first_last=bool(on))
+        torrent.priorities_changed()
+
+    async def add_tracker(self, torrent_id: TorrentId, url: str, tier: int | None = None) -> None:
+        torrent = self._get(torrent_id)
+        _check_tracker_url(url)
+        tiers = [list(t) for t in torrent.tiers.tiers]
+        if any(url in t for t in tiers):
+            raise InvalidArgumentError(f"{torrent.name} already has the tracker {url}")
+        if tier is None or tier >= len(tiers):
+            tiers.append([url])
+        elif tier < 0:
+            raise InvalidArgumentError(f"tier {tier} does not exist")
+        else:
+            tiers[tier].append(url)
+        torrent.set_trackers(tiers)
+
+    async def remove_tracker(self, torrent_id: TorrentId, url: str) -> None:
+        torrent = self._get(torrent_id)
+        tiers = [[u for u in t if u != url] for t in torrent.tiers.tiers]
+        if sum(map(len, tiers)) == sum(map(len, torrent.tiers.tiers)):
+            raise InvalidArgumentError(f"{torrent.name} has no tracker {url}")
+        torrent.set_trackers(tiers)
+
+    async def edit_tracker(self, torrent_id: TorrentId, old_url: str, new_url: str) -> None:
+        torrent = self._get(torrent_id)
+        _check_tracker_url(new_url)
+        tiers = [list(t) for t in torrent.tiers.tiers]
+        if not any(old_url in t for t in tiers):
+            raise InvalidArgumentError(f"{torrent.name} has no tracker {old_url}")
+        torrent.set_trackers([[new_url if u == old_url else u for u in t] for t in tiers])
+
+    async def announce(self, torrent_id: TorrentId) -> None:
+        torrent = self._get(torrent_id)
+        if torrent.state not in ACTIVE:
+            raise InvalidStateError(f"{torrent.name} is not running ({torrent.state}): resume it first")
+        if not torrent.tiers.has_trackers:
+            raise InvalidStateError(f"{torrent.name} has no tracker to announce to")
+        torrent.force_announce()
+
+    async def add_peers(self, torrent_id: TorrentId, peers: Sequence[tuple[str, int]]) -> None:
+        torrent = self._get(torrent_id)
+        for host, port in peers:
+            if not host or not 0 < int(port) < 65536:
+                raise InvalidArgumentError(f"invalid peer address {host}:{port}")
+        torrent.add_peers([(h, int(p)) for h, p in peers], PeerSource.MANUAL)
+        torrent.update_record(peers=tuple(dict.fromkeys(torrent.record.peers + tuple(peers))))
+
+    async def set_torrent_limits(self, torrent_id: TorrentId, *, max_down: int | None = None,
+                                 max_up: int | None = None, max_peers: int | None = None,
+                                 upload_slots: int | None = None) -> None:
+        """Per-torrent limits (bytes/s; peers); 0 means none of its own."""
+        self._get(torrent_id).set_limits(max_down=max_down, max_up=max_up, max_peers=max_peers,
+                                         upload_slots=upload_slots)
+
+    async def set_rate_limits(self, *, max_down: int | None = None, max_up: int | None = None,
+                              alt_max_down: int | None = None, alt_max_up: int | None = None) -> None:
+        """The session's limits in bytes/s (0 = none), normal and alternative."""
+        values = {f"rates.{k}": v for k, v in (("max_down", max_down), ("max_up", max_up),
+                                                ("alt_max_down", alt_max_down), ("alt_max_up", alt_max_up))
+                  if v is not None}
+        await self.update_settings(values)
+
+    async def set_alt_speed(self, on: bool) -> None:
+        await self.update_settings({"rates.alt_enabled": bool(on)})
+
+    async def set_connection_limits(self, *, max_connections: int | None = None, max_peers: int | None = None,
+                                    max_half_open: int | None = None) -> None:
+        """The session's connection limits; ``max_peers`` is the default per torrent."""
+        values = {k: v for k, v in (("network.max_connections", max_connections), ("torrent.max_peers", max_peers),
+                                    ("network.max_half_open", max_half_open)) if v is not None}
+        await self.update_settings(values)
+
+    async def queue_move(self, torrent_id: TorrentId, how: QueueMove | str) -> None:
+        torrent = self._get(torrent_id)
+        try:
+            move = QueueMove(how)
+        except ValueError:
+            raise InvalidArgumentError(f"unknown queue move {how!r}: use top, up, down or bottom") from None
+        self._order = queueing.moved(self._order, torrent.id, move.value)
+        self._renumber()
+        self.requeue()
+
+    async def force_start(self, torrent_id: TorrentId, on: bool = True) -> None:
+        torrent = self._get(torrent_id)
+        if torrent.metainfo is None and on:
+            raise InvalidStateError(f"cannot force-start {torrent.name}: its metadata is not known yet")
+        was_paused = torrent.record.paused
+        torrent.update_record(forced=bool(on), paused=False if on else torrent.record.paused)
+        if on and was_paused and torrent.state in (TorrentState.PAUSED, TorrentState.ERROR):
+            self.spawn(torrent.check())
+        self.requeue()
+
+    async def update_settings(self, values: Mapping[str, Any]) -> None:
+        """Change settings while running (dotted keys; values as in the config
+        file or as text). The whole tree is replaced at once, and the change is
+        saved with the session so it survives a restart. Listening changes
+        (``network.listen_port``, ``network.bind``) apply at the next start."""
+        parsed = {key: parse_value(key, value) for key, value in values.items()}
+        new = with_values(self._settings, parsed)
+        check_relations(new)
+        self._settings = new
+        self.runtime_settings.update(parsed)
+        self._settings_dirty = True
+        self._schedule_save()
+        self._apply_rate_limits()
+        for torrent in self._torrents.values():
+            torrent.apply_settings()
+        self.requeue()
+
+    def subscribe(self, maxlen: int = 1000) -> Subscription:
+        """Events from now on, in order; a subscriber that falls more than
+        ``maxlen`` behind loses its oldest (``Subscription.dropped`` counts them)."""
+        return self._bus.subscribe(maxlen)
+
+    # ---- snapshots ---------------------------------------------------------------------
+
+    def ids(self) -> tuple[TorrentId, ...]:
+        """Torrent ids in queue order."""
+        return tuple(self._order)
+
+    def snapshot(self) -> SessionSnapshot:
+        return views.session_snapshot(self, list(self._torrents.values()))
+
+    def torrent(self, torrent_id: TorrentId) -> TorrentSnapshot:
+        return views.torrent_snapshot(self._get(torrent_id), time.monotonic())
+
+    def torrents(self) -> tuple[TorrentSnapshot, ...]:
+        now = time.monotonic()
+        return tuple(views.torrent_snapshot(self._torrents[t], now) for t in self._order)
+
+    def peers(self, torrent_id: TorrentId) -> tuple[PeerSnapshot, ...]:
+        return views.peer_snapshots(self._get(torrent_id), time.monotonic())
+
+    def files(self, torrent_id: TorrentId) -> tuple[FileSnapshot, ...]:
+        return views.file_snapshots(self._with_metadata(torrent_id, "list the files of"))
+
+    def trackers(self, torrent_id: TorrentId) -> tuple[TrackerSnapshot, ...]:
+        return views.tracker_snapshots(self._get(torrent_id), time.monotonic())
+
+    def piece_map(self, torrent_id: TorrentId) -> PieceMap:
+        return views.piece_map(self._with_metadata(torrent_id, "map the pieces of"))
+
+    def piece_detail(self, torrent_id: TorrentId, index: int) -> PieceDetail:
+        torrent = self._with_metadata(torrent_id, "describe a piece of")
+        assert torrent.metainfo is not None
+        if not 0 <= index < torrent.metainfo.num_pieces:
+            raise InvalidArgumentError(f"{torrent.name} has no piece {index} "
+                                       f"(pieces are 0..{torrent.metainfo.num_pieces - 1})")
+        return views.piece_detail(torrent, index)
+
+    # ---- the queue -----------------------------------------------------------------------
+
+    def requeue(self) -> None:
+        """Re-decide which torrents run, once per loop iteration however many changes."""
+        if not self._requeue_scheduled and not self._closed:
+            self._requeue_scheduled = True
+            asyncio.get_running_loop().call_soon(self._requeue)
+
+    def _requeue(self) -> None:
+        self._requeue_scheduled = False
+        if self._closed:
             return
-        event = Event.STARTED
+        entries = []
+        for position, torrent_id in enumerate(self._order):
+            t = self._torrents[torrent_id]
+            if t.state in (TorrentState.QUEUED, *ACTIVE) and not t.record.paused:
+                entries.append(queueing.QueueEntry(torrent_id, position, t.is_complete(), t.record.forced))
+        allowed = queueing.allowed(entries, self._settings.queue)
+        for entry in entries:
+            t = self._torrents[entry.id]
+            if entry.id in allowed and t.state is TorrentState.QUEUED:
+                t.activate()
+            elif entry.id not in allowed and t.state in ACTIVE:
+                self.spawn(t.deactivate(TorrentState.QUEUED))
+
+    def _renumber(self) -> None:
+        for position, torrent_id in enumerate(self._order):
+            t = self._torrents[torrent_id]
+            if t.record.position != position:
+                t.update_record(position=position)
+
+    # ---- timers ------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        last = last_save = time.monotonic()
         while True:
-            if await self._announce_once(running, event):
-                event = Event.NONE
-            plan = running.tiers.next_announce(time.monotonic())
-            if plan is None:
-                return
-            await asyncio.sleep(max(1.0, plan[1] - time.monotonic()))
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            elapsed, last = now - last, now
+            self._apply_rate_limits()
+            for torrent in list(self._torrents.values()):
+                try:
+                    torrent.tick(now, elapsed)
+                except Exception:  # one torrent's bug must not stop the others' timers
+                    log.exception("%s: internal error in its periodic work", torrent.name)
+            if now - last_save >= SEEDING_TIME_SAVE:
+                # Seeding time advances every second; it is saved this often.
+                last_save = now
+                for torrent in self._torrents.values():
+                    if torrent.state is TorrentState.SEEDING:
+                        self.mark_dirty(torrent)
 
-    async def _announce_once(self, running: _Running, event: Event) -> bool:
-        plan = running.tiers.next_announce(time.monotonic(), urgent=event != Event.NONE)
-        if plan is None:
-            return False
-        url = plan[0]
-        try:
-            response = await announce(url, self._request(running, event, url), timeout=30.0, limits=self.limits)
-        except TrackerError as exc:
-            running.tiers.on_failure(url, exc, time.monotonic())
-            running.last_tracker_error = str(exc)
-            log.warning("%s", exc)
-            return False
-        running.tiers.on_success(url, response, time.monotonic())
-        running.last_tracker_error = None
-        for address in response.peers:
-            _add_candidate(running, (address[0], address[1]))
-        self._connect_more(running, time.monotonic())
-        return True
+    def _apply_rate_limits(self) -> None:
+        down, up, alt = effective_limits(self._settings.rates, datetime.now())
+        self.alt_speed = alt
+        if self.download_limiter.rate != down:
+            self.download_limiter.set_rate(down)
+        if self.upload_limiter.rate != up:
+            self.upload_limiter.set_rate(up)
 
-    async def _announce_stopped(self, running: _Running) -> None:
-        if not running.tiers.has_trackers or running.stopped_event_sent:
-            return
-        running.stopped_event_sent = True
-        plan = running.tiers.next_announce(time.monotonic(), urgent=True)
-        if plan is None:
-            return
-        try:
-            await announce(plan[0], self._request(running, Event.STOPPED, plan[0]), timeout=5.0,
-                           limits=self.limits)
-        except TrackerError as exc:
-            log.info("stopped announce failed: %s", exc)
+    # ---- saving the session -------------------------------------------------------------
 
-    async def _save_resume(self, running: _Running) -> None:
-        if running.resume_path is None:
+    def mark_dirty(self, torrent: ManagedTorrent) -> None:
+        if not self.remember or torrent.id not in self._torrents:
             return
-        swarm = running.swarm
-        loop = asyncio.get_running_loop()
-        have = swarm.have.copy()  # taken on the loop: the swarm keeps changing it
-        uploaded, downloaded = swarm.uploaded, swarm.downloaded
+        self._dirty.add(torrent.id)
+        self._schedule_save()
+
+    def _schedule_save(self) -> None:
+        if not self.remember or self._closed:
+            return  # close() saves what is left
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+        self._save_handle = asyncio.get_running_loop().call_later(self._settings.storage.save_delay,
+                                                                  self._save_now)
+
+    def save_resume_soon(self, torrent: ManagedTorrent) -> None:
+        self.spawn(torrent.save_resume())
+
+    def _save_now(self) -> None:
+        self._save_handle = None
+        self.spawn(self._flush_saves())
+
+    async def _flush_saves(self) -> None:
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        if not self.remember or self.store is None:
+            return
+        store = self.store
+        records = [(self._torrents[t].record, self._torrents[t].source) for t in self._dirty if t in self._torrents]
+        self._dirty.clear()
+        settings = dict(self.runtime_settings) if self._settings_dirty else None
+        self._settings_dirty = False
 
         def save() -> None:
-            # No fsync of the payload: a killed process loses nothing from the
-            # page cache, and syncing gigabytes would stall every exit (libtorrent
-            # does not either). Only a power cut can leave resume data ahead of
-            # the disk, and a recheck (--recheck) repairs that.
-            data = resume.snapshot(swarm.storage, have, uploaded=uploaded, downloaded=downloaded)
-            running.resume_path.parent.mkdir(parents=True, exist_ok=True)
-            resume.save(running.resume_path, data)
+            for record, source in records:
+                store.save_torrent(record, source)
+            if settings is not None:
+                store.save_settings(settings)
 
         try:
-            await loop.run_in_executor(self.executor, save)
-        except (OSError, TorrentError) as exc:
-            log.warning("could not save resume data: %s", exc)
-
-    # ---- numbers for front ends ----------------------------------------------------------
-
-    def stats(self, info_hash: bytes) -> TorrentStats:
-        running = self.torrents[info_hash]
-        swarm = running.swarm
-        now = time.monotonic()
-        meta = running.metainfo
-        have_bytes = meta.total_length - swarm.left
-        peers = list(swarm.peers)
-        return TorrentStats(
-            name=meta.name, info_hash=meta.info_hash_hex, total=meta.payload_length, have=have_bytes,
-            wanted=swarm.picker.wanted_remaining, down_rate=sum(p.downloaded.rate(now) for p in peers),
-            up_rate=sum(p.uploaded.rate(now) for p in peers), downloaded=swarm.downloaded,
-            uploaded=swarm.uploaded, peers=len(peers),
-            seeds=sum(1 for p in peers if p.bitfield is not None and p.bitfield.all()),
-            complete=swarm.completed.is_set(), hash_failures=swarm.hash_failures, banned=len(swarm.banned),
-            tracker_error=running.last_tracker_error)
+            await asyncio.get_running_loop().run_in_executor(None, save)
+        except StorageError as exc:
+            log.warning("%s", exc)
 
 
-def _add_candidate(running: _Running, address: tuple[str, int]) -> None:
-    if address in running.candidates:
-        return
-    if len(running.candidates) >= MAX_CANDIDATES:
-        del running.candidates[next(iter(running.candidates))]
-    running.candidates[address] = 0.0
+# ---- helpers ----------------------------------------------------------------------------
 
 
-def _needs_quick_rechoke(swarm: Swarm) -> bool:
-    """Unchoke interested newcomers at once while we still have free slots."""
-    return swarm.unchoked_count() < swarm.choker.upload_slots and any(
-        p.peer_interested and p.am_choking for p in swarm.peers)
+def _read_torrent_file(path: Path, limit: int) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise MetainfoError(f"{path} is {size} bytes, more than the limit of {limit} for a .torrent file")
+            return fh.read(limit + 1)
+    except OSError as exc:
+        raise MetainfoError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _priority(value: FilePriority | str) -> FilePriority:
+    try:
+        return FilePriority(value)
+    except ValueError:
+        raise InvalidArgumentError(f"unknown file priority {value!r}: use skip, normal or high") from None
+
+
+def _priority_list(meta: Metainfo, given: Sequence[FilePriority] | Mapping[int, FilePriority] | None
+                   ) -> list[FilePriority] | None:
+    if given is None:
+        return None
+    count = len(meta.files)
+    if isinstance(given, Mapping):
+        out = [FilePriority.NORMAL] * count
+        items = given.items()
+    else:
+        if len(given) != count:
+            raise InvalidArgumentError(f"{len(given)} file priorities for {meta.name}, which has {count} files")
+        out = [FilePriority.NORMAL] * count
+        items = enumerate(given)
+    for index, value in items:
+        if not 0 <= index < count:
+            raise InvalidArgumentError(f"{meta.name} has no file {index} (its files are 0..{count - 1})")
+        out[index] = _priority(value)
+    return out
+
+
+def _check_tracker_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port
+    except ValueError:
+        raise InvalidArgumentError(f"invalid tracker URL {url!r}") from None
+    if parts.scheme.lower() not in SUPPORTED_SCHEMES or not parts.hostname:
+        raise InvalidArgumentError(f"invalid tracker URL {url!r}: use http://, https:// or udp:// with a host")
+
+
+__all__ = ["Session", "make_peer_id"]

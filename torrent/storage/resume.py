@@ -18,16 +18,55 @@ one. Loading never raises for bad content: ``load`` returns None and
 ``load_or_reason`` says why (corrupt, another torrent, unknown version, too
 large).
 
-When to trust it (``trusted_pieces``)
-    The resume file is ignored — full recheck — if it is missing, unreadable,
-    for another torrent, or for another download directory. Otherwise each
-    file's current (size, mtime_ns) is compared with the recorded one.
-    Pieces touching only unchanged files are trusted as recorded. Every piece
-    touching a changed file is rechecked, including pieces the resume file
-    did not claim (a file that changed may also have gained data, e.g. copied
-    in by the user); and a claimed piece touching a file that is now missing
-    is rechecked (it fails at once). So a partial recheck, proportional to
-    what changed, never a trusted piece whose bytes might differ.
+File priorities
+    The torrent's file priorities live here, one byte per file in file
+    order: 0 = skip (do not download), any other value is a priority (higher
+    first); an empty string means every file at the default. The session
+    passes them to ``snapshot(priorities=...)``; values must be 0..255 and
+    there must be one per file (``ValueError`` otherwise), and ``decode``
+    refuses a file whose count does not match its file table.
+
+When to trust it (``trusted_pieces``, ``restore``)
+    The resume file is ignored if it is unreadable, for another torrent, or
+    for another download directory: full recheck (the piece journal is then
+    ignored too). Otherwise each file's current (size, mtime_ns) is compared
+    with the recorded one, and what was verified is what the resume data
+    claims plus what the piece journal (``journal.py``) recorded since:
+
+    * unchanged: its pieces are trusted as recorded, no hashing;
+    * changed by our own writes: at the torrent's length, recorded at that
+      length (or recorded absent: created since), newer, and modified no
+      later than the journal's last write + ``JOURNAL_SLACK_NS`` (a kill
+      between a write and its record leaves the file a little newer than
+      the journal). Recorded pieces are trusted; the pieces touching the file
+      that no record covers are rechecked (they may have been written just
+      before the kill). Resume claims on a file recorded absent are not
+      believed;
+    * anything else (size changed, older, newer than the journal, no
+      journal, missing): every piece touching it is rechecked, including
+      pieces nothing claimed (a file may also have gained data, e.g. copied
+      in by the user); a missing file's pieces then fail at once.
+
+    A claimed piece touching a file that is missing now, as it was when the
+    resume data was saved, is rechecked (it fails at once). A piece is
+    trusted only if every non-pad file it touches allows it.
+
+    Without resume data but with a journal (killed before the first save):
+    files at their full length modified no later than the journal's last
+    write + slack trust the journal's pieces and recheck the unrecorded
+    pieces touching them; other files are rechecked whole. With neither, or
+    with ``recheck=True``: full recheck. So a partial recheck, proportional
+    to what changed, never a trusted piece whose bytes might differ — except
+    for changes made by someone else while we were writing (the journal's
+    last write then covers them), as with any mtime-based resume.
+
+    When ``Restored.refuted`` is nonzero, the resume file and journal on
+    disk claim pieces ``restore`` just found bad: the session must save
+    resume data (snapshot, ``PieceJournal.rotate``, save, ``commit``) before
+    new writes are journaled, or a later restart could take those claims for
+    our own writes. ``PieceJournal`` drops records until its first
+    ``commit``, unless created with ``armed=True`` (safe when nothing was
+    refuted and ``recheck`` was not asked).
 
 Capturing a snapshot
     Take the bitfield first, then ``storage.file_states()`` (``snapshot`` does
@@ -54,9 +93,11 @@ from torrent.core.errors import StorageError, TorrentError
 from torrent.codec.metainfo import Metainfo
 from torrent.core.settings import Limits, MiB
 from torrent.storage.files import FileState, Progress, Storage
+from torrent.storage.journal import JournalRecords
 
 __all__ = [
     "FORMAT_VERSION",
+    "JOURNAL_SLACK_NS",
     "Restored",
     "ResumeData",
     "ResumeError",
@@ -84,6 +125,9 @@ _BASE_SIZE = 1 * MiB
 
 _FILE = struct.Struct(">Qq")
 _ABSENT = (1 << 64) - 1
+# How much newer than the journal's last write a file may be and still count
+# as changed by our own writes only (a kill between a write and its record).
+JOURNAL_SLACK_NS = 2_000_000_000
 
 
 class ResumeError(TorrentError):
@@ -120,19 +164,32 @@ def max_resume_size(metainfo: Metainfo | None = None) -> int:
 def snapshot(storage: Storage, have: Bitfield, *, uploaded: int = 0, downloaded: int = 0,
              priorities: Sequence[int] = ()) -> ResumeData:
     """Resume data for ``storage`` now (blocking: one stat per file — run it in
-    a worker thread). ``have`` is copied before the files are looked at."""
+    a worker thread). ``have`` is copied before the files are looked at.
+    ``priorities``: one per file, 0 = skip, 1..255 a priority; empty = all default."""
     have_bytes = have.to_bytes()
-    states = storage.file_states()
     meta = storage.metainfo
+    _check_priorities(priorities, len(meta.files))
+    states = storage.file_states()
     return ResumeData(info_hash=meta.info_hash, num_pieces=len(have), have=have_bytes,
                       files=tuple(states), download_dir=str(storage.root), uploaded=uploaded,
                       downloaded=downloaded, priorities=tuple(priorities), saved_at=int(time.time()))
+
+
+def _check_priorities(priorities: Sequence[int], num_files: int) -> None:
+    if priorities and len(priorities) != num_files:
+        raise ValueError(f"{len(priorities)} file priorities for {num_files} files")
+    try:
+        bytes(priorities)
+    except (ValueError, TypeError):
+        bad = next((p for p in priorities if not (isinstance(p, int) and 0 <= p <= 255)), None)
+        raise ValueError(f"file priority {bad!r} is not in 0..255") from None
 
 
 # --- encoding -------------------------------------------------------------------------
 
 
 def encode(data: ResumeData) -> bytes:
+    _check_priorities(data.priorities, len(data.files))
     files = b"".join(_FILE.pack(_ABSENT, 0) if s is None else _FILE.pack(s.size, s.mtime_ns)
                      for s in data.files)
     return bencoding.encode({
@@ -285,73 +342,186 @@ def load(path: str | os.PathLike[str], *, metainfo: Metainfo | None = None) -> R
 
 
 class ResumePlan(NamedTuple):
-    trusted: Bitfield  # verified pieces whose files did not change: no hashing needed
+    trusted: Bitfield  # verified pieces whose files did not change (or only by our writes): no hashing
     recheck: Bitfield  # pieces to hash before they count
-    changed_files: tuple[int, ...]  # indexes of files whose size or mtime changed
+    changed_files: tuple[int, ...]  # files whose size or mtime changed (no resume data: files rechecked whole)
+    journal_files: tuple[int, ...] = ()  # of those, files changed by our own writes per the journal
+    from_journal: int = 0  # trusted pieces the resume data did not claim (the journal did)
 
 
 def trusted_pieces(resume: ResumeData | None, metainfo: Metainfo,
                    states: Sequence[FileState | None], *,
-                   download_dir: str | os.PathLike[str] | None = None) -> ResumePlan | None:
-    """What of ``resume`` can be believed given the files' current ``states``
-    (``Storage.file_states()``); None means a full recheck."""
-    if resume is None:
-        return None
-    try:
-        _check_matches(resume, metainfo)
-        have = resume.bitfield()
-    except TorrentError:
-        return None
+                   download_dir: str | os.PathLike[str] | None = None,
+                   journal: JournalRecords | None = None) -> ResumePlan | None:
+    """What of ``resume`` and ``journal`` can be believed given the files'
+    current ``states`` (``Storage.file_states()``); None means a full
+    recheck. The rules are in the module docstring."""
+    n = metainfo.num_pieces
+    claimed = Bitfield(n)
+    if resume is not None:
+        try:
+            _check_matches(resume, metainfo)
+            claimed = resume.bitfield()
+        except TorrentError:
+            return None
     if len(states) != len(metainfo.files):
         raise ValueError(f"{len(states)} file states for a torrent of {len(metainfo.files)} files")
-    if download_dir is not None and Path(resume.download_dir) != Path(download_dir).resolve():
+    if resume is not None and download_dir is not None and \
+            Path(resume.download_dir) != Path(download_dir).resolve():
         return None
+    journaled = Bitfield(n)
+    newest_ns = 0  # files modified no later than this may have been changed by our writes alone
+    if journal is not None and len(journal.pieces) == n and journal.last_write_ns is not None:
+        journaled = journal.pieces
+        newest_ns = journal.last_write_ns + JOURNAL_SLACK_NS
+    else:
+        journal = None  # another torrent's, or no valid record: nothing to go on
+    if resume is None and journal is None:
+        return None
+
     geo = metainfo.geometry
-    recheck = Bitfield(metainfo.num_pieces)
-    missing = Bitfield(metainfo.num_pieces)
+    whole = bytearray(-(-n // 8))  # touching a file to recheck whole
+    own = bytearray(len(whole))  # touching a file changed by our own writes
+    gone = bytearray(len(whole))  # touching a file missing now and then
+    unclaimable = bytearray(len(whole))  # touching a file the resume data recorded absent
     changed: list[int] = []
+    journal_files: list[int] = []
     for i, entry in enumerate(metainfo.files):
-        now = states[i]
         if entry.is_padding:
             continue
-        if now != resume.files[i]:
+        now = states[i]
+        pieces = geo.file_pieces(i)
+        if resume is not None:
+            then = resume.files[i]
+            if then is None:
+                _mark(unclaimable, pieces)
+            if now == then:
+                if now is None:
+                    _mark(gone, pieces)
+                continue
             changed.append(i)
-            for piece in geo.file_pieces(i):
-                recheck.set(piece)
-        elif now is None:
-            for piece in geo.file_pieces(i):
-                missing.set(piece)
-    recheck = recheck.or_(have.and_(missing))
-    return ResumePlan(have.and_not(recheck), recheck, tuple(changed))
+        if not pieces:  # an empty file: no piece to trust or recheck
+            continue
+        ours = (journal is not None and now is not None and now.size == entry.length
+                and now.mtime_ns <= newest_ns)
+        if ours and resume is not None:  # and newer than recorded at that size, or created since
+            then = resume.files[i]
+            ours = then is None or (then.size == entry.length
+                                    and now.mtime_ns > then.mtime_ns)  # type: ignore[union-attr]
+        if ours:
+            journal_files.append(i)
+            _mark(own, pieces)
+        else:
+            if resume is None:
+                changed.append(i)
+            _mark(whole, pieces)
+
+    def bits(buf: bytearray) -> Bitfield:
+        return Bitfield.from_bytes(bytes(buf), n)
+
+    claims = claimed.or_(journaled)
+    recorded = claimed.and_not(bits(unclaimable)).or_(journaled)
+    recheck = bits(whole).or_(bits(own).and_not(recorded)).or_(claims.and_(bits(gone)))
+    trusted = recorded.and_not(recheck)
+    return ResumePlan(trusted, recheck, tuple(changed), tuple(journal_files),
+                      trusted.and_not(claimed).count())
+
+
+def _mark(buf: bytearray, pieces: range) -> None:
+    """Set bits ``pieces`` (a step-1 range) in a BEP 3 bitfield buffer."""
+    start, stop = pieces.start, pieces.stop
+    if start >= stop:
+        return
+    first, last = start >> 3, (stop - 1) >> 3
+    head = 0xFF >> (start & 7)
+    tail = (0xFF << (7 - ((stop - 1) & 7))) & 0xFF
+    if first == last:
+        buf[first] |= head & tail
+        return
+    buf[first] |= head
+    buf[first + 1:last] = b"\xff" * (last - first - 1)
+    buf[last] |= tail
 
 
 class Restored(NamedTuple):
     have: Bitfield
     checked: int  # pieces hashed to get there
     reason: str  # one line for the log or the user
+    hashed: int = 0  # payload bytes read and hashed to get there
+    # Pieces the resume data or journal given claimed that are not in ``have``:
+    # while nonzero, the files on disk claim pieces found bad, and a journal
+    # must not be armed until resume data is saved again (see journal.py).
+    refuted: int = 0
 
 
 def restore(storage: Storage, resume: ResumeData | None, *, recheck: bool = False,
-            progress: Progress | None = None) -> Restored:
-    """The verified pieces at start: resume data where it holds, hashing where
-    it does not (all of it with ``recheck=True``, the ``--recheck`` flag).
-    Blocking: run it in a worker thread. A complete torrent comes back with
-    every piece set, ready to seed."""
+            progress: Progress | None = None, journal: JournalRecords | None = None) -> Restored:
+    """The verified pieces at start: resume data and the piece journal where
+    they hold, hashing where they do not (all of it with ``recheck=True``,
+    the ``--recheck`` flag). Blocking: run it in a worker thread. A complete
+    torrent comes back with every piece set, ready to seed. ``progress`` is
+    called with the bytes of each batch hashed; ``Restored.hashed`` is their sum."""
     meta = storage.metainfo
+    n = meta.num_pieces
+    hashed = 0
+
+    def counted(nbytes: int) -> None:
+        nonlocal hashed
+        hashed += nbytes
+        if progress is not None:
+            progress(nbytes)
+
+    claims = _claims(resume, journal, n)
+    note = ""
+    if journal is not None and not recheck:
+        if journal.reason:
+            note = f"; journal: {journal.reason}"
+        if len(journal.pieces) != n:
+            note += f"; journal ignored: it describes {len(journal.pieces)} pieces"
+            journal = None
     plan = None if recheck else trusted_pieces(resume, meta, storage.file_states(),
-                                               download_dir=storage.root)
+                                               download_dir=storage.root, journal=journal)
     if plan is None:
-        why = "recheck requested" if recheck else ("no usable resume data" if resume is None
-                                                   else "resume data does not match")
-        have = storage.check_existing(progress)
-        return Restored(have, meta.num_pieces, f"full recheck ({why}): {have.count()} of "
-                                               f"{meta.num_pieces} pieces verified")
+        if recheck:
+            why = "recheck requested"
+        elif resume is not None:
+            why = "resume data does not match" + ("; journal ignored" if journal is not None else "")
+        elif journal is not None:
+            why = "no usable resume data, no valid journal record"
+        else:
+            why = "no usable resume data"
+        have = storage.check_existing(counted)
+        return Restored(have, n, f"full recheck ({why}): {have.count()} of {n} pieces verified{note}", hashed,
+                        claims.and_not(have).count())
     checked = plan.recheck.count()
+    from_journal = f" ({plan.from_journal} from the journal)" if plan.from_journal else ""
     if not checked:
-        return Restored(plan.trusted, 0, f"resume data trusted: {plan.trusted.count()} of "
-                                         f"{meta.num_pieces} pieces")
-    found = storage.check_existing(progress, pieces=plan.recheck)
+        what = "resume data trusted" if resume is not None else "no resume data; journal trusted"
+        return Restored(plan.trusted, 0, f"{what}: {plan.trusted.count()} of {n} pieces{from_journal}{note}", 0,
+                        claims.and_not(plan.trusted).count())
+    found = storage.check_existing(counted, pieces=plan.recheck)
     have = plan.trusted.or_(found)
-    return Restored(have, checked, f"{len(plan.changed_files)} files changed since the resume data was "
-                                   f"saved: rechecked {checked} pieces, {have.count()} of "
-                                   f"{meta.num_pieces} verified")
+    if resume is None:
+        what = (f"no resume data; journal of {journal.pieces.count()} pieces: "  # type: ignore[union-attr]
+                f"{len(plan.journal_files)} files written by us since, {len(plan.changed_files)} "
+                "files rechecked whole")
+    else:
+        what = f"{len(plan.changed_files)} files changed since the resume data was saved"
+        if plan.journal_files:
+            what += f" ({len(plan.journal_files)} by our own writes, per the journal)"
+    return Restored(have, checked, f"{what}: trusted {plan.trusted.count()} pieces{from_journal}, "
+                                   f"rechecked {checked} pieces, {have.count()} of {n} verified{note}", hashed,
+                    claims.and_not(have).count())
+
+
+def _claims(resume: ResumeData | None, journal: JournalRecords | None, n: int) -> Bitfield:
+    """Every piece ``resume`` and ``journal`` claim (whether believed or not)."""
+    claims = Bitfield(n)
+    if resume is not None and resume.num_pieces == n:
+        try:
+            claims = resume.bitfield()
+        except TorrentError:
+            pass
+    if journal is not None and len(journal.pieces) == n:
+        claims = claims.or_(journal.pieces)
+    return claims

@@ -18,6 +18,7 @@ from typing import Any
 
 from torrent.core.errors import StorageError
 from torrent.storage.files import Buffer, Storage
+from torrent.storage.journal import PieceJournal
 
 BATCH = 4  # the kernel's lane count
 
@@ -26,10 +27,15 @@ Done = Callable[[Any, "bool | StorageError"], None]
 
 class PieceVerifier:
     """``submit`` on the loop; ``done(token, result)`` is called on the loop
-    with True (verified and written), False (bad hash) or a StorageError."""
+    with True (verified and written), False (bad hash) or a StorageError.
+    Pieces written are recorded in ``journal`` right after their write, in the
+    worker (so a record never precedes its data)."""
 
-    def __init__(self, storage: Storage, executor: Executor, done: Done, *, workers: int = 2) -> None:
+    def __init__(self, storage: Storage, executor: Executor, done: Done, *, workers: int = 2,
+                 journal: PieceJournal | None = None) -> None:
         self._storage = storage
+        self._journal = journal
+        self._stopped = False
         self._executor = executor
         self._done = done
         self._workers = workers
@@ -39,6 +45,8 @@ class PieceVerifier:
 
     def submit(self, token: Any, index: int, data: Buffer) -> None:
         """Queue piece ``index``; ``data`` must not change until ``done``."""
+        if self._stopped:
+            return
         self._loop = asyncio.get_running_loop()
         self._pending.append((token, index, data))
         self._start_job()
@@ -72,6 +80,10 @@ class PieceVerifier:
                         [(index, data) for _, index, data in batch])
                 except StorageError as exc:
                     results = [exc] * len(batch)
+                if self._journal is not None:
+                    written = [index for (_, index, _), result in zip(batch, results) if result is True]
+                    if written:
+                        self._journal.append(written)
                 loop.call_soon_threadsafe(self._deliver, batch, results)
         except RuntimeError:
             return  # the loop is closed: nobody is left to tell
@@ -84,6 +96,11 @@ class PieceVerifier:
     def _deliver(self, batch: list[tuple[Any, int, Buffer]], results: list[bool | StorageError]) -> None:
         for (token, _, _), result in zip(batch, results):
             self._done(token, result)
+
+    def stop(self) -> None:
+        """Queued pieces are dropped (the torrent is stopping); the trip under way finishes."""
+        self._stopped = True
+        self._pending.clear()
 
     def _job_ended(self) -> None:
         self._running -= 1

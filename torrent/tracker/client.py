@@ -99,7 +99,8 @@ def _request_target(parts: Any) -> str:
     return "".join(chr(b) if 0x21 <= b <= 0x7E else f"%{b:02X}" for b in raw)
 
 
-async def _http_get(url: str, *, limits: Limits, ssl_context: ssl.SSLContext | None) -> http.HttpResponse:
+async def _http_get(url: str, *, limits: Limits, ssl_context: ssl.SSLContext | None,
+                    local_host: str | None) -> http.HttpResponse:
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -127,7 +128,8 @@ async def _http_get(url: str, *, limits: Limits, ssl_context: ssl.SSLContext | N
                                      max_body_size=limits.tracker_max_response)
     try:
         reader, writer = await asyncio.open_connection(host, port, ssl=context,
-                                                       server_hostname=host if tls else None)
+                                                       server_hostname=host if tls else None,
+                                                       local_addr=(local_host, 0) if local_host else None)
     except OSError as exc:
         raise _os_error(exc, host, port) from None
     except UnicodeError:  # IDNA: an empty or over-long label
@@ -149,12 +151,13 @@ async def _http_get(url: str, *, limits: Limits, ssl_context: ssl.SSLContext | N
         writer.close()
 
 
-async def _http_fetch(url: str, *, limits: Limits, ssl_context: ssl.SSLContext | None) -> bytes:
+async def _http_fetch(url: str, *, limits: Limits, ssl_context: ssl.SSLContext | None,
+                      local_host: str | None = None) -> bytes:
     """GET ``url`` following redirects; the body of a 2xx answer."""
     max_redirects = limits.tracker_max_redirects
     current = url
     for hop in range(max_redirects + 1):
-        resp = await _http_get(current, limits=limits, ssl_context=ssl_context)
+        resp = await _http_get(current, limits=limits, ssl_context=ssl_context, local_host=local_host)
         if not resp.is_redirect:
             break
         if not resp.location:
@@ -216,12 +219,14 @@ class _ConnectedEndpoint:
         self._transport.close()
 
 
-async def open_datagram_endpoint(family: int, addr: Address) -> DatagramEndpoint:
-    """The default ``UdpSocketFactory``: a fresh socket connected to ``addr``."""
+async def open_datagram_endpoint(family: int, addr: Address, local_host: str | None = None) -> DatagramEndpoint:
+    """The default ``UdpSocketFactory``: a fresh socket connected to ``addr``
+    (from ``local_host`` when given)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[bytes, Address] | BaseException] = asyncio.Queue(_UDP_QUEUE)
     transport, _ = await loop.create_datagram_endpoint(lambda: _QueueProtocol(queue), remote_addr=addr[:2],
-                                                       family=family)
+                                                       family=family,
+                                                       local_addr=(local_host, 0) if local_host else None)
     return _ConnectedEndpoint(transport, queue)
 
 
@@ -286,11 +291,15 @@ class _Progress:
 
 
 async def _udp_run(url: str, make: Callable[[udp.ConnectionId | None, bool, bytes], udp.UdpTrackerTransaction],
-                   rounds: int, udp_socket_factory: UdpSocketFactory | None, progress: _Progress) -> list[Any]:
+                   rounds: int, udp_socket_factory: UdpSocketFactory | None, progress: _Progress,
+                   local_host: str | None) -> list[Any]:
     target = udp.parse_udp_url(url)
     family, addr = await _udp_resolve(target.host, target.port)
     try:
-        endpoint = await (udp_socket_factory or open_datagram_endpoint)(family, addr)
+        if udp_socket_factory is not None:
+            endpoint = await udp_socket_factory(family, addr)
+        else:
+            endpoint = await open_datagram_endpoint(family, addr, local_host)
     except OSError as exc:
         raise _os_error(exc, target.host, target.port) from None
     results = []
@@ -326,25 +335,28 @@ async def _bounded(url: str, timeout: float, work: Awaitable[Any], progress: _Pr
 async def announce(url: str, req: AnnounceRequest, *, timeout: float = DEFAULT_TIMEOUT,
                    limits: Limits = DEFAULT_LIMITS, udp_socket_factory: UdpSocketFactory | None = None,
                    udp_base_timeout: float = udp.BASE_TIMEOUT,
-                   ssl_context: ssl.SSLContext | None = None) -> AnnounceResponse:
+                   ssl_context: ssl.SSLContext | None = None, local_host: str | None = None) -> AnnounceResponse:
     """Announce ``req`` to the tracker at ``url`` (http, https or udp).
 
     ``timeout`` bounds the whole call (DNS, connect, redirects, UDP
     retransmissions); ``udp_base_timeout`` is BEP 15's 15 s before the first
-    retransmission (doubling each time). Every failure is a ``TrackerError``.
+    retransmission (doubling each time). ``local_host`` is the address our
+    sockets are bound to (the session's ``network.bind``). Every failure is a
+    ``TrackerError``.
     """
     scheme = _scheme(url)
     progress = _Progress()
 
     async def work() -> AnnounceResponse:
         if scheme in ("http", "https"):
-            body = await _http_fetch(http.build_announce_url(url, req), limits=limits, ssl_context=ssl_context)
+            body = await _http_fetch(http.build_announce_url(url, req), limits=limits, ssl_context=ssl_context,
+                                     local_host=local_host)
             return http.parse_announce_response(body, limits)
         if scheme == "udp":
             def make(conn: udp.ConnectionId | None, ipv6: bool, url_data: bytes) -> udp.UdpTrackerTransaction:
                 return udp.UdpTrackerTransaction(announce=req, ipv6=ipv6, url_data=url_data, connection=conn,
                                                  base_timeout=udp_base_timeout)
-            (result,) = await _udp_run(url, make, 1, udp_socket_factory, progress)
+            (result,) = await _udp_run(url, make, 1, udp_socket_factory, progress, local_host)
             return result
         raise TrackerError(f"unsupported URL scheme {scheme!r}" if scheme else "URL has no scheme")
 
@@ -355,7 +367,7 @@ async def announce(url: str, req: AnnounceRequest, *, timeout: float = DEFAULT_T
 async def scrape(url: str, info_hashes: Iterable[bytes], *, timeout: float = DEFAULT_TIMEOUT,
                  limits: Limits = DEFAULT_LIMITS, udp_socket_factory: UdpSocketFactory | None = None,
                  udp_base_timeout: float = udp.BASE_TIMEOUT,
-                 ssl_context: ssl.SSLContext | None = None) -> ScrapeResponse:
+                 ssl_context: ssl.SSLContext | None = None, local_host: str | None = None) -> ScrapeResponse:
     """Scrape (BEP 48 / BEP 15) the announce URL ``url`` for ``info_hashes``.
 
     HTTP trackers whose URL does not end in ``announce…`` cannot be scraped
@@ -373,7 +385,8 @@ async def scrape(url: str, info_hashes: Iterable[bytes], *, timeout: float = DEF
             target = http.scrape_url(url)
             if target is None:
                 raise TrackerError("tracker does not support scrape (its URL path does not end in 'announce')")
-            body = await _http_fetch(http.build_scrape_url(target, hashes), limits=limits, ssl_context=ssl_context)
+            body = await _http_fetch(http.build_scrape_url(target, hashes), limits=limits, ssl_context=ssl_context,
+                                     local_host=local_host)
             return http.parse_scrape_response(body, limits)
         if scheme == "udp":
             batches = [hashes[i:i + udp.MAX_SCRAPE_HASHES] for i in range(0, len(hashes), udp.MAX_SCRAPE_HASHES)]
@@ -382,7 +395,7 @@ async def scrape(url: str, info_hashes: Iterable[bytes], *, timeout: float = DEF
             def make(conn: udp.ConnectionId | None, ipv6: bool, url_data: bytes) -> udp.UdpTrackerTransaction:
                 return udp.UdpTrackerTransaction(scrape=next(pending), ipv6=ipv6, connection=conn,
                                                  base_timeout=udp_base_timeout)
-            results = await _udp_run(url, make, len(batches), udp_socket_factory, progress)
+            results = await _udp_run(url, make, len(batches), udp_socket_factory, progress, local_host)
             files = {h: s for r in results for h, s in r.files.items()}
             return ScrapeResponse(files=files)
         raise TrackerError(f"unsupported URL scheme {scheme!r}" if scheme else "URL has no scheme")

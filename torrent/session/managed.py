@@ -1,0 +1,803 @@
+"""One torrent in the session: its state, its files, its swarm while it runs.
+
+A ``ManagedTorrent`` owns the facts a user sets (save path, file priorities,
+limits, queue position: the ``TorrentRecord`` and the priorities saved in
+resume data) and the running parts (storage, swarm, announcer, candidate
+peers). It moves through the states of ``api.TorrentState``; the session
+decides when it may run (the queue) and calls ``activate``/``deactivate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torrent.codec.geometry import BLOCK_SIZE
+from torrent.codec.magnet import Magnet
+from torrent.codec.metainfo import Metainfo
+from torrent.core.bitfield import Bitfield
+from torrent.core.errors import StorageError, TorrentError
+from torrent.core.settings import Settings
+from torrent.engine.picker import piece_priorities
+from torrent.engine.ratelimit import LimiterChain, RateLimiter
+from torrent.engine.swarm import Swarm
+from torrent.peer.connection import PeerConnection
+from torrent.session.api import (
+    FilePriority,
+    InvalidArgumentError,
+    InvalidStateError,
+    PeerBanned,
+    PeerSource,
+    StateChanged,
+    StorageFailed,
+    TorrentCompleted,
+    TorrentState,
+    TrackerFailed,
+    format_address,
+)
+from torrent.session.candidates import Candidates
+from torrent.session.state import TorrentRecord
+from torrent.storage import resume
+from torrent.storage.files import DiskFullError, FileState, Storage
+from torrent.storage.journal import PieceJournal, read_journal
+from torrent.tracker import AnnounceRequest, Event, TrackerError, TrackerTiers, announce
+
+if TYPE_CHECKING:
+    from torrent.session.core import Session
+
+log = logging.getLogger("torrent.session")
+
+Address = tuple[str, int]
+
+# Picker priorities for the user's file priorities; the first and last piece
+# of a wanted file get the picker's highest (7) when first_last is on.
+PICKER_PRIORITY = {FilePriority.SKIP: 0, FilePriority.NORMAL: 1, FilePriority.HIGH: 6}
+SAVED_PRIORITY = {FilePriority.SKIP: 0, FilePriority.NORMAL: 1, FilePriority.HIGH: 2}  # in resume data
+FROM_SAVED = {v: k for k, v in SAVED_PRIORITY.items()}
+
+ACTIVE = (TorrentState.DOWNLOADING, TorrentState.SEEDING)
+# Grace for our own writes when judging whether a file changed under a
+# seeding torrent (mtime granularity and the write in flight at a save).
+_MTIME_SLACK_NS = 2_000_000_000
+
+
+class ManagedTorrent:
+    def __init__(self, session: Session, record: TorrentRecord, *, metainfo: Metainfo | None,
+                 source: bytes | None, magnet: Magnet | None) -> None:
+        self.session = session
+        self.id = record.id
+        self.info_hash = bytes.fromhex(record.id)
+        self.record = record
+        self.metainfo = metainfo
+        self.source = source
+        self.magnet = magnet
+        self.state = TorrentState.METADATA if metainfo is None else TorrentState.CHECKING
+        self.last_error: str | None = None
+        self.stop_reason: str | None = None  # why it was paused by policy (seed ratio, time)
+        self.have: Bitfield | None = None
+        self.file_priorities: list[FilePriority] = []
+        self.storage: Storage | None = None
+        self.swarm: Swarm | None = None
+        self.journal: PieceJournal | None = None
+        self.tiers = TrackerTiers(self._tracker_tiers(), settings=session.settings.tracker)
+        self.candidates = Candidates(session.settings.network)
+        self.connecting: set[Address] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.down_limiter = RateLimiter(record.max_down)
+        self.up_limiter = RateLimiter(record.max_up)
+        self.checking_progress: float | None = None
+        self.waiting_for_check = False
+        self.hashed = 0
+        # All-time totals before this run (from resume data), plus what past swarms of this run did.
+        self.uploaded_before = 0
+        self.downloaded_before = 0
+        self.wasted_before = 0
+        self.hash_failures_before = 0
+        self.banned: set[object] = set()
+        self.announcing: str | None = None
+        self._announce_now = asyncio.Event()
+        self._last_resume = 0.0
+        self._last_rechoke = 0.0
+        self._saved_states: list[FileState | None] | None = None
+        self._downloaded_at_save = 0
+        self._wanted: Bitfield | None = None
+        self._wanted_size = 0
+        self._priorities_bytes: bytes | None = None
+        for host, port in record.peers:
+            self.candidates.add((host, port), PeerSource.MANUAL)
+        if magnet is not None:
+            for address in magnet.peers:
+                self.candidates.add(address, PeerSource.MANUAL)
+
+    # ---- facts -----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        if self.metainfo is not None:
+            return self.metainfo.name
+        return (self.magnet.display_name if self.magnet and self.magnet.display_name else self.id)
+
+    @property
+    def save_path(self) -> Path:
+        return Path(self.record.save_path)
+
+    @property
+    def settings(self) -> Settings:
+        return self.session.settings
+
+    @property
+    def executor(self) -> Executor:
+        return self.session.executor
+
+    @property
+    def uploaded(self) -> int:
+        return self.uploaded_before + (self.swarm.uploaded if self.swarm else 0)
+
+    @property
+    def downloaded(self) -> int:
+        return self.downloaded_before + (self.swarm.downloaded if self.swarm else 0)
+
+    @property
+    def wanted_size(self) -> int:
+        return self._wanted_size
+
+    def wanted_pieces(self) -> Bitfield | None:
+        return self._wanted
+
+    def wanted_remaining(self) -> int:
+        """Wanted pieces not verified yet."""
+        if self._wanted is None or self.have is None:
+            return 0
+        return self._wanted.and_not(self.have).count()
+
+    def is_complete(self) -> bool:
+        """Every wanted piece verified."""
+        return self.have is not None and self._wanted is not None and not self._wanted.any_and_not(self.have)
+
+    def ratio(self) -> float:
+        down = self.downloaded or self._wanted_size
+        return self.uploaded / down if down else 0.0
+
+    def update_record(self, **changes: object) -> None:
+        self.record = dataclasses.replace(self.record, **changes)
+        self.session.mark_dirty(self)
+
+    def _tracker_tiers(self) -> Sequence[Sequence[str]]:
+        if self.record.trackers is not None:
+            return self.record.trackers
+        if self.metainfo is not None:
+            return self.metainfo.trackers
+        if self.magnet is not None:
+            return [[url] for url in self.magnet.trackers]
+        return []
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def set_state(self, state: TorrentState, reason: str | None = None) -> None:
+        if state == self.state:
+            return
+        old, self.state = self.state, state
+        log.info("%s: %s → %s%s", self.name, old, state, f" ({reason})" if reason else "")
+        self.session.publish(StateChanged(self.id, time.time(), old.value, state.value, reason))
+
+    # ---- file priorities (the one owner; saved in resume data) -----------------------------
+
+    def init_priorities(self, saved: Sequence[int] = (), given: Sequence[FilePriority] | None = None) -> None:
+        assert self.metainfo is not None
+        files = self.metainfo.files
+        if given is not None:
+            prios = list(given)
+        elif len(saved) == len(files):
+            prios = [FROM_SAVED.get(p, FilePriority.NORMAL) for p in saved]
+        else:
+            prios = [FilePriority.NORMAL] * len(files)
+        self.file_priorities = [FilePriority.SKIP if f.is_padding else p for f, p in zip(files, prios)]
+        self._derive_wanted()
+
+    def _derive_wanted(self) -> None:
+        assert self.metainfo is not None
+        prio = piece_priorities(self.metainfo.geometry, [PICKER_PRIORITY[p] for p in self.file_priorities],
+                                first_last=self.record.first_last)
+        self._priorities_bytes = bytes(prio)
+        n = self.metainfo.num_pieces
+        wanted = Bitfield.from_bytes(_bits_of(prio, n), n)
+        self._wanted = wanted
+        geometry = self.metainfo.geometry
+        count = wanted.count()
+        size = count * geometry.piece_length
+        if n and wanted.get(n - 1):
+            size -= geometry.piece_length - geometry.piece_size(n - 1)
+        self._wanted_size = size
+
+    def file_wanted(self, index: int) -> bool:
+        return self.file_priorities[index] is not FilePriority.SKIP
+
+    def set_file_priorities(self, priorities: dict[int, FilePriority]) -> None:
+        assert self.metainfo is not None
+        count = len(self.metainfo.files)
+        for index, priority in priorities.items():
+            if not 0 <= index < count:
+                raise InvalidArgumentError(f"{self.name} has no file {index} (its files are 0..{count - 1})")
+            if not isinstance(priority, FilePriority):
+                raise InvalidArgumentError(f"unknown file priority {priority!r}: use skip, normal or high")
+        for index, priority in priorities.items():
+            if not self.metainfo.files[index].is_padding:
+                self.file_priorities[index] = priority
+        self.priorities_changed()
+
+    def priorities_changed(self) -> None:
+        """File priorities, sequential or first-and-last changed: tell the picker,
+        re-judge completion, save."""
+        was_complete = self.is_complete()
+        self._derive_wanted()
+        if self.swarm is not None:
+            assert self._priorities_bytes is not None
+            self.swarm.set_priorities(self._priorities_bytes, self.record.sequential)
+        if self.state in ACTIVE:
+            complete = self.is_complete()
+            if complete and not was_complete:
+                self._became_complete()
+            elif was_complete and not complete:
+                self.set_state(TorrentState.DOWNLOADING, "more files selected")
+                self.session.requeue()
+        self.session.save_resume_soon(self)
+
+    # ---- checking what is on disk ----------------------------------------------------------
+
+    async def check(self, *, recheck: bool = False) -> None:
+        """Restore from resume data (hashing only what it does not cover), then
+        hand the torrent to the queue (or leave it paused)."""
+        assert self.metainfo is not None
+        meta = self.metainfo
+        self.set_state(TorrentState.CHECKING)
+        self.last_error = None
+        loop = asyncio.get_running_loop()
+        if self.storage is None:
+            self.storage = Storage(meta, self.save_path, settings=self.settings.storage,
+                                   file_wanted=self.file_wanted)
+        storage = self.storage
+        resume_file = self.session.resume_path(self.id)
+        journal_file = self.session.journal_path(self.id)
+        total = max(meta.payload_length, 1)
+        progress_done = 0
+
+        def progress(n: int) -> None:
+            nonlocal progress_done
+            progress_done += n
+            loop.call_soon_threadsafe(self._set_checking, min(progress_done / total, 1.0))
+
+        def work() -> tuple[resume.Restored, resume.ResumeData | None]:
+            data = resume.load(resume_file, metainfo=meta) if resume_file and not recheck else None
+            records = read_journal(journal_file, meta.info_hash, meta.num_pieces, download_dir=storage.root) \
+                if journal_file and not recheck else None
+            restored = resume.restore(storage, data, recheck=recheck, progress=progress, journal=records)
+            return restored, data
+
+        self.waiting_for_check = True
+        self.checking_progress = 0.0
+        try:
+            async with self.session.check_slot:
+                self.waiting_for_check = False
+                restored, data = await loop.run_in_executor(None, work)
+                await loop.run_in_executor(self.executor, storage.create_empty_files)
+        except (StorageError, OSError) as exc:
+            self.checking_progress = None
+            self.waiting_for_check = False
+            self.fail(str(exc) if isinstance(exc, StorageError) else f"cannot check the files: {exc}")
+            return
+        self.checking_progress = None
+        self.hashed = restored.hashed
+        log.info("%s: %s", meta.name, restored.reason)
+        if data is not None:
+            self.uploaded_before = max(self.uploaded_before, data.uploaded)
+            self.downloaded_before = max(self.downloaded_before, data.downloaded)
+        self.have = restored.have
+        if journal_file is not None:
+            if self.journal is not None:
+                self.journal.close()
+            # Records count from now on only if nothing on disk contradicted the
+            # records we trusted (else after the next resume save: see journal.py).
+            self.journal = PieceJournal(journal_file, meta.info_hash, meta.num_pieces, download_dir=storage.root,
+                                        armed=restored.refuted == 0 and not recheck)
+        if self.state is not TorrentState.CHECKING:
+            return  # paused, removed or moved meanwhile
+        lost = data.bitfield().and_not(restored.have) if data is not None else None
+        if (not recheck and lost is not None and not lost.none() and self.record.completed_at is not None
+                and self._wanted is not None and not self._wanted.and_(lost).none()):
+            missing = restored.reason
+            self.fail(f"files missing or changed since they were verified ({missing}): move the data back, "
+                      "point the torrent at it with move_data, or recheck to download what is missing")
+            return
+        if restored.checked or (data is None and restored.have.count()):
+            await self.save_resume()
+        if self.record.paused:
+            self.set_state(TorrentState.PAUSED, self.stop_reason)
+        else:
+            self.set_state(TorrentState.QUEUED)
+        self.session.requeue()
+
+    def _set_checking(self, fraction: float) -> None:
+        if self.checking_progress is not None:
+            self.checking_progress = fraction
+
+    # ---- running ----------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        """Join the swarm: create it, announce, dial."""
+        assert self.metainfo is not None and self.have is not None and self.storage is not None
+        if self.swarm is None:
+            s = self.session
+            self.swarm = Swarm(self.metainfo, self.storage, self.have, peer_id=s.peer_id, listen_port=s.listen_port,
+                               host=self, settings=self.settings, piece_priorities=self._priorities_bytes,
+                               sequential=self.record.sequential, max_peers=self.record.max_peers or None,
+                               upload_slots=self.record.upload_slots or None,
+                               down_limiter=LimiterChain(s.download_limiter, self.down_limiter),
+                               up_limiter=LimiterChain(s.upload_limiter, self.up_limiter),
+                               journal=self.journal)
+            self.swarm.banned.update(self.banned)
+        now = time.monotonic()
+        self._last_resume = self._last_rechoke = now
+        self.set_state(TorrentState.SEEDING if self.is_complete() else TorrentState.DOWNLOADING)
+        self.stop_reason = None
+        self._spawn(self._announcer())
+        self.connect_more(now)
+
+    async def deactivate(self, state: TorrentState, reason: str | None = None) -> None:
+        """Leave the swarm (peers closed, ``stopped`` announced, resume saved) and
+        settle in ``state``."""
+        was_running = self.swarm is not None
+        self.set_state(state, reason)
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        swarm = self.swarm
+        if swarm is not None:
+            swarm.close()
+            self._retire(swarm)
+            self.swarm = None
+        if was_running:
+            await self.save_resume()
+            self.session.spawn(self._announce_stopped())
+
+    def _retire(self, swarm: Swarm) -> None:
+        """Keep the totals of a swarm that is going away."""
+        self.uploaded_before += swarm.uploaded
+        self.downloaded_before += swarm.downloaded
+        self.wasted_before += swarm.wasted
+        self.hash_failures_before += swarm.hash_failures
+        self.banned |= swarm.banned
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def fail(self, message: str) -> None:
+        """Storage trouble: stop running, keep what is verified, say why."""
+        self.last_error = message
+        log.error("%s: %s", self.name, message)
+        self.session.publish(StorageFailed(self.id, time.time(), message))
+        if self.state is TorrentState.ERROR:
+            return
+        if self.swarm is not None or self.tasks:
+            self.session.spawn(self.deactivate(TorrentState.ERROR, message))
+        else:
+            self.set_state(TorrentState.ERROR, message)
+        self.session.requeue()
+
+    # ---- SwarmHost -------------------------------------------------------------------------
+
+    def connection_allowed(self) -> bool:
+        return self.session.connection_allowed()
+
+    def note_self_address(self, address: Address | None) -> None:
+        self.session.note_self_address(address)
+
+    def torrent_completed(self, swarm: Swarm) -> None:
+        self._became_complete()
+
+    def _became_complete(self) -> None:
+        if self.record.completed_at is None:
+            self.update_record(completed_at=time.time())
+        downloaded = self.swarm.downloaded if self.swarm else 0
+        self.session.publish(TorrentCompleted(self.id, time.time(), self._wanted_size, downloaded))
+        self.set_state(TorrentState.SEEDING)
+        if self.have is not None and self.have.all():
+            self._spawn(self._announce_once(Event.COMPLETED))
+        self.session.save_resume_soon(self)
+        self.session.requeue()
+
+    def storage_failed(self, swarm: Swarm, exc: StorageError) -> None:
+        message = str(exc)
+        if isinstance(exc, DiskFullError):
+            message = f"{exc} (verified data is kept; free some space and resume)"
+        self.fail(message)
+
+    def peer_banned(self, swarm: Swarm, identity: object, reason: str) -> None:
+        self.banned.add(identity)
+        host, port = identity if isinstance(identity, tuple) else (str(identity), 0)
+        self.session.publish(PeerBanned(self.id, time.time(), format_address(str(host), int(port)), reason))
+
+    def peer_attached(self, swarm: Swarm, peer: PeerConnection) -> None:
+        if peer.outgoing and peer.address is not None:
+            self.candidates.connected(peer.address)
+
+    def peer_closed(self, peer: PeerConnection) -> None:
+        """Any outgoing connection we made ended (before or after its handshake)."""
+        address = peer.address
+        if address is None or not peer.outgoing:
+            return
+        now = time.monotonic()
+        useful = bool(peer.downloaded.total or peer.uploaded.total) or now - peer.connected_at > 60.0
+        delay = self.candidates.closed(address, peer.close_reason or "closed", now, useful=useful)
+        log.info("%s: connection to %s ended (%s)%s", self.name, format_address(*address), peer.close_reason,
+                 f"; next attempt in {delay:g} s" if delay is not None else "")
+
+    # ---- periodic work (the session's one-second tick) -------------------------------------
+
+    def tick(self, now: float, elapsed: float) -> None:
+        swarm = self.swarm
+        if swarm is None:
+            return
+        swarm.tick(now)
+        if now - self._last_rechoke >= self.settings.torrent.rechoke_interval or swarm.needs_quick_rechoke():
+            swarm.rechoke(now)
+            self._last_rechoke = now
+        if self.state is TorrentState.SEEDING:
+            self.update_seeding_time(elapsed)
+            self._check_seed_limits()
+        if now - self._last_resume >= self.settings.storage.resume_every:
+            self._last_resume = now
+            self._spawn(self.save_resume(watch_files=self.state is TorrentState.SEEDING))
+        self.connect_more(now)
+
+    def update_seeding_time(self, elapsed: float) -> None:
+        self.record = dataclasses.replace(self.record, seeding_time=self.record.seeding_time + elapsed)
+
+    def _check_seed_limits(self) -> None:
+        queue = self.settings.queue
+        reason = None
+        if queue.seed_ratio >= 0 and self.ratio() >= queue.seed_ratio:
+            reason = f"seed ratio {queue.seed_ratio:g} reached"
+        elif queue.seed_time >= 0 and self.record.seeding_time >= queue.seed_time * 60:
+            reason = f"seeding time of {queue.seed_time:g} min reached"
+        if reason is not None and not self.record.forced:
+            self.stop_reason = reason
+            self.update_record(paused=True)
+            self.session.spawn(self.deactivate(TorrentState.PAUSED, reason))
+            self.session.requeue()
+
+    # ---- peers ----------------------------------------------------------------------------
+
+    def add_peers(self, peers: Sequence[Address], source: PeerSource) -> None:
+        now = time.monotonic()
+        for address in peers:
+            self.candidates.add(address, source, now)
+        if self.swarm is not None:
+            self.connect_more(now)
+
+    def connect_more(self, now: float) -> None:
+        swarm = self.swarm
+        if swarm is None or (swarm.completed and self.have is not None and not self.have.all()):
+            return  # done with what the user wanted; others will dial us
+        session = self.session
+        connected = set(swarm.connected_addresses())
+        room = min(swarm.max_peers - len(swarm.peers),
+                   self.settings.network.max_half_open - len(self.connecting),
+                   self.settings.network.max_connections - session.connection_count())
+        if room <= 0:
+            return
+        for address in self.candidates.due(now):
+            if room <= 0:
+                break
+            if address in connected or address in self.connecting or session.is_self(address):
+                continue
+            if not session.can_reach(address):
+                continue
+            self.connecting.add(address)
+            self.candidates.dialling(address, now)
+            room -= 1
+            self._spawn(self._dial(address))
+
+    async def _dial(self, address: Address) -> None:
+        swarm = self.swarm
+        candidate = self.candidates.get(address)
+        if swarm is None or candidate is None:
+            self.connecting.discard(address)
+            return
+        session = self.session
+        loop = asyncio.get_running_loop()
+
+        def make() -> PeerConnection:
+            conn = PeerConnection(swarm, address=address, listen_port=session.listen_port, settings=self.settings)
+            conn.source = candidate.source.value
+            conn.on_close = self.peer_closed
+            return conn
+
+        try:
+            await asyncio.wait_for(loop.create_connection(make, *address, local_addr=session.local_addr()),
+                                   self.settings.network.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
+            delay = self.candidates.failed(address, reason, time.monotonic())
+            log.info("%s: connect to %s failed: %s%s", self.name, format_address(*address), reason,
+                     f"; next attempt in {delay:g} s" if delay is not None else "; forgotten")
+        finally:
+            self.connecting.discard(address)
+
+    # ---- trackers -------------------------------------------------------------------------
+
+    def set_trackers(self, tiers: Sequence[Sequence[str]]) -> None:
+        self.update_record(trackers=tuple(tuple(t) for t in tiers if t))
+        self.tiers = TrackerTiers(self._tracker_tiers(), settings=self.settings.tracker)
+        self._announce_now.set()
+
+    def force_announce(self) -> None:
+        self._announce_now.set()
+
+    def _request(self, event: Event, url: str) -> AnnounceRequest:
+        left = self.swarm.left if self.swarm is not None else 0
+        return AnnounceRequest(info_hash=self.info_hash, peer_id=self.session.peer_id,
+                               port=self.session.listen_port or 0, uploaded=self.uploaded,
+                               downloaded=self.downloaded, left=left, event=event, key=self.session.key,
+                               tracker_id=self.tiers.tracker_id(url),
+                               numwant=self.settings.tracker.numwant if event != Event.STOPPED else 0)
+
+    async def _announcer(self) -> None:
+        if not self.tiers.has_trackers:
+            return
+        event = Event.STARTED
+        while True:
+            urgent = self._announce_now.is_set()
+            self._announce_now.clear()
+            if await self._announce_once(event, urgent=urgent):
+                event = Event.NONE
+            plan = self.tiers.next_announce(time.monotonic())
+            if plan is None:
+                return
+            try:
+                await asyncio.wait_for(self._announce_now.wait(), max(1.0, plan[1] - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _announce_once(self, event: Event, *, urgent: bool = False) -> bool:
+        plan = self.tiers.next_announce(time.monotonic(), urgent=urgent or event != Event.NONE)
+        if plan is None:
+            return False
+        url = plan[0]
+        self.announcing = url
+        try:
+            response = await announce(url, self._request(event, url), timeout=self.settings.tracker.announce_timeout,
+                                      limits=self.settings.limits, local_host=self.session.bind_address,
+                                      udp_base_timeout=self.settings.tracker.udp_base_timeout)
+        except TrackerError as exc:
+            self.tiers.on_failure(url, exc, time.monotonic())
+            log.warning("%s: %s", self.name, exc)
+            self.session.publish(TrackerFailed(self.id, time.time(), url, exc.reason))
+            return False
+        finally:
+            self.announcing = None
+        self.tiers.on_success(url, response, time.monotonic())
+        log.info("%s: tracker %s: %d peers, next announce in %d s", self.name, url, len(response.peers),
+                 response.interval)
+        self.add_peers([(p[0], p[1]) for p in response.peers], PeerSource.TRACKER)
+        return True
+
+    async def _announce_stopped(self) -> None:
+        if not self.tiers.has_trackers:
+            return
+        plan = self.tiers.next_announce(time.monotonic(), urgent=True)
+        if plan is None:
+            return
+        try:
+            await announce(plan[0], self._request(Event.STOPPED, plan[0]), timeout=self.settings.tracker.stopped_timeout,
+                           limits=self.settings.limits, local_host=self.session.bind_address)
+        except TrackerError as exc:
+            log.info("%s: stopped announce failed: %s", self.name, exc)
+
+    # ---- resume data --------------------------------------------------------------------
+
+    async def save_resume(self, *, watch_files: bool = False) -> None:
+        """Save fast-resume data (pieces, file states, priorities, totals). With
+        ``watch_files``, a seeding torrent whose files changed on disk since the
+        last save (it writes nothing itself) goes to the error state."""
+        storage, have = self.storage, self.have
+        if storage is None or have is None or self.metainfo is None:
+            return
+        path = self.session.resume_path(self.id)
+        if path is None:
+            return
+        snapshot = have.copy()  # taken on the loop: the swarm keeps changing it
+        uploaded, downloaded = self.uploaded, self.downloaded
+        priorities = [SAVED_PRIORITY[p] for p in self.file_priorities]
+        journal = self.journal
+        previous = self._saved_states if watch_files and self.downloaded == self._downloaded_at_save else None
+        downloaded_now = self.downloaded
+
+        def save() -> list[FileState | None]:
+            if journal is not None:
+                journal.rotate()  # records from here on go to a fresh file; the old one goes at commit
+            data = resume.snapshot(storage, snapshot, uploaded=uploaded, downloaded=downloaded,
+                                   priorities=priorities)
+            resume.save(path, data)
+            if journal is not None:
+                journal.commit()
+            return list(data.files)
+
+        try:
+            states = await asyncio.get_running_loop().run_in_executor(self.executor, save)
+        except (OSError, TorrentError) as exc:
+            log.warning("%s: could not save resume data: %s", self.name, exc)
+            return
+        self._downloaded_at_save = downloaded_now
+        self._saved_states = states
+        if previous is not None:
+            changed = self._changed_file(previous, states)
+            if changed is not None and self.state is TorrentState.SEEDING:
+                self.fail(f"{changed} changed on disk while seeding: recheck to verify it")
+
+    def _changed_file(self, before: list[FileState | None], after: list[FileState | None]) -> str | None:
+        assert self.metainfo is not None
+        for index, (old, new) in enumerate(zip(before, after)):
+            if old == new or not self.file_wanted(index) or self.metainfo.files[index].is_padding:
+                continue
+            if old is not None and new is not None and old.size == new.size and \
+                    abs(new.mtime_ns - old.mtime_ns) <= _MTIME_SLACK_NS:
+                continue
+            return str(self.save_path.joinpath(*self.metainfo.files[index].path))
+        return None
+
+    # ---- moving and removing data ---------------------------------------------------------
+
+    async def move_data(self, target: Path) -> None:
+        """Move the torrent's files (only those) under ``target``; on failure the
+        files already moved go back."""
+        assert self.metainfo is not None
+        meta = self.metainfo
+        source_root = self.save_path
+        target = target.expanduser().resolve()
+        if target == source_root.resolve():
+            return
+        paths = [Path(*f.path) for f in meta.files if not f.is_padding]
+
+        def work() -> None:
+            moved: list[Path] = []
+            try:
+                for rel in paths:
+                    src = source_root / rel
+                    if not src.exists():
+                        continue
+                    dst = target / rel
+                    if dst.exists():
+                        raise StorageError(f"cannot move to {target}: {dst} already exists")
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(src, dst)
+                    moved.append(rel)
+            except (OSError, StorageError) as exc:
+                for rel in reversed(moved):
+                    try:
+                        shutil.move(target / rel, source_root / rel)
+                    except OSError:
+                        pass
+                if isinstance(exc, StorageError):
+                    raise
+                raise StorageError(f"cannot move the data to {target}: {exc.strerror or exc}") from exc
+            _remove_empty_dirs(source_root, paths)
+
+        if self.storage is not None:
+            self.storage.close()
+            self.storage = None
+        await asyncio.get_running_loop().run_in_executor(None, work)
+        self.update_record(save_path=str(target))
+
+    async def delete_data(self) -> None:
+        if self.metainfo is None:
+            return
+        root = self.save_path
+        paths = [Path(*f.path) for f in self.metainfo.files if not f.is_padding]
+
+        def work() -> None:
+            for rel in paths:
+                try:
+                    (root / rel).unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning("%s: cannot delete %s: %s", self.name, root / rel, exc.strerror or exc)
+            _remove_empty_dirs(root, paths)
+
+        await asyncio.get_running_loop().run_in_executor(None, work)
+
+    # ---- limits ---------------------------------------------------------------------------
+
+    def set_limits(self, *, max_down: int | None, max_up: int | None, max_peers: int | None,
+                   upload_slots: int | None) -> None:
+        for name, value in (("max_down", max_down), ("max_up", max_up), ("max_peers", max_peers),
+                            ("upload_slots", upload_slots)):
+            if value is not None and value < 0:
+                raise InvalidArgumentError(f"{name} must be 0 (no limit) or more, not {value}")
+        changes = {k: v for k, v in (("max_down", max_down), ("max_up", max_up), ("max_peers", max_peers),
+                                     ("upload_slots", upload_slots)) if v is not None}
+        self.update_record(**changes)
+        self.down_limiter.set_rate(self.record.max_down)
+        self.up_limiter.set_rate(self.record.max_up)
+        if self.swarm is not None:
+            self.swarm.apply(self.settings, max_peers=self.record.max_peers or None,
+                             upload_slots=self.record.upload_slots or None)
+
+    def apply_settings(self) -> None:
+        self.tiers.settings = self.settings.tracker
+        self.candidates.settings = self.settings.network
+        if self.storage is not None:
+            self.storage.settings = self.settings.storage
+        if self.swarm is not None:
+            self.swarm.apply(self.settings, max_peers=self.record.max_peers or None,
+                             upload_slots=self.record.upload_slots or None)
+
+    # ---- what holds it back --------------------------------------------------------------
+
+    def waiting_on(self) -> tuple[str, ...]:
+        out: list[str] = []
+        state = self.state
+        if state is TorrentState.METADATA:
+            out.append("metadata: this version cannot fetch metadata from peers yet (needs the DHT and BEP 9); "
+                       "add the .torrent file instead")
+        elif state is TorrentState.QUEUED:
+            out.append("queue")
+        elif state is TorrentState.CHECKING and self.waiting_for_check:
+            out.append("checking queue")
+        swarm = self.swarm
+        if swarm is None:
+            return tuple(out)
+        if swarm.backlog > self.settings.torrent.write_backlog_bytes:
+            out.append("disk")
+        if state is TorrentState.DOWNLOADING and swarm.down_limiter.rate and \
+                swarm.down_limiter.available() < BLOCK_SIZE:
+            out.append("download limit")
+        if swarm.up_limiter.rate and swarm.up_limiter.available() < BLOCK_SIZE and \
+                any(s.serving for s in swarm.peers.values()):
+            out.append("upload limit")
+        if len(swarm.peers) >= swarm.max_peers or \
+                self.session.connection_count() >= self.settings.network.max_connections:
+            out.append("peer limit")
+        return tuple(out)
+
+    # ---- closing --------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """For session shutdown and removal: stop everything, save, release files."""
+        if self.swarm is not None or self.tasks:
+            await self.deactivate(self.state if self.state not in ACTIVE else TorrentState.PAUSED)
+        else:
+            await self.save_resume()
+        if self.journal is not None:
+            self.journal.close()
+        if self.storage is not None:
+            self.storage.close()
+            self.storage = None
+
+
+def _bits_of(priorities: bytes | bytearray, n: int) -> bytes:
+    """BEP 3 bitfield bytes of the pieces whose priority is not 0 (string ops in C)."""
+    bits = bytes(priorities).translate(bytes([0x30] + [0x31] * 255)) + b"0" * (-n % 8)
+    return int(bits, 2).to_bytes((n + 7) >> 3, "big") if n else b""
+
+
+def _remove_empty_dirs(root: Path, files: Sequence[Path]) -> None:
+    """Remove the directories of ``files`` under ``root`` that are now empty (deepest first)."""
+    dirs = sorted({p for rel in files for p in rel.parents if p != Path(".")}, key=lambda p: -len(p.parts))
+    for rel in dirs:
+        try:
+            os.rmdir(root / rel)
+        except OSError:
+            pass

@@ -77,3 +77,43 @@ async def wait_state(session: Session, torrent_id: str, *states: str, timeout: f
 async def wait_complete(session: Session, torrent_id: str, timeout: float = 60) -> TorrentSnapshot:
     return await wait_for(session, torrent_id, lambda s: s.wanted_size > 0 and s.wanted_verified == s.wanted_size,
                           timeout=timeout, what="completion")
+
+
+class FakeTracker:
+    """An HTTP tracker on 127.0.0.1 answering every announce with ``peers``;
+    it records each announce's query and the address it came from."""
+
+    def __init__(self, peers: list[tuple[str, int]] | None = None, interval: int = 1800) -> None:
+        self.peers = peers or []
+        self.interval = interval
+        self.announces: list[tuple[dict[str, str], tuple[str, int]]] = []
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/announce"
+
+    async def start(self, host: str = "127.0.0.1") -> None:
+        self.server = await asyncio.start_server(self._serve, host, 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from urllib.parse import parse_qsl, urlsplit
+
+        from torrent.codec.bencoding import encode
+
+        head = await reader.readuntil(b"\r\n\r\n")
+        target = head.split(b" ", 2)[1].decode("latin-1")
+        query = dict(parse_qsl(urlsplit(target).query, encoding="latin-1"))
+        self.announces.append((query, writer.get_extra_info("peername")[:2]))
+        compact = b"".join(bytes(map(int, h.split("."))) + p.to_bytes(2, "big") for h, p in self.peers)
+        body = encode({b"interval": self.interval, b"complete": len(self.peers), b"incomplete": 0,
+                       b"peers": compact})
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()

@@ -321,7 +321,7 @@ def start_our_seed(h: Harness, name: str, torrent: Path, data_parent: Path, *,
                    peers: Sequence[tuple[str, int]] = (), port: int = 0) -> tuple[Proc, int]:
     """``torrent seed``; waits (bounded) for its "listening on port N" line → (proc, N)."""
     args: list[str | os.PathLike[str]] = ["seed", torrent, "--dir", data_parent, "--port", str(port),
-                                          "--resume-dir", h.tmp / f"resume-{name}", "-q"]
+                                          "--state-dir", h.tmp / f"state-{name}"]
     for host, p in peers:
         args += ["--peer", f"{host}:{p}"]
     proc = h.spawn(name, torrent_cmd(*args))
@@ -338,7 +338,7 @@ def start_our_download(h: Harness, name: str, torrent: Path, out_dir: Path, *,
                        peers: Sequence[tuple[str, int]] = (), port: int = 0) -> Proc:
     """``torrent download --no-seed``: exits 0 once complete."""
     args: list[str | os.PathLike[str]] = ["download", torrent, "-o", out_dir, "--no-seed", "--port", str(port),
-                                          "--resume-dir", h.tmp / f"resume-{name}", "-q"]
+                                          "--state-dir", h.tmp / f"state-{name}"]
     for host, p in peers:
         args += ["--peer", f"{host}:{p}"]
     return h.spawn(name, torrent_cmd(*args))

@@ -48,6 +48,7 @@ class BenchOptions:
     settle: float = 3.0  # seconds between runs (see the module docstring)
     work_dir: Path | None = None  # kept (with the payload) when given
     progress: bool = True
+    snapshot_hz: float = 0.0  # our processes build every API snapshot this often, as a front end would
 
 
 def run_bench(options: BenchOptions) -> Report:
@@ -59,7 +60,7 @@ def run_bench(options: BenchOptions) -> Report:
         meta, torrent, payload_dir = _prepare(work, options.size, options.piece_size)
         found = tuple(ceilings.measure_all(work, options.size, options.settle)) if options.measure_ceilings else ()
         bench = BenchSwarm(meta, torrent, payload_dir, work, seeders=options.seeders, leechers=options.leechers,
-                           pure_python=options.pure_python, lt_python=lt_python)
+                           pure_python=options.pure_python, lt_python=lt_python, snapshot_hz=options.snapshot_hz)
         results: dict[Scenario, list[RunResult]] = {s: [] for s in scenarios}
         for n in range(1, options.runs + 1):
             # Each round starts one scenario later: a run's speed depends on the
@@ -77,6 +78,7 @@ def run_bench(options: BenchOptions) -> Report:
         "piece_size": options.piece_size, "piece_size_text": format_size(options.piece_size),
         "seeders": options.seeders, "leechers": options.leechers, "runs": options.runs,
         "settle_s": options.settle,
+        "snapshot_hz": options.snapshot_hz,
         "speedups": "pure Python" if options.pure_python else
         ("compiled" if speedups.all_compiled() else "pure Python (compiled modules unavailable)"),
         "libtorrent": lt_python,

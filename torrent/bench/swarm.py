@@ -100,7 +100,7 @@ class BenchSwarm:
 
     def __init__(self, metainfo: Metainfo, torrent: Path, payload_dir: Path, work_dir: Path, *,
                  seeders: int = 1, leechers: int = 1, pure_python: bool = False,
-                 lt_python: str | None = None) -> None:
+                 lt_python: str | None = None, snapshot_hz: float = 0.0) -> None:
         self.metainfo = metainfo
         self.torrent = torrent
         self.payload_dir = payload_dir
@@ -108,6 +108,10 @@ class BenchSwarm:
         self.seeders = seeders
         self.leechers = leechers
         self.lt_python = lt_python
+        self.snapshot_hz = snapshot_hz
+        # Our client runs on its defaults, whatever the user's config file says.
+        self._config = work_dir / "bench-config.toml"
+        self._config.write_text("# torrent bench runs our client on its default settings\n")
         self._env = dict(os.environ)
         if pure_python:
             self._env["TORRENT_PURE_PYTHON"] = "1"
@@ -174,7 +178,7 @@ class BenchSwarm:
         # without hashing the payload again, as a user's seeder would.
         resume = self.work_dir / f"seeder-resume-{i}"
         argv = self._ours_argv("seed", "--dir", str(self.payload_dir), "--port", str(port),
-                               "--resume-dir", str(resume))
+                               "--state-dir", str(resume))
         return Child(f"our seeder {i}", argv, log, self._env)
 
     def _leecher(self, client: str, i: int, port: int, out: Path, peers: list[str], run_dir: Path) -> Child:
@@ -182,13 +186,17 @@ class BenchSwarm:
         if client == LIBTORRENT:
             return Child(f"libtorrent leecher {i}", self._lt_argv("leech", out, port, *peers), log)
         argv = self._ours_argv("download", "-o", str(out), "--no-seed", "--port", str(port),
-                               "--resume-dir", str(run_dir / f"leecher-resume-{i}"))
+                               "--state-dir", str(run_dir / f"leecher-state-{i}"))
         for peer in peers:
             argv += ["--peer", peer]
         return Child(f"our leecher {i}", argv, log, self._env)
 
     def _ours_argv(self, command: str, *options: str) -> list[str]:
-        return [sys.executable, "-m", "torrent", command, str(self.torrent), *options, "--quiet"]
+        # Not --quiet: the seeder's "listening on port" line says it is ready.
+        # Status lines go to the log file every few seconds, which costs nothing.
+        snapshots = ["--snapshots", f"{self.snapshot_hz:g}"] if self.snapshot_hz else []
+        return [sys.executable, "-m", "torrent", command, str(self.torrent), *options, *snapshots,
+                "--config", str(self._config)]
 
     def _lt_argv(self, mode: str, save: Path, port: int, *peers: str) -> list[str]:
         if self.lt_python is None:

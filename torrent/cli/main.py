@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--settle", type=float, default=3.0, metavar="SECONDS",
                        help="pause before each run so every run starts from the same memory state (default 3)")
     bench.add_argument("--no-ceilings", action="store_true", help="skip measuring the machine's ceilings")
+    bench.add_argument("--snapshots", type=float, default=0.0, metavar="HZ",
+                       help="our seeders and leechers build every API snapshot HZ times a second, as a front end "
+                            "would (to measure what observing costs)")
     bench.add_argument("--dir", metavar="DIR", help="work directory, kept with its payload for the next bench "
                        "(default: a temporary directory, removed)")
     bench.add_argument("--json", action="store_true", help="machine-readable results on stdout")
@@ -415,6 +418,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError(f"--{name} must be at least 1")
     if not 0 <= args.settle <= 600:
         raise UsageError("--settle must be between 0 and 600 seconds")
+    if not 0 <= args.snapshots <= 100:
+        raise UsageError("--snapshots must be between 0 and 100 per second")
     size = parse_size(args.size)
     if size < 1:
         raise UsageError("--size must be at least 1 byte")
@@ -422,7 +427,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            seeders=args.seeders, leechers=args.leechers, runs=args.runs,
                            scenarios=tuple(args.scenario), pure_python=args.pure_python,
                            measure_ceilings=not args.no_ceilings, work_dir=Path(args.dir) if args.dir else None,
-                           progress=not args.quiet, settle=args.settle)
+                           progress=not args.quiet, settle=args.settle, snapshot_hz=args.snapshots)
     report = run_bench(options)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0

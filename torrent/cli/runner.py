@@ -119,10 +119,12 @@ async def _drive(session: Session, torrent_id: str, options: RunOptions, stop: a
             announced_ready = True
             verified = session.piece_map(torrent_id).states.count(PieceState.HAVE)
             # The bench waits for "listening on port" before it starts a leecher.
-            print(f"{snap.name}: listening on port {session.listen_port}, {verified} of {snap.num_pieces} "
-                  "pieces verified on disk", file=sys.stderr, flush=True)
+            if not options.quiet:
+                print(f"{snap.name}: listening on port {session.listen_port}, {verified} of {snap.num_pieces} "
+                      "pieces verified on disk", file=sys.stderr, flush=True)
         if snap.state == TorrentState.SEEDING.value and not options.seed:
-            print(f"{snap.name}: {_complete_line(session, snap, 0)}", file=sys.stderr)  # it was complete on disk
+            if not options.quiet:  # it was complete on disk
+                print(f"{snap.name}: {_complete_line(session, snap, 0)}", file=sys.stderr)
             return 0
         if display.enabled:
             display.update(snap)
@@ -139,7 +141,8 @@ async def _drive(session: Session, torrent_id: str, options: RunOptions, stop: a
                 if outcome is not None:
                     return outcome
     snap = session.torrent(torrent_id)
-    print(f"{snap.name}: stopping", file=sys.stderr)
+    if not options.quiet:
+        print(f"{snap.name}: stopping", file=sys.stderr)
     return 0 if snap.state == TorrentState.SEEDING.value else 130
 
 
@@ -149,7 +152,8 @@ def _react(session: Session, torrent_id: str, event: Event, options: RunOptions)
         return None
     snap = session.torrent(torrent_id)
     if isinstance(event, TorrentCompleted):
-        print(f"{snap.name}: {_complete_line(session, snap, event.downloaded)}", file=sys.stderr, flush=True)
+        if not options.quiet:
+            print(f"{snap.name}: {_complete_line(session, snap, event.downloaded)}", file=sys.stderr, flush=True)
         return None if options.seed else 0
     if isinstance(event, StorageFailed):
         print(f"torrent: error: {snap.name}: {event.message}", file=sys.stderr, flush=True)
@@ -159,7 +163,8 @@ def _react(session: Session, torrent_id: str, event: Event, options: RunOptions)
             print(f"torrent: error: {snap.name}: {event.reason or snap.last_error}", file=sys.stderr, flush=True)
             return 1
         if event.new == TorrentState.PAUSED.value and event.reason:
-            print(f"{snap.name}: {event.reason}", file=sys.stderr, flush=True)
+            if not options.quiet:
+                print(f"{snap.name}: {event.reason}", file=sys.stderr, flush=True)
             return 0
     return None
 

@@ -101,6 +101,7 @@ class Session:
         self._servers: list[asyncio.base_events.Server] = []
         self._self_addresses: set[tuple[str, int]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping: set[asyncio.Task[Any]] = set()
         self._dirty: set[TorrentId] = set()
         self._settings_dirty = False
         self._save_handle: asyncio.TimerHandle | None = None
@@ -161,22 +162,28 @@ class Session:
         for server in self._servers:
             server.close()
         await asyncio.gather(*(t.close() for t in list(self._torrents.values())), return_exceptions=True)
+        if self._stopping:
+            # The ``stopped`` announces have their own short timeout; let them go out.
+            await asyncio.wait(list(self._stopping), timeout=self._settings.tracker.stopped_timeout + 1)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._flush_saves()
-        # Give the ``stopped`` announces their (short) time.
         self._bus.close()
         self.executor.shutdown(wait=True)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` as a task the session cancels at close."""
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, stopping: bool = False) -> None:
+        """Run ``coro`` as a task the session cancels at close (``stopping``: a
+        ``stopped`` announce, which close waits for, briefly)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
+        if stopping:
+            self._stopping.add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        self._stopping.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("internal error: %r", task.exception(), exc_info=task.exception())
 
@@ -279,6 +286,7 @@ class Session:
             record = TorrentRecord(id=torrent_id, save_path=save, added_at=time.time())
         record = TorrentRecord(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
                                   "paused": paused, "position": len(self._order),
+                                  "peers": tuple(dict.fromkeys(record.peers + tuple(peers))),
                                   "magnet": source if magnet is not None else None,
                                   "sequential": sequential or record.sequential,
                                   "first_last": first_last or record.first_last})

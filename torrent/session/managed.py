@@ -367,7 +367,7 @@ class ManagedTorrent:
             self.swarm = None
         if was_running:
             await self.save_resume()
-            self.session.spawn(self._announce_stopped())
+            self.session.spawn(self._announce_stopped(), stopping=True)
 
     def _retire(self, swarm: Swarm) -> None:
         """Keep the totals of a swarm that is going away."""

@@ -580,7 +580,8 @@ class PiecePicker:
 
     def _endgame_now(self) -> bool:
         """No wanted piece that some connected peer has still has a free block."""
-        levels = self._pri.levels
+        pri = self._pri
+        levels = pri.levels
         avail = self._avail
         if avail.seeds:
             for _, fresh in levels:
@@ -591,7 +592,7 @@ class PiecePicker:
             for _, fresh in levels:
                 if not fresh.none() and not fresh.and_(anyone).none():
                     return False
-        prio = self._pri.prio
+        prio = pri.prio
         for i in self._with_free:
             if prio[i] and avail.has(i):
                 return False

@@ -4,10 +4,11 @@ One torrent of 100 000 pieces of 256 KiB (20 files, 3 of them skipped, 2 high;
 3 trackers in 2 tiers) in a real ``Session`` started on a uvloop event loop
 (``state_dir=None``), activated by the queue's own ``activate()``: its ``Swarm``
 holds 200 ``PeerConnection`` objects without transports (150 dialled, 50
-incoming, 20 of them seeds), a few hundred pieces in progress in the picker,
-5 pieces that failed their hash check, and candidates that are known, failed or
-being dialled; one tracker has answered, one has failed, one was never asked.
-We have 60 % of the pieces (all wanted ones).
+incoming, 20 of them seeds), 160 pieces in progress in the picker (40 peers
+unchoked us and got 64 blocks each, half of them delivered), 5 pieces that
+failed their hash check, and candidates that are known, failed or being
+dialled; one tracker has answered, one has failed, one was never asked. We have
+60 000 pieces (60 %, all of them wanted; 83 % of the torrent is wanted).
 
 Everything is built in a module fixture, outside the timed calls; the timed
 call is always one public ``Session`` snapshot method (or the five a UI reads

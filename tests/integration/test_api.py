@@ -333,7 +333,8 @@ def test_snapshots_of_a_live_swarm(tmp_path: Path) -> None:
             await wait_state(seeder, sid, "seeding")
             tracker.peers = [("127.0.0.1", seeder.listen_port)]
             lid = await leecher.add(torrent, save_path=tmp_path / "out")
-            snap = await wait_for(leecher, lid, lambda s: 0.2 < s.progress < 0.9, what="mid-download")
+            snap = await wait_for(leecher, lid, lambda s: 0.2 < s.progress < 0.9 and s.down_rate > 0,
+                                  what="mid-download, with a rate measured")
             peers = [p for p in leecher.peers(lid) if p.status == "connected"]
             assert len(peers) == 1 and peers[0].client == "torrent 0.1.0" and peers[0].source == "tracker"
             assert peers[0].down_rate > 0 and not peers[0].incoming and peers[0].progress == 1.0

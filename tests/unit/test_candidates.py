@@ -276,9 +276,6 @@ def test_non_manual_re_add_does_not_change_source_or_schedule() -> None:
     assert due(c2, 5.0) == []
 
 
-@pytest.mark.xfail(strict=True, reason="Candidates.add only moves next_try when the source changes to MANUAL: "
-                   "re-adding an address already known as manual leaves it backed off, though add() says a "
-                   "manual source makes it due now")
 def test_manual_re_add_of_a_backed_off_manual_address_makes_it_due_now() -> None:
     c = make(retry_first=100.0)
     c.add(A, PeerSource.MANUAL)
@@ -287,9 +284,6 @@ def test_manual_re_add_of_a_backed_off_manual_address_makes_it_due_now() -> None
     assert due(c, 50.0) == [A]
 
 
-@pytest.mark.xfail(strict=True, reason="Candidates.add (MANUAL over a non-manual source) sets next_try = "
-                   "min(inf, now) while an attempt is in progress, so the address is due again mid-attempt, "
-                   "against dialling()'s contract")
 def test_manual_add_during_an_attempt_keeps_it_not_due() -> None:
     c = make()
     c.add(A, PeerSource.TRACKER)

@@ -322,25 +322,17 @@ def test_oversized_session_file(three: StateStore) -> None:
 DEEP = b"[" * 100_000  # 100 kB, far below MAX_RECORD: json.loads raises RecursionError, not ValueError
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="state.py load_torrent catches only ValueError/UnicodeDecodeError around json.loads; a "
-                   "deeply nested record raises RecursionError, and load() fails for every torrent")
 def test_deeply_nested_record_costs_that_torrent_alone(three: StateStore) -> None:
     three.record_path(ID_B).write_bytes(DEEP)
     assert_only_b_lost(three, three.record_path(ID_B))
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="state.py _load_settings catches only ValueError/UnicodeDecodeError around json.loads; "
-                   "a deeply nested session.json raises RecursionError out of load() and load_settings()")
 def test_deeply_nested_session_file_gives_a_warning(three: StateStore) -> None:
     three.session_path.write_bytes(DEEP)
     settings, warnings = three.load_settings()
     assert settings == {} and len(warnings) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="state.py _check: json.loads accepts NaN/Infinity, and `value < 0` is "
-                   "False for NaN, so a non-finite added_at/seeding_time/completed_at passes as valid")
 @pytest.mark.parametrize("name", ["added_at", "seeding_time", "completed_at"])
 def test_non_finite_times_are_rejected(name: str) -> None:
     data = full_record().to_json()
@@ -349,8 +341,6 @@ def test_non_finite_times_are_rejected(name: str) -> None:
         TorrentRecord.from_json(json.loads(json.dumps(data)))
 
 
-@pytest.mark.xfail(strict=True, reason="state.py _check('peers'): the port is only checked to be an int, so "
-                   "70000, -1, 0 or true pass; core.add_torrent refuses ports outside 1..65535 for the same list")
 @pytest.mark.parametrize("port", [70000, -1, 0, True])
 def test_peer_ports_out_of_range_are_rejected(port: object) -> None:
     data = full_record().to_json()

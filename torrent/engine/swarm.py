@@ -127,6 +127,8 @@ class Swarm:
         self.uploaded = 0
         self.wasted = 0  # bytes of blocks dropped (unrequested, duplicate, failed)
         self.hash_failures = 0
+        self.down_rate = 0.0  # payload bytes/s over all peers, as of the last tick
+        self.up_rate = 0.0
         self.completed = self.wanted_done()
         self._read_cache: OrderedDict[int, asyncio.Future[bytearray]] = OrderedDict()
         self._read_cache_max = max(2, settings.torrent.read_cache_bytes // metainfo.piece_length)
@@ -553,10 +555,15 @@ class Swarm:
     # ---- periodic work -----------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Once a second: timeouts, snubbing, keep-alives."""
+        """Once a second: timeouts, snubbing, keep-alives, and the rates displays read."""
         ps = self.settings.peer
         picker = self.picker
+        down = up = 0.0
         for peer, state in list(self.peers.items()):
+            peer.down_rate = rate = peer.downloaded.rate(now)
+            down += rate
+            peer.up_rate = rate = peer.uploaded.rate(now)
+            up += rate
             if now - peer.last_received > ps.idle_timeout:
                 peer.close("idle for too long")
                 continue
@@ -573,6 +580,7 @@ class Swarm:
                     self._give_up(peer, picker.requests_before(peer, now - ps.request_timeout))
             elif state.snubbed and now - peer.last_block < ps.snub_time:
                 state.snubbed = False
+        self.down_rate, self.up_rate = down, up
 
     def rechoke(self, now: float) -> None:
         views = [PeerView(p, p.peer_interested, p.downloaded.rate(now), p.uploaded.rate(now),

@@ -104,6 +104,11 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.last_block = now
         self.downloaded = RateMeter()
         self.uploaded = RateMeter()
+        # Rates as of the owner's last one-second tick, for displays (computing
+        # a rate costs a microsecond or two; a UI asks for hundreds of them).
+        self.down_rate = 0.0
+        self.up_rate = 0.0
+        self._label: str | None = None
 
     # ---- asyncio callbacks -------------------------------------------------
 
@@ -358,6 +363,14 @@ class PeerConnection(asyncio.BufferedProtocol):
                 return ""
             self._client = client_name(self.remote_id, self.extension.v if self.extension else None)
         return self._client
+
+    @property
+    def label(self) -> str:
+        """``host:port`` (``[v6]:port``), computed once."""
+        if self._label is None:
+            host, port = self.address or ("?", 0)
+            self._label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return self._label
 
     def __repr__(self) -> str:
         host, port = self.address or ("?", 0)

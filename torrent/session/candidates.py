@@ -60,9 +60,10 @@ class Candidates:
         """Remember ``address``; a manual source makes it due now. False if it was known."""
         known = self._known.get(address)
         if known is not None:
-            if source is PeerSource.MANUAL and known.source is not PeerSource.MANUAL:
+            if source is PeerSource.MANUAL:
                 known.source = source
-                known.next_try = min(known.next_try, now)
+                if known.next_try != float("inf"):  # not while an attempt or a connection is under way
+                    known.next_try = min(known.next_try, now)
             return False
         if len(self._known) >= self.settings.max_candidates:
             self._evict()

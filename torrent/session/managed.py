@@ -527,8 +527,9 @@ class ManagedTorrent:
         try:
             await asyncio.wait_for(loop.create_connection(make, *address, local_addr=session.local_addr()),
                                    self.settings.network.connect_timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
+        except (OSError, asyncio.TimeoutError, OverflowError, ValueError) as exc:
+            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
+                exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
             delay = self.candidates.failed(address, reason, time.monotonic())
             log.info("%s: connect to %s failed: %s%s", self.name, format_address(*address), reason,
                      f"; next attempt in {delay:g} s" if delay is not None else "; forgotten")

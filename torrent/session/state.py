@@ -102,8 +102,8 @@ def _check(name: str, value: Any) -> Any:
     if name in ("added_at", "seeding_time", "completed_at"):
         if value is None and name == "completed_at":
             return None
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            raise fail()
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
+            raise fail()  # NaN fails the comparison too
         return float(value)
     if name == "trackers":
         if value is None:
@@ -114,8 +114,8 @@ def _check(name: str, value: Any) -> Any:
         return tuple(tuple(tier) for tier in value)
     if name == "peers":
         if not isinstance(value, list) or not all(
-                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], int)
-                for p in value):
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and p[0]
+                and type(p[1]) is int and 0 < p[1] < 65536 for p in value):
             raise fail()
         return tuple((p[0], p[1]) for p in value)
     raise fail()
@@ -186,7 +186,7 @@ class StateStore:
             return None
         try:
             record = TorrentRecord.from_json(json.loads(raw))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             warnings.append(f"saved torrent {path} is corrupt ({exc}); that torrent was not restored")
             return None
         if record.id != torrent_id:
@@ -222,7 +222,7 @@ class StateStore:
             settings = data.get("settings", {})
             if not isinstance(settings, dict):
                 raise ValueError("'settings' is not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             warnings.append(f"saved session settings {self.session_path} are corrupt ({exc}); defaults used")
             return {}
         return settings

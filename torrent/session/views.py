@@ -53,7 +53,6 @@ def _wall(monotonic: float | None, now_mono: float, now_wall: float) -> float | 
 
 
 def session_snapshot(session: Session, torrents: list[ManagedTorrent]) -> SessionSnapshot:
-    now = time.monotonic()
     down = up = 0.0
     connections = 0
     downloaded = session._retired_down
@@ -67,9 +66,8 @@ def session_snapshot(session: Session, torrents: list[ManagedTorrent]) -> Sessio
         if swarm is not None:
             downloaded += swarm.downloaded
             uploaded += swarm.uploaded
-            for peer in swarm.peers:
-                down += peer.downloaded.rate(now)
-                up += peer.uploaded.rate(now)
+            down += swarm.down_rate
+            up += swarm.up_rate
             connections += len(swarm.peers)
     addresses = []
     for server in session._servers:
@@ -120,12 +118,8 @@ def torrent_snapshot(t: ManagedTorrent, now: float) -> TorrentSnapshot:
     down_rate = up_rate = 0.0
     peers = seeds = 0
     if swarm is not None:
-        for peer in swarm.peers:
-            down_rate += peer.downloaded.rate(now)
-            up_rate += peer.uploaded.rate(now)
-            bitfield = peer.bitfield
-            if bitfield is not None and bitfield.all():
-                seeds += 1
+        down_rate, up_rate = swarm.down_rate, swarm.up_rate
+        seeds = swarm.picker.num_seeds
         peers = len(swarm.peers)
     wanted_size = t.wanted_size
     remaining = wanted_size - wanted_verified
@@ -163,15 +157,16 @@ def peer_snapshots(t: ManagedTorrent, now: float) -> tuple[PeerSnapshot, ...]:
     if swarm is not None:
         n = swarm.num_pieces or 1
         outstanding = swarm.picker.num_outstanding
+        candidates = t.candidates
         for peer, state in swarm.peers.items():
-            host, port = peer.address or ("?", 0)
-            connected.add((host, port))
+            address = peer.address
+            connected.add(address)  # type: ignore[arg-type]
             bitfield = peer.bitfield
-            candidate = t.candidates.get((host, port)) if peer.outgoing else None
+            candidate = candidates.get(address) if peer.outgoing else None  # type: ignore[arg-type]
             out.append(PeerSnapshot(
-                format_address(host, port), peer.client, "connected", peer.source, not peer.outgoing,
+                peer.label, peer.client, "connected", peer.source, not peer.outgoing,
                 peer.am_choking, peer.am_interested, peer.peer_choking, peer.peer_interested, state.snubbed,
-                peer.downloaded.rate(now), peer.uploaded.rate(now), peer.downloaded.total, peer.uploaded.total,
+                peer.down_rate, peer.up_rate, peer.downloaded.total, peer.uploaded.total,
                 bitfield.count() / n if bitfield is not None else 0.0, outstanding(peer), len(state.serving),
                 now - peer.connected_at, candidate.failures if candidate else 0, None, None))
     for address, candidate in t.candidates.items():
@@ -283,8 +278,8 @@ def piece_map(t: ManagedTorrent) -> PieceMap:
     states = bytearray((h * PieceState.HAVE + skipped * PieceState.SKIPPED).to_bytes(n, "big")) if n else bytearray()
     swarm = t.swarm
     if swarm is not None:
-        for progress in swarm.picker.partials():
-            states[progress.index] = PieceState.DOWNLOADING if progress.received else PieceState.REQUESTED
+        for index, received in swarm.picker.in_progress():
+            states[index] = PieceState.DOWNLOADING if received else PieceState.REQUESTED
         for index in swarm.hash_failed:
             if not have.get(index):
                 states[index] = PieceState.FAILED

@@ -908,6 +908,11 @@ class PiecePicker:
         partials = self._partials
         return [partials[i].progress() for i in sorted(partials)]
 
+    def in_progress(self) -> list[tuple[int, bool]]:
+        """(piece, whether any block of it arrived) for each piece in progress,
+        unordered: the cheap form of ``partials`` for a piece map."""
+        return [(i, P.n_got > 0) for i, P in self._partials.items()]
+
     # ------------------------------------------------------------------ self-check
 
     def _validate(self) -> None:

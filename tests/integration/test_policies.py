@@ -1,0 +1,132 @@
+"""Session policies on 127.0.0.1: seed-ratio and seeding-time limits, the
+download queue, and binding every socket to one address."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from swarmkit import FakeTracker, local_settings, make_torrent, run, same_tree, start_session, wait_complete, wait_for, wait_state
+
+from torrent.session import StateChanged, TorrentCompleted
+
+
+def test_seed_ratio_limit_stops_seeding(tmp_path: Path) -> None:
+    meta, data, torrent = make_torrent(tmp_path, 1024 * 1024, files=1)
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s", local_settings(queue__seed_ratio=1.0))
+        leecher = await start_session(tmp_path, "l")
+        events = seeder.subscribe()
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_state(seeder, sid, "seeding")
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            await wait_complete(leecher, lid)
+            snap = await wait_state(seeder, sid, "paused", timeout=10)
+            assert snap.uploaded >= meta.payload_length and snap.ratio >= 1.0
+            assert snap.last_error == "seed ratio 1 reached"
+            changes = []
+            while (event := events.get_nowait()) is not None:
+                if isinstance(event, StateChanged):
+                    changes.append((event.old, event.new, event.reason))
+            assert changes[-1] == ("seeding", "paused", "seed ratio 1 reached")
+            assert not [p for p in seeder.peers(sid) if p.status == "connected"]
+        finally:
+            await leecher.close()
+            await seeder.close()
+
+    run(main())
+
+
+def test_seeding_time_limit_stops_seeding(tmp_path: Path) -> None:
+    meta, data, torrent = make_torrent(tmp_path, 256 * 1024, files=1)
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s", local_settings(queue__seed_time=0.03))  # 1.8 s
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_state(seeder, sid, "seeding")
+            snap = await wait_state(seeder, sid, "paused", timeout=10)
+            assert snap.seeding_time >= 1.8 and "seeding time" in snap.last_error
+            # Resuming clears the reason; the limit stops it again.
+            await seeder.resume(sid)
+            await wait_state(seeder, sid, "seeding")
+            assert seeder.torrent(sid).last_error is None
+            await wait_state(seeder, sid, "paused", timeout=10)
+        finally:
+            await seeder.close()
+
+    run(main())
+
+
+def test_the_queue_starts_the_next_download_when_one_completes(tmp_path: Path) -> None:
+    torrents = [make_torrent(tmp_path / f"t{i}", 1024 * 1024, files=1, name=f"p{i}") for i in range(3)]
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s", local_settings(rates__max_up=2 * 1024 * 1024))
+        leecher = await start_session(tmp_path, "l", local_settings(queue__max_active_downloads=1))
+        events = leecher.subscribe()
+        try:
+            for meta, data, torrent in torrents:
+                await seeder.add(torrent, save_path=data)
+            ids = [await leecher.add(t[2], save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+                   for t in torrents]
+            for tid in ids:
+                await wait_complete(leecher, tid)
+            await asyncio.sleep(0.1)
+            log = []
+            while (event := events.get_nowait()) is not None:
+                if isinstance(event, StateChanged):
+                    log.append((ids.index(event.torrent_id), event.old, event.new))
+                elif isinstance(event, TorrentCompleted):
+                    log.append((ids.index(event.torrent_id), "completed", ""))
+            started = [log.index((i, "queued", "downloading")) for i in range(3)]
+            finished = [log.index((i, "completed", "")) for i in range(3)]
+            # One at a time: each began only after the one before it had completed.
+            assert started[1] > finished[0] and started[2] > finished[1], log
+            assert (1, "checking", "queued") in log and (2, "checking", "queued") in log
+            assert all(leecher.torrent(t).state == "seeding" for t in ids)  # seeding is not queued
+        finally:
+            await leecher.close()
+            await seeder.close()
+        for meta, data, _ in torrents:
+            assert same_tree(data / meta.name, tmp_path / "out" / meta.name)
+
+    run(main())
+
+
+def test_bind_uses_one_address_for_every_socket(tmp_path: Path) -> None:
+    """Bound to 127.0.0.2: its listener, its peer connections and its tracker
+    requests all have that local address (seen from the other ends)."""
+    meta, data, torrent = make_torrent(tmp_path, 1024 * 1024, files=1)
+
+    async def main() -> None:
+        tracker = FakeTracker()
+        await tracker.start()
+        seeder = await start_session(tmp_path, "s")
+        bound = await start_session(tmp_path, "b", local_settings(network__bind="127.0.0.2"))
+        try:
+            meta2, data2, torrent2 = make_torrent(tmp_path / "tracked", 512 * 1024, files=1, trackers=[[tracker.url]])
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_state(seeder, sid, "seeding")
+            lid = await bound.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            await wait_for(bound, lid, lambda s: s.peers == 1, what="a connection")
+            seen_by_seeder = [p.address for p in seeder.peers(sid) if p.status == "connected"]
+            assert seen_by_seeder and all(a.startswith("127.0.0.2:") for a in seen_by_seeder)
+            assert bound.snapshot().listen_addresses == (f"127.0.0.2:{bound.listen_port}",)
+            await wait_complete(bound, lid)
+            tid = await bound.add(torrent2, save_path=tmp_path / "out2")
+            for _ in range(100):
+                if tracker.announces:
+                    break
+                await asyncio.sleep(0.05)
+            assert tracker.announces and all(addr[0] == "127.0.0.2" for _, addr in tracker.announces)
+            assert tid
+        finally:
+            await bound.close()
+            await seeder.close()
+            tracker.close()
+        assert same_tree(data / "payload", tmp_path / "out" / "payload")
+
+    run(main())

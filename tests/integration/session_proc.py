@@ -21,13 +21,17 @@ from pathlib import Path
 
 import uvloop
 
-from torrent.core.settings import Settings, with_values
 from torrent.session import DuplicateTorrentError, Session, StateChanged, to_jsonable
+from torrent.session.config import effective_settings
 
 
 async def main(state_dir: Path, spec: dict, report: Path) -> None:
-    settings = with_values(Settings(), spec.get("settings", {}))
-    session = Session(settings, state_dir=state_dir, remember=True, restore=True)
+    empty_config = report.with_suffix(".toml")  # no user config file may leak in
+    empty_config.write_text("")
+    effective = effective_settings(config_file=empty_config, state_dir=state_dir,
+                                   command_line=[f"{k}={v}" for k, v in spec.get("settings", {}).items()])
+    session = Session(effective.settings, state_dir=state_dir, remember=True, restore=True,
+                      saved_settings=effective.saved)
     events = session.subscribe()
     out = open(report, "a")
 

@@ -130,3 +130,43 @@ def test_bind_uses_one_address_for_every_socket(tmp_path: Path) -> None:
         assert same_tree(data / "payload", tmp_path / "out" / "payload")
 
     run(main())
+
+
+def test_a_run_time_setting_survives_a_restart(tmp_path: Path) -> None:
+    """Changed while running, saved with the session: the next start has it, and
+    says where it came from; the command line still wins over it."""
+    from torrent.session import Session
+    from torrent.session.config import effective_settings
+
+    state = tmp_path / "state"
+    config = tmp_path / "config.toml"
+    config.write_text('[rates]\nmax_up = "1M"\n')
+
+    async def first() -> None:
+        start = effective_settings(config_file=config, state_dir=state, command_line=["network.bind=127.0.0.1",
+                                                                                      "network.listen_port=0"])
+        session = Session(start.settings, state_dir=state, saved_settings=start.saved)
+        await session.start()
+        await session.set_rate_limits(max_down=3 * 1024 * 1024)
+        await session.update_settings({"queue.max_active_downloads": "2"})
+        assert session.snapshot().max_down == 3 * 1024 * 1024
+        await session.close()
+
+    async def second() -> None:
+        again = effective_settings(config_file=config, state_dir=state,
+                                   command_line=["network.bind=127.0.0.1", "network.listen_port=0"])
+        assert again.sources["rates.max_down"] == f"session state {state}"
+        assert again.sources["rates.max_up"] == f"config file {config}"
+        assert again.settings.queue.max_active_downloads == 2
+        session = Session(again.settings, state_dir=state, saved_settings=again.saved)
+        await session.start()
+        try:
+            assert session.snapshot().max_down == 3 * 1024 * 1024
+            assert session.snapshot().max_up == 1024 * 1024
+        finally:
+            await session.close()
+        over = effective_settings(config_file=config, state_dir=state, command_line=["rates.max_down=5M"])
+        assert over.settings.rates.max_down == 5 * 1024 * 1024 and over.sources["rates.max_down"] == "command line"
+
+    run(first())
+    run(second())

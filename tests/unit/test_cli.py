@@ -459,3 +459,66 @@ def test_bench_settle_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     message = assert_user_error(run_cli("bench", "--settle", "-1", "--size", "1M", cwd=tmp_path))
     assert "--settle" in message
     assert not list(tmp_path.iterdir())
+
+
+# ---- config ----------------------------------------------------------------------------
+
+
+def config_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_DATA_HOME": str(tmp_path / "data")}
+
+
+def run_config(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "torrent", "config", *args], capture_output=True, text=True,
+                          env=config_env(tmp_path), timeout=60, check=False)
+
+
+def test_config_shows_each_setting_and_where_it_came_from(tmp_path: Path) -> None:
+    config = tmp_path / "cfg" / "torrent" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[rates]\nmax_down = "2M"\n\n[peer]\nmax_requests = 250\n')
+    proc = run_config(tmp_path, "--max-up", "500K", "--set", "peer.max_requests=300")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"max_down = 2097152  # 2.0 MiB, from config file {config}" in lines
+    assert "max_up = 512000  # 500 KiB, from command line" in lines
+    assert "max_requests = 300  # from command line" in lines  # the command line wins over the file
+    assert any(line.startswith("listen_port = 6881") and "from" not in line for line in lines)
+    data = json.loads(run_config(tmp_path, "--json").stdout)
+    assert data["rates.max_down"]["value"] == 2 * 1024 * 1024
+    assert data["rates.max_down"]["source"] == f"config file {config}"
+    assert data["network.listen_port"] == {"value": 6881, "source": "default",
+                                           "doc": data["network.listen_port"]["doc"]}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[rates]\nmax_dwn = 5\n", "unknown setting 'rates.max_dwn' (did you mean 'rates.max_down'?)"),
+    ("[peer]\nmax_requests = 0\n", "bad value for 'peer.max_requests': must be at least 1, got 0"),
+    ('[rates]\nmax_down = "fast"\n', "bad value for 'rates.max_down': expected a size such as 500K or 2M"),
+    ("[rates\n", "invalid TOML"),
+])
+def test_a_bad_config_file_is_a_one_line_error_naming_the_key(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "cfg" / "torrent" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(content)
+    proc = run_config(tmp_path)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"torrent: error: config file {config}: ") and message in line
+
+
+def test_a_bad_command_line_setting_is_a_one_line_error(tmp_path: Path) -> None:
+    proc = run_config(tmp_path, "--set", "queue.max_active_seeds=lots")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "torrent: error: command line: bad value for 'queue.max_active_seeds': expected a whole number, got 'lots'"]
+    proc = run_config(tmp_path, "--config", str(tmp_path / "missing.toml"))
+    assert proc.returncode == 2 and "missing.toml" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_download_of_a_magnet_link_says_plainly_it_is_not_supported_yet(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "torrent", "download", "magnet:?xt=urn:btih:" + "a" * 40],
+                          capture_output=True, text=True, env=config_env(tmp_path), timeout=60, check=False)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("torrent: error: magnet links are not supported yet")

@@ -17,7 +17,7 @@ from typing import Any
 
 from torrent import __version__
 from torrent.core import speedups
-from torrent.core.errors import ConfigError, TorrentError, UsageError
+from torrent.core.errors import TorrentError, UsageError
 from torrent.core.units import format_size, parse_size
 
 EXIT_USAGE = 2
@@ -304,45 +304,23 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         bad = [i for i in only if not 0 <= i < len(meta.files)]
         if bad:
             raise UsageError(f"no file #{bad[0]}: the torrent has files 0..{len(meta.files) - 1} (see torrent info)")
-    settings, _, saved, state_dir = effective_settings(args)
+    effective = effective_settings(args)
     options = RunOptions(
         download_dir=Path(args.dir if seeding else args.output),
         seed=True if seeding else args.seed,
         peers=[_parse_peer(p) for p in args.peer],
         only_files=only, file_count=len(meta.files),
-        recheck=args.recheck, quiet=args.quiet, verbose=args.verbose, state_dir=state_dir,
-        saved_settings=saved, snapshot_hz=args.snapshots)
+        recheck=args.recheck, quiet=args.quiet, verbose=args.verbose, state_dir=effective.state_dir,
+        saved_settings=effective.saved, snapshot_hz=args.snapshots)
     if seeding and not options.download_dir.is_dir():
         raise TorrentError(f"{options.download_dir} is not a directory")
-    return run(Path(args.torrent), options, settings)
+    return run(Path(args.torrent), options, effective.settings)
 
 
-def effective_settings(args: argparse.Namespace) -> tuple[Any, dict[str, str], dict[str, Any], Path]:
-    """The settings tree from defaults < config file < saved session < command line, where each
-    value came from, the saved run-time changes, and the state directory."""
-    from torrent.session.config import (
-        Layer,
-        default_config_path,
-        default_state_dir,
-        layer_from_values,
-        parse_assignments,
-        read_config_file,
-        resolve,
-    )
-    from torrent.session.state import StateStore
+def effective_settings(args: argparse.Namespace) -> Any:
+    """The settings tree from defaults < config file < saved session < command line."""
+    from torrent.session.config import effective_settings as resolve_settings
 
-    config_path = Path(args.config) if args.config else default_config_path()
-    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
-    layers = [read_config_file(config_path, required=args.config is not None)]
-    loaded, warnings = StateStore(state_dir).load_settings()
-    try:
-        saved = layer_from_values(f"session state {state_dir}", loaded)
-    except ConfigError as exc:  # e.g. a setting an older version saved: the run goes on without them
-        warnings.append(f"{exc}; the saved settings were ignored")
-        saved = Layer(f"session state {state_dir}", {})
-    for warning in warnings:
-        print(f"torrent: warning: {warning}", file=sys.stderr)
-    layers.append(saved)
     command_line = {}
     for option, key in (("port", "network.listen_port"), ("bind", "network.bind"), ("max_down", "rates.max_down"),
                         ("max_up", "rates.max_up"), ("max_peers", "torrent.max_peers"),
@@ -350,20 +328,22 @@ def effective_settings(args: argparse.Namespace) -> tuple[Any, dict[str, str], d
         value = getattr(args, option, None)
         if value is not None:
             command_line[key] = str(value)
-    assignments = [f"{k}={v}" for k, v in command_line.items()] + list(args.set)
-    layers.append(parse_assignments(assignments))
-    settings, sources = resolve(layers)
-    return settings, sources, dict(saved.values), state_dir
+    effective = resolve_settings(config_file=Path(args.config) if args.config else None,
+                                 state_dir=Path(args.state_dir) if args.state_dir else None,
+                                 command_line=[f"{k}={v}" for k, v in command_line.items()] + list(args.set))
+    for warning in effective.warnings:
+        print(f"torrent: warning: {warning}", file=sys.stderr)
+    return effective
 
 
 def cmd_config(args: argparse.Namespace) -> int:
     from torrent.session.config import render_json, render_text
 
-    settings, sources, _, _ = effective_settings(args)
+    effective = effective_settings(args)
     if args.json:
-        print(json.dumps(render_json(settings, sources), indent=2))
+        print(json.dumps(render_json(effective.settings, effective.sources), indent=2))
     else:
-        print(render_text(settings, sources))
+        print(render_text(effective.settings, effective.sources))
     return 0
 
 

@@ -183,6 +183,41 @@ def resolve(layers: Sequence[Layer]) -> tuple[Settings, dict[str, str]]:
     return settings, sources
 
 
+@dataclass(frozen=True)
+class Effective:
+    """What a front end starts a session with."""
+
+    settings: Settings
+    sources: dict[str, str]  # dotted key → the layer its value came from
+    saved: dict[str, Any]  # the settings changed at run time in an earlier run (to be saved again)
+    state_dir: Path
+    warnings: tuple[str, ...]  # a corrupt saved session, saved settings this version does not know
+
+
+def effective_settings(*, config_file: Path | None = None, state_dir: Path | None = None,
+                       command_line: Sequence[str] = ()) -> Effective:
+    """The settings from the defaults, the config file (``config_file`` must exist
+    when given; else the platform's, if any), the run-time changes saved in
+    ``state_dir`` (default: the platform's data directory), and ``KEY=VALUE``
+    assignments from the command line, in that order of precedence."""
+    from torrent.session.state import StateStore
+
+    path = config_file if config_file is not None else default_config_path()
+    directory = state_dir if state_dir is not None else default_state_dir()
+    layers = [read_config_file(path, required=config_file is not None)]
+    loaded, warnings = StateStore(directory).load_settings()
+    name = f"session state {directory}"
+    try:
+        saved = layer_from_values(name, loaded)
+    except ConfigError as exc:  # e.g. a setting an older version saved: go on without them
+        warnings.append(f"{exc}; the saved settings were ignored")
+        saved = Layer(name, {})
+    layers.append(saved)
+    layers.append(parse_assignments(command_line))
+    settings, sources = resolve(layers)
+    return Effective(settings, sources, dict(saved.values), directory, tuple(warnings))
+
+
 def _parse(name: str, key: str, raw: Any) -> Any:
     try:
         return parse_value(key, raw)

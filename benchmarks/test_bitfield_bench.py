@@ -15,21 +15,14 @@ import random
 
 import pytest
 
-from torrent.core import speedups
-from torrent.core.bitfield import PyBitfield
-
 N = 100_000
 SEED = 0xB17F1E1D
 
 
-@pytest.fixture(params=["cython", "python"])
-def impl(request: pytest.FixtureRequest) -> type:
-    if request.param == "python":
-        return PyBitfield
-    try:
-        return speedups.compiled_module("bitfield").Bitfield
-    except ImportError as exc:
-        pytest.fail(f"_speedups.bitfield is not built ({exc}); run setup.py build_ext --inplace")
+@pytest.fixture
+def impl(twin) -> type:
+    """The Bitfield class of the twin under test (root conftest.py: ``cython`` / ``python``)."""
+    return twin.Bitfield
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from torrent.core import hashing, speedups
-
 MiB = 1024 * 1024
 KiB = 1024
 SIZE = 64 * MiB
@@ -41,25 +39,12 @@ def hashlib_loop(data: memoryview, piece_length: int) -> bytes:
     return b"".join(sha1(data[i:i + piece_length]).digest() for i in range(0, len(data), piece_length))
 
 
-def compiled_module():
-    try:
-        return speedups.compiled_module("hashing")
-    except ImportError as exc:
-        pytest.fail(f"_speedups.hashing is not built ({exc}); run setup.py build_ext --inplace")
-
-
 @pytest.fixture(params=["cython", "python", "hashlib-loop"])
-def sha1_pieces(request: pytest.FixtureRequest) -> Callable[[memoryview, int], bytes]:
-    if request.param == "cython":
-        return compiled_module().sha1_pieces
-    if request.param == "python":
-        return hashing.py_sha1_pieces
-    return hashlib_loop
-
-
-@pytest.fixture(params=["cython", "python"])
-def twin(request: pytest.FixtureRequest):
-    return compiled_module() if request.param == "cython" else hashing
+def sha1_pieces(request: pytest.FixtureRequest, twins) -> Callable[[memoryview, int], bytes]:
+    """The two twins (root conftest.py) and the plain loop they are measured against."""
+    if request.param == "hashlib-loop":
+        return hashlib_loop
+    return twins[request.param].hashing.sha1_pieces
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +86,7 @@ def test_sha1_pieces_16k(benchmark, sha1_pieces, payload, expected_16k):
 
 def test_verify_pieces(benchmark, twin, payload, expected_256k):
     benchmark.group = "verify-pieces"
-    verify = twin.verify_pieces if twin is not hashing else hashing.py_verify_pieces
+    verify = twin.hashing.verify_pieces
     data = memoryview(payload)[:SIZE]
     assert verify(data, 256 * KiB, expected_256k) == [True] * (SIZE // (256 * KiB))
     benchmark.pedantic(verify, args=(data, 256 * KiB, expected_256k), rounds=ROUNDS, iterations=1,
@@ -110,7 +95,7 @@ def test_verify_pieces(benchmark, twin, payload, expected_256k):
 
 def test_sha1_pieces_two_threads(benchmark, twin, payload, pool):
     benchmark.group = "hash-2-threads"
-    fn = twin.sha1_pieces if twin is not hashing else hashing.py_sha1_pieces
+    fn = twin.hashing.sha1_pieces
     view = memoryview(payload)
     halves = [view[:SIZE], view[SIZE:]]
 
@@ -125,7 +110,7 @@ def test_sha1_many_separate_pieces(benchmark, twin, payload, expected_256k):
     """Four separate 256 KiB piece buffers at a time, the way the verifier
     hands over pieces completed together (multi-buffer in the compiled one)."""
     benchmark.group = "hash-separate-pieces-x4"
-    many = twin.sha1_many if twin is not hashing else hashing.py_sha1_many
+    many = twin.hashing.sha1_many
     view = memoryview(payload)[:SIZE]
     pieces = [bytearray(view[i:i + 256 * KiB]) for i in range(0, SIZE, 256 * KiB)]
     batches = [pieces[i:i + 4] for i in range(0, len(pieces), 4)]

@@ -18,8 +18,6 @@ import random
 
 import pytest
 
-from torrent.core import speedups
-from torrent.core.bitfield import PyBitfield
 from torrent.codec.geometry import Geometry
 from torrent.engine.picker import PiecePicker
 
@@ -30,15 +28,6 @@ SEEDS = 5
 SEED = 0x91C4E5
 BATCH_PEERS = 20  # peers served per timed call
 DEPTH = 64  # blocks per pick
-
-
-def _impl(name: str) -> type:
-    if name == "python":
-        return PyBitfield
-    try:
-        return speedups.compiled_module("bitfield").Bitfield
-    except ImportError as exc:
-        pytest.fail(f"_speedups.bitfield is not built ({exc}); run setup.py build_ext --inplace")
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +55,10 @@ def _swarm(cls: type, wire_fields: list[bytes]) -> PiecePicker:
     return picker
 
 
-@pytest.fixture(scope="module", params=["cython", "python"])
-def swarm(request: pytest.FixtureRequest, wire_fields: list[bytes]) -> tuple[str, type, PiecePicker]:
-    cls = _impl(request.param)
-    return request.param, cls, _swarm(cls, wire_fields)
+@pytest.fixture(scope="module")
+def swarm(twin, wire_fields: list[bytes]) -> tuple[str, type, PiecePicker]:
+    """The picker with the twin's Bitfield (root conftest.py: ``cython`` / ``python``)."""
+    return twin.name, twin.Bitfield, _swarm(twin.Bitfield, wire_fields)
 
 
 def _batch_peers(rng: random.Random) -> list[int]:

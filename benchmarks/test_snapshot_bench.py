@@ -41,8 +41,6 @@ from typing import Any
 import pytest
 
 from torrent.codec.metainfo import FileEntry, Metainfo
-from torrent.core import speedups
-from torrent.core.bitfield import PyBitfield
 from torrent.core.settings import DEFAULT_SETTINGS, with_values
 from torrent.peer.connection import PeerConnection
 from torrent.session import FilePriority, PeerSource, PieceState, Session, TorrentState
@@ -84,15 +82,6 @@ SETTINGS = with_values(DEFAULT_SETTINGS, {
     "network.listen_port": 0, "network.bind": "127.0.0.1",
     "torrent.max_peers": 250, "network.max_connections": 500,
 })
-
-
-def _impl(name: str) -> type:
-    if name == "python":
-        return PyBitfield
-    try:
-        return speedups.compiled_module("bitfield").Bitfield
-    except ImportError as exc:
-        pytest.fail(f"_speedups.bitfield is not built ({exc}); run setup.py build_ext --inplace")
 
 
 # ---- the torrent ------------------------------------------------------------------------------
@@ -339,13 +328,13 @@ async def _close(world: World) -> None:
     await world.session.close()
 
 
-@pytest.fixture(scope="module", params=["cython", "python"])
-def world(request: pytest.FixtureRequest, wire_fields: list[bytes], tmp_path_factory: pytest.TempPathFactory):
-    cls = _impl(request.param)
+@pytest.fixture(scope="module")
+def world(twin, wire_fields: list[bytes], tmp_path_factory: pytest.TempPathFactory):
+    """The torrent with the twin's Bitfield all through (root conftest.py: ``cython`` / ``python``)."""
     loop = new_loop()
-    root = tmp_path_factory.mktemp(f"snapshot-{request.param}")
+    root = tmp_path_factory.mktemp(f"snapshot-{twin.name}")
     try:
-        w = loop.run_until_complete(_build(cls, wire_fields, root, request.param))
+        w = loop.run_until_complete(_build(twin.Bitfield, wire_fields, root, twin.name))
         yield w
         loop.run_until_complete(_close(w))
     finally:
@@ -364,7 +353,7 @@ def _bench(benchmark: Any, world: World, fn: Callable[[], Any]) -> Any:
     return world.loop.run_until_complete(on_loop())
 
 
-cython_only = pytest.mark.parametrize("world", ["cython"], indirect=True)
+cython_only = pytest.mark.parametrize("twin", ["cython"], indirect=True)
 
 
 # ---- benchmarks -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import uvloop
 
 from torrent.codec import wire
 from torrent.core.bitfield import Bitfield
+from torrent.core.settings import Settings, with_values
 from torrent.peer.connection import PeerConnection
 
 NUM_PIECES = 10
@@ -222,10 +223,8 @@ def test_a_later_bitfield_adds_its_new_pieces_as_haves(loop_factory) -> None:
     run(loop_factory, main())
 
 
-def test_a_silent_connection_is_dropped_after_the_handshake_timeout(loop_factory, monkeypatch) -> None:
-    import torrent.peer.connection as peer_module
-
-    monkeypatch.setattr(peer_module, "HANDSHAKE_TIMEOUT", 0.2)
+def test_a_silent_connection_is_dropped_after_the_handshake_timeout(loop_factory) -> None:
+    quick = with_values(Settings(), {"network.handshake_timeout": 0.2})
 
     async def main() -> None:
         seed = Owner(b"S" * 20, full())
@@ -233,12 +232,13 @@ def test_a_silent_connection_is_dropped_after_the_handshake_timeout(loop_factory
         conns: list[PeerConnection] = []
 
         def factory() -> PeerConnection:
-            conns.append(PeerConnection(None, resolver=lambda h: seed))
+            conns.append(PeerConnection(None, resolver=lambda h: seed, settings=quick))
             return conns[-1]
 
         server = await loop.create_server(factory, "127.0.0.1", 0)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
         assert await asyncio.wait_for(reader.read(), 3) == b""  # closed on us, nothing sent
+        assert conns[0].close_reason == "no handshake within 0.2 s"
         assert conns[0].closed and "no handshake" in conns[0].close_reason
         writer.close()
         server.close()
@@ -299,8 +299,7 @@ def test_small_messages_queued_in_one_iteration_leave_in_one_write_and_blocks_in
 
 
 def test_receive_buffer_grows_only_while_reads_fill_it() -> None:
-    from torrent.peer.connection import RECV_BUFFER_MAX, RECV_BUFFER_MIN
-
+    RECV_BUFFER_MIN, RECV_BUFFER_MAX = Settings().peer.recv_buffer_min, Settings().peer.recv_buffer_max
     leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
     peer = PeerConnection(leech, address=("127.0.0.1", 1))  # no transport: what it sends goes nowhere
     stream = wire.Handshake(INFO_HASH, b"S" * 20).to_bytes()

@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 
-@pytest.fixture(scope="module", params=["cython", "python"])
-def impl(request: pytest.FixtureRequest) -> type:
-    return compiled_bitfield_class() if request.param == "cython" else PyBitfield
+@pytest.fixture(scope="module")
+def impl(twin) -> type:
+    """The Bitfield class of the twin under test (root conftest.py: ``cython`` / ``python``)."""
+    return twin.Bitfield
 
 
 def nbytes(length: int) -> int:

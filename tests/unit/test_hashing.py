@@ -20,26 +20,10 @@ from hypothesis import strategies as st
 
 from torrent.core import hashing, speedups
 
-IMPLEMENTATIONS = ("cython", "python")
-
-
-def compiled() -> SimpleNamespace:
-    try:
-        module = speedups.compiled_module("hashing")
-    except ImportError as exc:  # pragma: no cover - only when the build is broken
-        pytest.fail(f"_speedups.hashing is not built ({exc}); run setup.py build_ext --inplace")
-    return SimpleNamespace(sha1=module.sha1, sha1_pieces=module.sha1_pieces, sha1_many=module.sha1_many,
-                           verify_pieces=module.verify_pieces, verify_piece=module.verify_piece)
-
-
-def python() -> SimpleNamespace:
-    return SimpleNamespace(sha1=hashing.py_sha1, sha1_pieces=hashing.py_sha1_pieces, sha1_many=hashing.py_sha1_many,
-                           verify_pieces=hashing.py_verify_pieces, verify_piece=hashing.py_verify_piece)
-
-
-@pytest.fixture(scope="module", params=IMPLEMENTATIONS)
-def impl(request: pytest.FixtureRequest) -> SimpleNamespace:
-    return compiled() if request.param == "cython" else python()
+@pytest.fixture(scope="module")
+def impl(twin) -> SimpleNamespace:
+    """The hashing functions of the twin under test (root conftest.py: ``cython`` / ``python``)."""
+    return twin.hashing
 
 
 BUFFER_KINDS = [bytes, bytearray, memoryview]
@@ -284,8 +268,8 @@ def test_sha1_many_rejects_a_non_buffer(impl: SimpleNamespace) -> None:
 
 
 @pytest.mark.parametrize("function", ["sha1", "sha1_pieces", "sha1_many", "verify_pieces", "verify_piece"])
-def test_compiled_functions_release_the_gil(big_buffer: bytearray, function: str) -> None:
-    module = compiled()
+def test_compiled_functions_release_the_gil(big_buffer: bytearray, function: str, twins) -> None:
+    module = twins["cython"].hashing
     digest = hashlib.sha1(big_buffer).digest()
     calls: dict[str, Callable[[], object]] = {
         "sha1": lambda: module.sha1(big_buffer),

@@ -28,9 +28,10 @@ from torrent.engine.picker import MAX_PRIORITY, Block, PiecePicker, Received, pi
 KiB = 1024
 
 
-@pytest.fixture(scope="module", params=["cython", "python"])
-def impl(request: pytest.FixtureRequest) -> type:
-    return compiled_bitfield_class() if request.param == "cython" else PyBitfield
+@pytest.fixture(scope="module")
+def impl(twin) -> type:
+    """The Bitfield class of the twin under test (root conftest.py: ``cython`` / ``python``)."""
+    return twin.Bitfield
 
 
 def geo(pieces: int, piece_length: int = 64 * KiB, tail: int = 0) -> Geometry:

@@ -15,6 +15,7 @@ numbers; ``choices`` lists the words allowed). ``parse_value`` and
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -325,7 +326,7 @@ def _convert(info: SettingInfo, raw: Any) -> Any:
             number = int(number)
     else:
         number = float(number)
-        if number != number or number in (float("inf"), float("-inf")):
+        if not math.isfinite(number):
             raise ValueError(f"expected a finite number, got {raw!r}")
     if info.min is not None and number < info.min:
         raise ValueError(f"must be at least {_show(info.min)}, got {_show(number)}")

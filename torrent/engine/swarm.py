@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -613,8 +613,6 @@ class Swarm:
     def connected_addresses(self) -> Iterable[tuple[str, int]]:
         return (p.address for p in self.peers if p.address)
 
-    def sources_of(self, index: int) -> list[Hashable | None]:
-        return self.picker.block_sources(index)
 
 
 def _show_identity(identity: object) -> str:

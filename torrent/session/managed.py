@@ -33,7 +33,6 @@ from torrent.peer.connection import PeerConnection
 from torrent.session.api import (
     FilePriority,
     InvalidArgumentError,
-    InvalidStateError,
     PeerBanned,
     PeerSource,
     StateChanged,

@@ -80,7 +80,6 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,6 +91,7 @@ from torrent.core.bitfield import Bitfield
 from torrent.core.errors import StorageError, TorrentError
 from torrent.codec.metainfo import Metainfo
 from torrent.core.settings import Limits, MiB
+from torrent.storage.atomic import atomic_write
 from torrent.storage.files import FileState, Progress, Storage
 from torrent.storage.journal import JournalRecords
 
@@ -279,34 +279,10 @@ def _check_matches(data: ResumeData, metainfo: Metainfo) -> None:
 def save(path: str | os.PathLike[str], data: ResumeData) -> None:
     """Write atomically; ``StorageError`` if the disk refuses (blocking: call it
     in a worker thread)."""
-    path = Path(path)
-    raw = encode(data)
-    tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        tmp = None
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(path, encode(data))
     except OSError as exc:
         raise StorageError(f"cannot save resume data to {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def load_or_reason(path: str | os.PathLike[str], *, metainfo: Metainfo | None = None) -> ResumeData | str:

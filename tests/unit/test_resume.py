@@ -491,12 +491,13 @@ def test_half_written_file_rehashes_only_unrecorded_pieces(tmp_path: Path) -> No
     run = Run(tmp_path, saved=range(7), journaled=[7], unrecorded=[8])
     restored = run.restore()
     assert restored.have.iter_set() == list(range(9))
-    assert restored.checked == 2 and restored.hashed == 2 * PL and restored.refuted == 0
+    # 9 lies in a hole of c (never written): not read, beyond the filesystem block it shares with 8.
+    assert restored.checked == 2 and PL <= restored.hashed <= 2 * PL and restored.refuted == 0
     assert restored.reason == ("1 files changed since the resume data was saved (1 by our own writes, per the "
                                "journal): trusted 8 pieces (1 from the journal), rechecked 2 pieces, 9 of 12 verified")
     # Without the journal, the same files cost the whole of c.
     without = run.restore(journal=False)
-    assert without.have == restored.have and without.checked == 5 and without.hashed == 5 * PL
+    assert without.have == restored.have and without.checked == 5 and 4 * PL <= without.hashed <= 5 * PL
 
 
 def test_unchanged_files_hash_nothing_and_trust_the_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -516,17 +517,18 @@ def test_unchanged_files_hash_nothing_and_trust_the_journal(tmp_path: Path, monk
     assert restored.reason == "resume data trusted: 10 of 12 pieces (1 from the journal)"
 
 
-@pytest.mark.parametrize(("after_ns", "checked"), [
-    (0, 2),
-    (1_900_000_000, 2),  # within the slack: a kill between a write and its record
-    (2_100_000_000, 5),  # beyond it: someone else changed c
+@pytest.mark.parametrize(("after_ns", "checked", "read"), [
+    (0, 2, 1),
+    (1_900_000_000, 2, 1),  # within the slack: a kill between a write and its record
+    (2_100_000_000, 5, 4),  # beyond it: someone else changed c
 ])
-def test_a_file_modified_after_the_journal_is_rechecked_whole(tmp_path: Path, after_ns: int, checked: int) -> None:
+def test_a_file_modified_after_the_journal_is_rechecked_whole(tmp_path: Path, after_ns: int, checked: int,
+                                                              read: int) -> None:
     run = Run(tmp_path, saved=range(7), journaled=[7], unrecorded=[8])
     set_mtime(run.file(C), run.records().last_write_ns + after_ns)  # type: ignore[operator]
     restored = run.restore()
     assert restored.have.iter_set() == list(range(9))  # 8 is found either way
-    assert restored.checked == checked and restored.hashed == checked * PL
+    assert restored.checked == checked and read * PL <= restored.hashed <= checked * PL  # holes are not read
 
 
 @pytest.mark.parametrize("change", ["older", "size"])
@@ -540,7 +542,7 @@ def test_a_file_changed_otherwise_is_rechecked_whole(tmp_path: Path, change: str
         with open(c, "ab") as fh:
             fh.write(b"x")
     restored = run.restore()
-    assert restored.checked == 5 and restored.hashed == 5 * PL
+    assert restored.checked == 5 and 3 * PL <= restored.hashed <= 5 * PL  # holes of c are not read
     assert restored.have.iter_set() == list(range(8))
     assert "1 by our own writes" not in restored.reason
 
@@ -584,7 +586,7 @@ def test_journal_claims_on_a_missing_file_are_rechecked(tmp_path: Path) -> None:
     PieceJournal(run.path, run.meta.info_hash, run.meta.num_pieces, armed=True).append([10])  # d never written
     restored = run.restore()
     assert restored.have.iter_set() == list(range(9))
-    assert restored.checked == 1 and restored.hashed == PL and restored.refuted == 1
+    assert restored.checked == 1 and restored.hashed == 0 and restored.refuted == 1  # no file, nothing to read
 
 
 def test_journal_only_restart(tmp_path: Path) -> None:
@@ -593,7 +595,8 @@ def test_journal_only_restart(tmp_path: Path) -> None:
     run = Run(tmp_path, saved=None, journaled=range(7))
     restored = run.restore()
     assert restored.have.iter_set() == list(range(7))
-    assert restored.checked == 5 and restored.hashed == 4 * PL + LAST  # 7, 8, 9, 10, 11
+    # 7, 8, 9: holes of c (read only where they share a filesystem block with data); 10, 11: no d.
+    assert restored.checked == 5 and restored.hashed <= 3 * PL
     assert restored.reason.startswith("no resume data; journal of 7 pieces: 3 files written by us since, "
                                       "1 files rechecked whole: trusted 7 pieces (7 from the journal)")
 
@@ -628,7 +631,7 @@ def test_recheck_ignores_resume_data_and_journal(tmp_path: Path) -> None:
     restored = run.restore(recheck=True)
     assert restored.have.iter_set() == [0, 1, 2, 3, 4, 5, 6, 8]
     assert restored.refuted == 1  # 7, claimed by the journal
-    assert restored.checked == 12 and restored.hashed == run.meta.geometry.total_length
+    assert restored.checked == 12 and 9 * PL <= restored.hashed <= 10 * PL  # 10, 11: d does not exist
     assert restored.reason.startswith("full recheck (recheck requested)") and "journal" not in restored.reason
 
 

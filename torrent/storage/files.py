@@ -295,14 +295,21 @@ class Storage:
         closed first, so a file deleted or replaced since it was opened is seen
         as it is now. ``pieces`` limits the check to
         those pieces (a partial recheck after fast resume). Missing or short
-        files make the pieces they touch absent; they are not errors.
-        ``progress(nbytes)`` is called in this thread after each batch; it may
-        raise to abort the check. Nothing is created or written.
+        files make the pieces they touch absent; they are not errors. Pieces
+        lying wholly in holes of sparse files (never written) are absent
+        without being read, unless their hash is that of zeros: after a crash
+        half-way through a large download, the part never fetched costs a few
+        ``lseek`` calls, not a pass of SHA-1 over zeros.
+        ``progress(nbytes)`` is called in this thread after each batch hashed; it
+        may raise to abort the check. Nothing is created or written.
         """
         geo = self.geometry
         result = Bitfield(geo.num_pieces)
         self._drop_idle()  # look at the files as they are now, not at inodes deleted since
-        runs = _runs(range(geo.num_pieces) if pieces is None else pieces, geo.num_pieces)
+        wanted = range(geo.num_pieces) if pieces is None else pieces
+        readable = self._pieces_with_data().or_(self._zero_pieces())
+        runs = _runs((i for i in (wanted.iter_set() if hasattr(wanted, "iter_set") else sorted(set(wanted)))
+                      if _checked_index(i, geo.num_pieces) and readable.get(i)), geo.num_pieces)
         if not runs:
             return result
         pl = geo.piece_length
@@ -356,6 +363,45 @@ class Storage:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return result
+
+    def _pieces_with_data(self) -> Bitfield:
+        """Pieces holding at least one allocated byte of a file (SEEK_DATA), or
+        touching a file on a filesystem that cannot tell."""
+        geo = self.geometry
+        pl = geo.piece_length
+        found = Bitfield(geo.num_pieces)
+        for index, path in enumerate(self.paths):
+            entry = self._files[index]
+            if path is None or entry.length == 0:
+                continue
+            try:
+                handle = self._acquire(index, create=False)
+            except StorageError:
+                continue  # unreadable: its pieces will fail the check anyway
+            if handle is None:
+                continue  # missing: no data
+            try:
+                for begin, end in _data_extents(handle.fd, entry.length):
+                    for piece in range((entry.offset + begin) // pl, (entry.offset + end - 1) // pl + 1):
+                        found.set(piece)
+            finally:
+                self._release(handle)
+        return found
+
+    def _zero_pieces(self) -> Bitfield:
+        """Pieces whose data is all zeros by their hash (a hole may hold them)."""
+        geo = self.geometry
+        n = geo.num_pieces
+        zeros = Bitfield(n)
+        digests = self.metainfo.pieces
+        for size in {geo.piece_length, geo.piece_size(n - 1)} if n else ():
+            target = hashing.sha1(bytes(size))
+            at = digests.find(target)
+            while at >= 0:
+                if at % DIGEST_SIZE == 0 and geo.piece_size(at // DIGEST_SIZE) == size:
+                    zeros.set(at // DIGEST_SIZE)
+                at = digests.find(target, at + 1)
+        return zeros
 
     def _fill_batch(self, view: memoryview, start: int, length: int) -> set[int]:
         """Read ``length`` payload bytes from ``start`` into ``view``; the
@@ -658,6 +704,31 @@ def _describe(exc: OSError, action: str, path: Path) -> str:
     if code == errno.EMFILE or code == errno.ENFILE:
         return f"too many open files {action} {path}: raise the open-file limit (ulimit -n)"
     return f"cannot complete {action} {path}: {exc.strerror or exc}"
+
+
+def _data_extents(fd: int, length: int) -> list[tuple[int, int]]:
+    """(begin, end) byte ranges of a file's allocated data within ``length``."""
+    extents: list[tuple[int, int]] = []
+    offset = 0
+    while offset < length:
+        try:
+            begin = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                break  # only a hole from here on
+            return [(0, length)]  # the filesystem cannot tell: treat it all as data
+        if begin >= length:
+            break
+        end = min(os.lseek(fd, begin, os.SEEK_HOLE), length)
+        extents.append((begin, end))
+        offset = end
+    return extents
+
+
+def _checked_index(index: int, num_pieces: int) -> bool:
+    if not 0 <= index < num_pieces:
+        raise IndexError(f"piece {index} out of range 0..{num_pieces - 1}")
+    return True
 
 
 def _runs(pieces: Bitfield | Iterable[int], num_pieces: int) -> list[tuple[int, int]]:

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real clients and build headers from Debian (interop tests start them on 127.0.0.1).
-APT_PACKAGES=(build-essential libssl-dev mktorrent transmission-cli aria2 opentracker python3-libtorrent)
+APT_PACKAGES=(build-essential libssl-dev mktorrent transmission-cli aria2 opentracker python3-libtorrent qbittorrent-nox)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -72,6 +72,8 @@ class FakePeer:
         self.port = 0
         self.requests = 0
         self.writers: list[asyncio.StreamWriter] = []
+        self.refuse = 0  # connections to close at once, before reading anything (as qBittorrent 4.5 does)
+        self.connections = 0
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -88,6 +90,10 @@ class FakePeer:
         return self.data[start:start + length]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.connections <= self.refuse:
+            writer.close()
+            return
         self.writers.append(writer)
         parser = wire.WireParser(num_pieces=self.meta.num_pieces)
         self.writer = writer
@@ -380,5 +386,40 @@ def test_only_selected_files_are_downloaded(tmp_path: Path) -> None:
         for i, f in enumerate(meta.files):
             if i != wanted and not set(meta.geometry.file_pieces(i)) & set(meta.geometry.file_pieces(wanted)):
                 assert not (tmp_path / "out" / Path(*f.path)).exists()
+
+    run(main())
+
+
+def test_a_peer_that_closes_the_first_connection_is_retried_on_schedule(tmp_path: Path) -> None:
+    """Like qBittorrent 4.5 after adding a torrent: the first connection is closed at
+    once. The peer shows as failed, with the reason and the first scheduled retry
+    (network.retry_first), and the download completes over the next attempt."""
+    meta, data, torrent = make_torrent(tmp_path, 1024 * 1024, files=1)
+    payload = b"".join((data / Path(*f.path)).read_bytes() for f in meta.files)
+
+    async def main() -> None:
+        fake = FakePeer(meta, payload, honest)
+        fake.refuse = 1
+        await fake.start()
+        leecher = await start_session(tmp_path, "l", local_settings(network__retry_first=2.0))
+        try:
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", fake.port)])
+            row = None
+            for _ in range(200):
+                rows = [p for p in leecher.peers(lid) if p.status == "failed"]
+                if rows:
+                    (row,) = rows
+                    break
+                await asyncio.sleep(0.01)
+            assert row is not None, leecher.peers(lid)
+            assert row.address == f"127.0.0.1:{fake.port}" and row.failures == 1 and row.source == "manual"
+            assert row.last_error == "connection closed by peer"
+            assert row.next_attempt is not None and 0 < row.next_attempt <= 2.0
+            await wait_complete(leecher, lid)
+            assert fake.connections == 2  # the retry, once
+        finally:
+            await leecher.close()
+            fake.close()
+        assert same_tree(data / "payload", tmp_path / "out" / "payload")
 
     run(main())

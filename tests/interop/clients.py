@@ -335,10 +335,11 @@ def start_our_seed(h: Harness, name: str, torrent: Path, data_parent: Path, *,
 
 
 def start_our_download(h: Harness, name: str, torrent: Path, out_dir: Path, *,
-                       peers: Sequence[tuple[str, int]] = (), port: int = 0) -> Proc:
-    """``torrent download --no-seed``: exits 0 once complete."""
+                       peers: Sequence[tuple[str, int]] = (), port: int = 0, verbose: bool = False) -> Proc:
+    """``torrent download --no-seed``: exits 0 once complete (``verbose``: -v, logging
+    connection attempts and their outcome)."""
     args: list[str | os.PathLike[str]] = ["download", torrent, "-o", out_dir, "--no-seed", "--port", str(port),
-                                          "--state-dir", h.tmp / f"state-{name}"]
+                                          "--state-dir", h.tmp / f"state-{name}"] + (["-v"] if verbose else [])
     for host, p in peers:
         args += ["--peer", f"{host}:{p}"]
     return h.spawn(name, torrent_cmd(*args))

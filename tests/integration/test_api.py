@@ -83,6 +83,7 @@ def test_a_magnet_link_waits_in_metadata_and_says_why(tmp_path: Path) -> None:
             with pytest.raises(DuplicateTorrentError):
                 await session.add(MAGNET, save_path=tmp_path / "out")
             await session.pause(tid)
+            assert session.torrent(tid).state == "paused"
             with pytest.raises(InvalidStateError, match="already paused"):
                 await session.pause(tid)
             await session.resume(tid)

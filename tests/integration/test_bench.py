@@ -57,3 +57,13 @@ def test_unknown_scenario_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "torrent: error: unknown scenario 'ours-transmission': choose from ours-ours, lt-ours, ours-lt, lt-lt"]
     assert not list(tmp_path.iterdir())
+
+
+def test_observed_twins_run_in_the_same_rounds(tmp_path: Path) -> None:
+    result = bench("--size", "1M", "--piece-size", "16K", "--runs", "1", "--settle", "0", "--scenario", "ours-ours",
+                   "--snapshots", "5", "--no-ceilings", "--json", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [s["scenario"] for s in report["scenarios"]] == ["ours-ours", "ours-ours@5hz"]
+    assert report["scenarios"][1]["title"] == "ours → ours (observed 5 Hz)"
+    assert all(s["runs"][0]["leecher_user_s"] > 0 for s in report["scenarios"])

@@ -34,15 +34,20 @@ READY_TIMEOUT = 300.0  # a seeder hashing a large payload on a slow disk
 class Scenario:
     seeder: str
     leecher: str
+    observed: float = 0.0  # our processes build every API snapshot this many times a second
 
     @property
     def key(self) -> str:
         short = {OURS: "ours", LIBTORRENT: "lt"}
-        return f"{short[self.seeder]}-{short[self.leecher]}"
+        return f"{short[self.seeder]}-{short[self.leecher]}" + (f"@{self.observed:g}hz" if self.observed else "")
 
     @property
     def title(self) -> str:
-        return f"{self.seeder} → {self.leecher}"
+        return f"{self.seeder} → {self.leecher}" + (f" (observed {self.observed:g} Hz)" if self.observed else "")
+
+    @property
+    def has_ours(self) -> bool:
+        return OURS in (self.seeder, self.leecher)
 
     @property
     def needs_libtorrent(self) -> bool:
@@ -100,7 +105,7 @@ class BenchSwarm:
 
     def __init__(self, metainfo: Metainfo, torrent: Path, payload_dir: Path, work_dir: Path, *,
                  seeders: int = 1, leechers: int = 1, pure_python: bool = False,
-                 lt_python: str | None = None, snapshot_hz: float = 0.0) -> None:
+                 lt_python: str | None = None) -> None:
         self.metainfo = metainfo
         self.torrent = torrent
         self.payload_dir = payload_dir
@@ -108,7 +113,6 @@ class BenchSwarm:
         self.seeders = seeders
         self.leechers = leechers
         self.lt_python = lt_python
-        self.snapshot_hz = snapshot_hz
         # Our client runs on its defaults, whatever the user's config file says.
         self._config = work_dir / "bench-config.toml"
         self._config.write_text("# torrent bench runs our client on its default settings\n")
@@ -126,7 +130,7 @@ class BenchSwarm:
         size = self.metainfo.payload_length
         seed_ports = [free_port() for _ in range(self.seeders)]
         leech_ports = [free_port() for _ in range(self.leechers)]
-        seeders = [self._seeder(scenario.seeder, i, port, run_dir) for i, port in enumerate(seed_ports)]
+        seeders = [self._seeder(scenario, i, port, run_dir) for i, port in enumerate(seed_ports)]
         leechers: list[Child] = []
         try:
             for child in seeders:
@@ -139,7 +143,7 @@ class BenchSwarm:
                 out.mkdir()
                 out_dirs.append(out)
                 peers = [f"127.0.0.1:{p}" for p in seed_ports + leech_ports if p != port]
-                leechers.append(self._leecher(scenario.leecher, i, port, out, peers, run_dir))
+                leechers.append(self._leecher(scenario, i, port, out, peers, run_dir))
             started = min(child.started for child in leechers)
             deadline = time.monotonic() + 60 + size * self.leechers / 5e6  # 5 MB/s: something is wrong
             polls = 0
@@ -170,31 +174,31 @@ class BenchSwarm:
                          seeder_sys=seeder_cpu_after[1] - seeder_cpu_before[1],
                          leecher_rss=max(c.peak_rss for c in leechers), seeder_rss=max(c.peak_rss for c in seeders))
 
-    def _seeder(self, client: str, i: int, port: int, run_dir: Path) -> Child:
+    def _seeder(self, scenario: Scenario, i: int, port: int, run_dir: Path) -> Child:
         log = run_dir / f"seeder-{i}.log"
-        if client == LIBTORRENT:
+        if scenario.seeder == LIBTORRENT:
             return Child(f"libtorrent seeder {i}", self._lt_argv("seed", self.payload_dir, port), log)
         # The resume directory outlives the run: later runs start seeding
         # without hashing the payload again, as a user's seeder would.
         resume = self.work_dir / f"seeder-resume-{i}"
-        argv = self._ours_argv("seed", "--dir", str(self.payload_dir), "--port", str(port),
+        argv = self._ours_argv(scenario, "seed", "--dir", str(self.payload_dir), "--port", str(port),
                                "--state-dir", str(resume))
         return Child(f"our seeder {i}", argv, log, self._env)
 
-    def _leecher(self, client: str, i: int, port: int, out: Path, peers: list[str], run_dir: Path) -> Child:
+    def _leecher(self, scenario: Scenario, i: int, port: int, out: Path, peers: list[str], run_dir: Path) -> Child:
         log = run_dir / f"leecher-{i}.log"
-        if client == LIBTORRENT:
+        if scenario.leecher == LIBTORRENT:
             return Child(f"libtorrent leecher {i}", self._lt_argv("leech", out, port, *peers), log)
-        argv = self._ours_argv("download", "-o", str(out), "--no-seed", "--port", str(port),
+        argv = self._ours_argv(scenario, "download", "-o", str(out), "--no-seed", "--port", str(port),
                                "--state-dir", str(run_dir / f"leecher-state-{i}"))
         for peer in peers:
             argv += ["--peer", peer]
         return Child(f"our leecher {i}", argv, log, self._env)
 
-    def _ours_argv(self, command: str, *options: str) -> list[str]:
+    def _ours_argv(self, scenario: Scenario, command: str, *options: str) -> list[str]:
         # Not --quiet: the seeder's "listening on port" line says it is ready.
         # Status lines go to the log file every few seconds, which costs nothing.
-        snapshots = ["--snapshots", f"{self.snapshot_hz:g}"] if self.snapshot_hz else []
+        snapshots = ["--snapshots", f"{scenario.observed:g}"] if scenario.observed else []
         return [sys.executable, "-m", "torrent", command, str(self.torrent), *options, *snapshots,
                 "--config", str(self._config)]
 

@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="pause before each run so every run starts from the same memory state (default 3)")
     bench.add_argument("--no-ceilings", action="store_true", help="skip measuring the machine's ceilings")
     bench.add_argument("--snapshots", type=float, default=0.0, metavar="HZ",
-                       help="our seeders and leechers build every API snapshot HZ times a second, as a front end "
-                            "would (to measure what observing costs)")
+                       help="also run each scenario with our client 'observed': it builds every API snapshot HZ "
+                            "times a second, as a front end would (what observing costs, within one run)")
     bench.add_argument("--dir", metavar="DIR", help="work directory, kept with its payload for the next bench "
                        "(default: a temporary directory, removed)")
     bench.add_argument("--json", action="store_true", help="machine-readable results on stdout")

@@ -82,7 +82,7 @@ async def _main(torrent: Path, options: RunOptions, settings: Settings) -> int:
                       saved_settings=options.saved_settings)
     await session.start()
     display = _Display(enabled=not options.quiet and sys.stderr.isatty())
-    observer = _observe(session, options.snapshot_hz) if options.snapshot_hz > 0 else None
+    observer = _Observer(session, options.snapshot_hz) if options.snapshot_hz > 0 else None
     code = 0
     try:
         events = session.subscribe()
@@ -180,12 +180,19 @@ def _complete_line(session: Session, snap: TorrentSnapshot, fetched: int) -> str
             f"({format_size(sum(f.size for f in chosen))} of {format_size(snap.total_size)}); {got}")
 
 
-def _observe(session: Session, hz: float) -> asyncio.Task[None]:
-    """Build every snapshot ``hz`` times a second, as a front end would (bench option)."""
+class _Observer:
+    """Builds every snapshot ``hz`` times a second, as a front end would (the
+    bench's ``--snapshots``), and counts the CPU time that takes."""
 
-    async def loop() -> None:
+    def __init__(self, session: Session, hz: float) -> None:
+        self.rounds = 0
+        self.cpu = 0.0
+        self._task = asyncio.get_running_loop().create_task(self._loop(session, hz))
+
+    async def _loop(self, session: Session, hz: float) -> None:
         while True:
             await asyncio.sleep(1 / hz)
+            started = time.thread_time()
             session.snapshot()
             for snap in session.torrents():
                 session.peers(snap.id)
@@ -193,8 +200,12 @@ def _observe(session: Session, hz: float) -> asyncio.Task[None]:
                 if snap.num_pieces:
                     session.files(snap.id)
                     session.piece_map(snap.id)
+            self.cpu += time.thread_time() - started
+            self.rounds += 1
 
-    return asyncio.get_running_loop().create_task(loop())
+    def cancel(self) -> None:
+        self._task.cancel()
+        print(f"snapshots: {self.rounds} rounds, {1000 * self.cpu:.1f} ms of CPU", file=sys.stderr)
 
 
 # ---- the demo ------------------------------------------------------------------------------

@@ -360,7 +360,7 @@ class Session:
         torrent.update_record(paused=True, forced=False)
         if torrent.state in ACTIVE:
             await torrent.deactivate(TorrentState.PAUSED)
-        elif torrent.state in (TorrentState.QUEUED, TorrentState.ERROR):
+        elif torrent.state in (TorrentState.QUEUED, TorrentState.ERROR, TorrentState.METADATA):
             torrent.set_state(TorrentState.PAUSED)
         self.requeue()
 
@@ -370,7 +370,9 @@ class Session:
             raise InvalidStateError(f"{torrent.name} is not paused (it is {torrent.state})")
         torrent.update_record(paused=False)
         torrent.stop_reason = None
-        if torrent.state in (TorrentState.PAUSED, TorrentState.ERROR) and torrent.metainfo is not None:
+        if torrent.metainfo is None:
+            torrent.set_state(TorrentState.METADATA)
+        elif torrent.state in (TorrentState.PAUSED, TorrentState.ERROR):
             # Files may have changed while it was stopped: fast resume tells at little cost.
             self.spawn(torrent.check())
         self.requeue()

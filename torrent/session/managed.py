@@ -78,7 +78,9 @@ class ManagedTorrent:
         self.metainfo = metainfo
         self.source = source
         self.magnet = magnet
-        self.state = TorrentState.METADATA if metainfo is None else TorrentState.CHECKING
+        self.state = TorrentState.CHECKING
+        if metainfo is None:
+            self.state = TorrentState.PAUSED if record.paused else TorrentState.METADATA
         self.last_error: str | None = None
         self.stop_reason: str | None = None  # why it was paused by policy (seed ratio, time)
         self.have: Bitfield | None = None
@@ -94,6 +96,7 @@ class ManagedTorrent:
         self.up_limiter = RateLimiter(record.max_up)
         self.checking_progress: float | None = None
         self.waiting_for_check = False
+        self.closed = False  # removed from the session, or the session is closing
         self.hashed = 0
         # All-time totals before this run (from resume data), plus what past swarms of this run did.
         self.uploaded_before = 0
@@ -293,6 +296,8 @@ class ManagedTorrent:
             self.fail(str(exc) if isinstance(exc, StorageError) else f"cannot check the files: {exc}")
             return
         self.checking_progress = None
+        if self.closed:
+            return
         self.hashed = restored.hashed
         log.info("%s: %s", meta.name, restored.reason)
         if data is not None:
@@ -776,6 +781,7 @@ class ManagedTorrent:
 
     async def close(self) -> None:
         """For session shutdown and removal: stop everything, save, release files."""
+        self.closed = True
         if self.swarm is not None or self.tasks:
             await self.deactivate(self.state if self.state not in ACTIVE else TorrentState.PAUSED)
         else:

@@ -2,7 +2,7 @@
 user and system CPU seconds (over a window, or the whole life) and peak
 resident memory. They are kept apart because on this VM system time (the
 kernel's page-cache copies and page faults) swings with the host's memory
-state from run to run, while user time per GiB stays steady."""
+state from run to run; user time per GiB varies far less."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from torrent.bench.swarm import REFERENCE, RunResult, Scenario
 
 GIB = 1 << 30
 # CPU figures of a run: totals first, then the split the table shows (user time
-# per GiB is the steady one on this VM; system time follows the host's memory state).
+# per GiB is the steadier one on this VM; system time follows the host's memory state).
 CPU_FIELDS = ("leecher_cpu", "seeder_cpu", "leecher_user", "leecher_sys", "seeder_user", "seeder_sys")
 
 

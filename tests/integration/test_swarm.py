@@ -33,6 +33,7 @@ from swarmkit import (
 
 from torrent.codec import wire
 from torrent.codec.metainfo import Metainfo
+from torrent.core.units import format_size
 from torrent.session import FilePriority, PeerBanned, PieceState
 
 
@@ -421,5 +422,38 @@ def test_a_peer_that_closes_the_first_connection_is_retried_on_schedule(tmp_path
             await leecher.close()
             fake.close()
         assert same_tree(data / "payload", tmp_path / "out" / "payload")
+
+    run(main())
+
+
+def test_cli_says_what_was_selected_and_quiet_prints_nothing(tmp_path: Path) -> None:
+    meta, data, torrent = make_torrent(tmp_path, 3 * 1024 * 1024 + 777, files=3)
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s")
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_for(seeder, sid, lambda s: s.state == "seeding", what="seeding")
+            env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+            base = [sys.executable, "-m", "torrent", "download", str(torrent), "--no-seed", "--port", "0",
+                    "--peer", f"127.0.0.1:{seeder.listen_port}"]
+            chosen = await asyncio.create_subprocess_exec(
+                *base, "-o", str(tmp_path / "some"), "--only", "1", "--state-dir", str(tmp_path / "st1"),
+                stderr=asyncio.subprocess.PIPE, env=env)
+            _, err = await asyncio.wait_for(chosen.communicate(), 60)
+            assert chosen.returncode == 0, err
+            size = meta.files[1].length
+            line = next(x for x in err.decode().splitlines() if "download complete" in x)
+            assert line.startswith(f"{meta.name}: download complete: 1 of 3 files selected (")
+            assert f"({format_size(size)} of {format_size(meta.payload_length)}); " in line
+            assert line.endswith("fetched from peers")
+            quiet = await asyncio.create_subprocess_exec(
+                *base, "-o", str(tmp_path / "all"), "-q", "--state-dir", str(tmp_path / "st2"),
+                stderr=asyncio.subprocess.PIPE, env=env)
+            _, err = await asyncio.wait_for(quiet.communicate(), 60)
+            assert quiet.returncode == 0 and err == b""  # quiet: errors only, and there were none
+        finally:
+            await seeder.close()
+        assert same_tree(data / "payload", tmp_path / "all" / "payload")
 
     run(main())

@@ -42,7 +42,7 @@ from torrent.session.api import (
     TrackerFailed,
     format_address,
 )
-from torrent.session.candidates import Candidates
+from torrent.session.candidates import USEFUL_AFTER, Candidates
 from torrent.session.state import TorrentRecord
 from torrent.storage import resume
 from torrent.storage.files import DiskFullError, FileState, Storage
@@ -442,7 +442,7 @@ class ManagedTorrent:
         if address is None or not peer.outgoing:
             return
         now = time.monotonic()
-        useful = bool(peer.downloaded.total or peer.uploaded.total) or now - peer.connected_at > 60.0
+        useful = bool(peer.downloaded.total or peer.uploaded.total) or now - peer.connected_at > USEFUL_AFTER
         delay = self.candidates.closed(address, peer.close_reason or "closed", now, useful=useful)
         log.info("%s: connection to %s ended (%s)%s", self.name, format_address(*address), peer.close_reason,
                  f"; next attempt in {delay:g} s" if delay is not None else "")

@@ -430,3 +430,31 @@ def test_completion_event_says_what_was_selected_and_fetched(tmp_path: Path) -> 
             await seeder.close()
 
     run(main())
+
+
+def test_file_priorities_and_options_survive_a_restart(tmp_path: Path) -> None:
+    meta, data, torrent = make_torrent(tmp_path, 1024 * 1024, files=3)
+
+    async def first() -> str:
+        session = Session(local_settings(), state_dir=tmp_path / "state")
+        await session.start()
+        tid = await session.add(torrent, save_path=tmp_path / "out", paused=True)
+        await wait_state(session, tid, "paused")
+        await session.set_file_priorities(tid, {0: "skip", 2: "high"})
+        await session.set_sequential(tid, True)
+        await session.set_torrent_limits(tid, max_up=123456)
+        await session.close()
+        return tid
+
+    async def second(tid: str) -> None:
+        session = Session(local_settings(), state_dir=tmp_path / "state")
+        await session.start()
+        try:
+            snap = await wait_state(session, tid, "paused")
+            assert [f.priority for f in session.files(tid)] == ["skip", "normal", "high"]
+            assert snap.sequential and snap.max_up == 123456 and snap.wanted_size < meta.payload_length
+        finally:
+            await session.close()
+
+    tid = run(first())
+    run(second(tid))

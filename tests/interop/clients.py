@@ -536,3 +536,37 @@ def start_opentracker(h: Harness, port: int, info_hashes: Sequence[str]) -> Open
     h.wait_for(f"opentracker to listen on 127.0.0.1:{port} with its whitelist loaded",
                lambda: opentracker_answers(port, probe)[0], timeout=15, watch=[proc])
     return OpenTracker(port, proc, workdir, list(info_hashes))
+
+
+# ---- payloads ---------------------------------------------------------------------------
+
+KiB, MiB = 1024, 1024 * 1024
+SINGLE_SIZE = 5 * MiB + 12_345  # 256 KiB pieces: 21 pieces, the last one 12,345 bytes
+MULTI_SIZE = 8 * MiB + 4_321  # 5 files over 64 KiB pieces: boundaries fall inside pieces
+
+
+@dataclass(frozen=True)
+class Payload:
+    path: Path  # the file, or the top directory of a multi-file payload
+    parent: Path  # what clients are told is the download directory
+    torrent: Path
+    info_hash: str
+    size: int
+
+
+def make_torrent_payload(tmp: Path, kind: str, *, seed: int, tracker: str | None = None) -> Payload:
+    """A "single" file or a "multi"-file payload under ``tmp/original`` and its v1 torrent."""
+    from torrent.cli.demo import make_payload
+
+    parent = tmp / "original"
+    if kind == "single":
+        path = write_single(parent / "single.bin", SINGLE_SIZE, seed=seed)
+        piece_size, size = "256K", SINGLE_SIZE
+        assert SINGLE_SIZE % (256 * KiB) != 0
+    else:
+        path = make_payload(parent / "multi", MULTI_SIZE, files=5, seed=seed)
+        piece_size, size = "64K", MULTI_SIZE
+    torrent = tmp / f"{kind}.torrent"
+    info_hash = create_torrent(path, torrent, piece_size=piece_size, tracker=tracker)
+    return Payload(path, parent, torrent, info_hash, size)
+

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -294,3 +295,21 @@ class Tools:
 @pytest.fixture
 def tools(lt: ModuleType) -> Tools:
     return Tools(lt)
+
+
+@pytest.fixture
+def h(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Everything the test starts (a ``clients.Harness``); all of it stopped (by PID)
+    afterwards. A failure that did not go through ``h.fail`` (which shows the logs
+    itself) prints the logs here."""
+    from clients import Harness
+
+    harness = Harness(tmp_path)
+    failed_before = request.session.testsfailed
+    try:
+        yield harness
+    finally:
+        harness.close()
+        if request.session.testsfailed > failed_before and not harness.reported:
+            print(f"Logs of every client this test started:\n{harness.logs()}")
+

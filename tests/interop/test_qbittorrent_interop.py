@@ -12,66 +12,25 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from torrent.cli.demo import make_payload
 
 if str(Path(__file__).parent) not in sys.path:  # --import-mode=importlib does not add it
     sys.path.insert(0, str(Path(__file__).parent))
 import clients
-from clients import Harness
+from clients import Harness, make_torrent_payload
 from qbittorrent import start_qbittorrent
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
 
-KiB, MiB = 1024, 1024 * 1024
 START_TIMEOUT = 60.0  # qBittorrent checking the data of a few MiB (about 1.5 s here)
 TRANSFER_TIMEOUT = 150.0
 STALL = 90.0  # seconds with no progress before a transfer counts as stalled
 # Our client's -v line when a connection it made ends, with the delay before the next attempt.
 ENDED = re.compile(r"connection to 127\.0\.0\.1:(\d+) ended \(([^)]*)\); next attempt in ([0-9.]+) s")
 
-SINGLE_SIZE = 5 * MiB + 12_345  # 256 KiB pieces: 21 pieces, the last one 12,345 bytes
-MULTI_SIZE = 8 * MiB + 4_321  # 5 files over 64 KiB pieces: boundaries fall inside pieces
-
-
-@dataclass(frozen=True)
-class Payload:
-    path: Path  # the file, or the top directory of a multi-file payload
-    parent: Path  # what clients are told is the download directory
-    torrent: Path
-    info_hash: str
-    size: int
-
-
-def make_torrent_payload(tmp: Path, kind: str, *, seed: int) -> Payload:
-    parent = tmp / "original"
-    if kind == "single":
-        path = clients.write_single(parent / "single.bin", SINGLE_SIZE, seed=seed)
-        piece_size, size = "256K", SINGLE_SIZE
-    else:
-        path = make_payload(parent / "multi", MULTI_SIZE, files=5, seed=seed)
-        piece_size, size = "64K", MULTI_SIZE
-    torrent = tmp / f"{kind}.torrent"
-    return Payload(path, parent, torrent, clients.create_torrent(path, torrent, piece_size=piece_size), size)
-
-
-@pytest.fixture
-def h(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
-    """Everything the test starts; all of it stopped (by PID) afterwards. A failure that did
-    not go through ``h.fail`` (which shows the logs itself) prints the logs here."""
-    harness = Harness(tmp_path)
-    failed_before = request.session.testsfailed
-    try:
-        yield harness
-    finally:
-        harness.close()
-        if request.session.testsfailed > failed_before and not harness.reported:
-            print(f"Logs of every client this test started:\n{harness.logs()}")
 
 
 # What was observed here (qBittorrent 4.5.2-3+deb12u1 from Debian 12, our client at

@@ -16,64 +16,22 @@ wait fails.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from torrent.cli.demo import make_payload
 
 if str(Path(__file__).parent) not in sys.path:  # --import-mode=importlib does not add it
     sys.path.insert(0, str(Path(__file__).parent))
 import clients
-from clients import Harness
+from clients import Harness, Payload, make_torrent_payload
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
 
-KiB, MiB = 1024, 1024 * 1024
 TRANSFER_TIMEOUT = 120.0  # seconds for one transfer of a few MiB (Transmission does ~1-20 MB/s here)
 START_TIMEOUT = 60.0  # a client verifying its data / getting ready
 
-SINGLE_SIZE = 5 * MiB + 12_345  # 256 KiB pieces: 21 pieces, the last one 12,345 bytes
-MULTI_SIZE = 8 * MiB + 4_321  # 5 files over 64 KiB pieces: boundaries fall inside pieces
-
-
-@dataclass(frozen=True)
-class Payload:
-    path: Path  # the file, or the top directory of a multi-file payload
-    parent: Path  # what clients are told is the download directory
-    torrent: Path
-    info_hash: str
-
-
-def make_torrent_payload(tmp: Path, kind: str, *, seed: int, tracker: str | None = None) -> Payload:
-    parent = tmp / "original"
-    if kind == "single":
-        path = clients.write_single(parent / "single.bin", SINGLE_SIZE, seed=seed)
-        piece_size = "256K"
-        assert SINGLE_SIZE % (256 * KiB) != 0
-    else:
-        path = make_payload(parent / "multi", MULTI_SIZE, files=5, seed=seed)
-        piece_size = "64K"
-    torrent = tmp / f"{kind}.torrent"
-    info_hash = clients.create_torrent(path, torrent, piece_size=piece_size, tracker=tracker)
-    return Payload(path, parent, torrent, info_hash)
-
-
-@pytest.fixture
-def h(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
-    """Everything the test starts; all of it stopped (by PID) afterwards. A failure that did
-    not go through ``h.fail`` (which shows the logs itself) prints the logs here."""
-    harness = Harness(tmp_path)
-    failed_before = request.session.testsfailed
-    try:
-        yield harness
-    finally:
-        harness.close()
-        if request.session.testsfailed > failed_before and not harness.reported:
-            print(f"Logs of every client this test started:\n{harness.logs()}")
 
 
 def lt_seed(h: Harness, lt: ModuleType, name: str, payload: Payload, *, upload_limit: int = 0) -> clients.LtPeer:
@@ -168,7 +126,7 @@ def test_three_party_swarm(h: Harness, lt: ModuleType, tmp_path: Path) -> None:
     """A libtorrent seed (upload throttled, so the leechers have reason to trade) and two
     leechers at once: ours and another libtorrent. Everyone knows everyone's address."""
     payload = make_torrent_payload(tmp_path, "multi", seed=17)
-    seeder = lt_seed(h, lt, "lt-seed", payload, upload_limit=3 * MiB)
+    seeder = lt_seed(h, lt, "lt-seed", payload, upload_limit=3 * clients.MiB)
     our_port = clients.free_port()
     other = h.lt_peer(lt, "lt-leech")
     other_out = tmp_path / "lt-leech"

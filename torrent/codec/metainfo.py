@@ -112,17 +112,22 @@ class Metainfo:
         ).to_uri()
 
 
-def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Metainfo:
-    """Read and parse a .torrent file; I/O failures become MetainfoError."""
+def read_file(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """The bytes of a .torrent file (bounded); I/O failures become MetainfoError."""
     try:
-        size = os.path.getsize(path)
-        if size > limits.bencode_max_size:
-            raise MetainfoError(f"{os.fspath(path)}: {size} bytes is too large for a .torrent file "
-                                f"(limit {limits.bencode_max_size})")
         with open(path, "rb") as fh:
-            data = fh.read()
+            size = os.fstat(fh.fileno()).st_size
+            if size > limits.bencode_max_size:
+                raise MetainfoError(f"{os.fspath(path)}: {size} bytes is too large for a .torrent file "
+                                    f"(limit {limits.bencode_max_size})")
+            return fh.read(limits.bencode_max_size + 1)
     except OSError as exc:
         raise MetainfoError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+
+
+def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Metainfo:
+    """Read and parse a .torrent file; I/O failures become MetainfoError."""
+    data = read_file(path, limits=limits)
     try:
         return parse(data, limits=limits)
     except MetainfoError as exc:

@@ -10,6 +10,7 @@ from ``api``) and ``subscribe()`` for events.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -263,9 +264,10 @@ class Session:
                 raw = source
                 meta = metainfo_codec.parse(raw, limits=self._settings.limits)
             else:
-                raw = await asyncio.get_running_loop().run_in_executor(None, _read_torrent_file, Path(source),
-                                                                       self._settings.limits.bencode_max_size)
-                meta = metainfo_codec.parse(raw, limits=self._settings.limits)
+                limits = self._settings.limits
+                raw = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: metainfo_codec.read_file(source, limits=limits))
+                meta = metainfo_codec.parse(raw, limits=limits)
             torrent_id = meta.info_hash_hex
         if torrent_id in self._torrents:
             raise DuplicateTorrentError(f"{self._torrents[torrent_id].name} is already in the session")
@@ -284,32 +286,20 @@ class Session:
         save = str(Path(save_path).expanduser().resolve())
         if record is None or record.save_path != save:
             record = TorrentRecord(id=torrent_id, save_path=save, added_at=time.time())
-        record = TorrentRecord(**{**{f: getattr(record, f) for f in record.__dataclass_fields__},
-                                  "paused": paused, "position": len(self._order),
-                                  "peers": tuple(dict.fromkeys(record.peers + tuple(peers))),
-                                  "magnet": source if magnet is not None else None,
-                                  "sequential": sequential or record.sequential,
-                                  "first_last": first_last or record.first_last})
+        record = dataclasses.replace(record, paused=paused, position=len(self._order),
+                                     peers=tuple(dict.fromkeys(record.peers + tuple(peers))),
+                                     magnet=source if magnet is not None else None,
+                                     sequential=sequential or record.sequential,
+                                     first_last=first_last or record.first_last)
         torrent = ManagedTorrent(self, record, metainfo=meta, source=raw, magnet=magnet)
         if meta is not None:
-            saved_priorities = await self._saved_priorities(torrent) if file_priorities is None else ()
-            torrent.init_priorities(saved_priorities, _priority_list(meta, file_priorities))
+            torrent.init_priorities(_priority_list(meta, file_priorities))
         torrent.add_peers(list(peers), PeerSource.MANUAL)
         self._insert(torrent)
         self.publish(TorrentAdded(torrent_id, time.time(), torrent.name))
         if meta is not None:
             self.spawn(torrent.check(recheck=recheck))
         return torrent_id
-
-    async def _saved_priorities(self, torrent: ManagedTorrent) -> tuple[int, ...]:
-        path = self.resume_path(torrent.id)
-        if path is None or torrent.metainfo is None:
-            return ()
-        from torrent.storage import resume
-
-        meta = torrent.metainfo
-        data = await asyncio.get_running_loop().run_in_executor(None, lambda: resume.load(path, metainfo=meta))
-        return data.priorities if data is not None else ()
 
     def _insert(self, torrent: ManagedTorrent) -> None:
         self._torrents[torrent.id] = torrent
@@ -344,7 +334,7 @@ class Session:
             magnet = parse_magnet(record.magnet)
         torrent = ManagedTorrent(self, record, metainfo=meta, source=saved.source, magnet=magnet)
         if meta is not None:
-            torrent.init_priorities(await self._saved_priorities(torrent))
+            torrent.init_priorities(None)
         self._torrents[torrent.id] = torrent
         self._order.append(torrent.id)
         self.publish(TorrentAdded(torrent.id, time.time(), torrent.name))
@@ -701,17 +691,6 @@ class Session:
 
 
 # ---- helpers ----------------------------------------------------------------------------
-
-
-def _read_torrent_file(path: Path, limit: int) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > limit:
-                raise MetainfoError(f"{path} is {size} bytes, more than the limit of {limit} for a .torrent file")
-            return fh.read(limit + 1)
-    except OSError as exc:
-        raise MetainfoError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _priority(value: FilePriority | str) -> FilePriority:

@@ -113,6 +113,7 @@ class ManagedTorrent:
         self._wanted: Bitfield | None = None
         self._wanted_size = 0
         self._priorities_bytes: bytes | None = None
+        self._priorities_given = False
         for host, port in record.peers:
             self.candidates.add((host, port), PeerSource.MANUAL)
         if magnet is not None:
@@ -192,17 +193,22 @@ class ManagedTorrent:
 
     # ---- file priorities (the one owner; saved in resume data) -----------------------------
 
-    def init_priorities(self, saved: Sequence[int] = (), given: Sequence[FilePriority] | None = None) -> None:
+    def init_priorities(self, given: Sequence[FilePriority] | None) -> None:
+        """The user's priorities, or all normal until ``check`` reads the saved ones."""
         assert self.metainfo is not None
         files = self.metainfo.files
-        if given is not None:
-            prios = list(given)
-        elif len(saved) == len(files):
-            prios = [FROM_SAVED.get(p, FilePriority.NORMAL) for p in saved]
-        else:
-            prios = [FilePriority.NORMAL] * len(files)
+        self._priorities_given = given is not None
+        prios = list(given) if given is not None else [FilePriority.NORMAL] * len(files)
         self.file_priorities = [FilePriority.SKIP if f.is_padding else p for f, p in zip(files, prios)]
         self._derive_wanted()
+
+    def _apply_saved_priorities(self, saved: Sequence[int]) -> None:
+        """Priorities from resume data at the first check, unless the user gave
+        some (when adding, or since): from then on the torrent's own are the truth."""
+        assert self.metainfo is not None
+        if not self._priorities_given and len(saved) == len(self.metainfo.files):
+            self.init_priorities([FROM_SAVED.get(p, FilePriority.NORMAL) for p in saved])
+        self._priorities_given = True
 
     def _derive_wanted(self) -> None:
         assert self.metainfo is not None
@@ -289,6 +295,7 @@ class ManagedTorrent:
             async with self.session.check_slot:
                 self.waiting_for_check = False
                 restored, data = await loop.run_in_executor(None, work)
+                self._apply_saved_priorities(data.priorities if data is not None else ())  # before empty files
                 await loop.run_in_executor(self.executor, storage.create_empty_files)
         except (StorageError, OSError) as exc:
             self.checking_progress = None

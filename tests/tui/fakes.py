@@ -1,0 +1,220 @@
+"""Deterministic snapshots and a fake session for driving the TUI without an engine.
+
+``make_torrent`` / ``make_peer`` / ``make_file`` / ``make_tracker`` build API rows
+with plausible defaults and any field overridden. ``FakeSession`` offers the
+session's read methods (and records its commands), so widgets and the app are
+fed fixed values: screenshots and key flows come out the same on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from torrent.session import (
+    FileSnapshot,
+    PeerSnapshot,
+    PieceDetail,
+    PieceMap,
+    PieceState,
+    SessionSnapshot,
+    TorrentSnapshot,
+    TorrentState,
+    TrackerSnapshot,
+    UnknownTorrentError,
+)
+from torrent.session.api import BlockDetail
+
+MiB = 1 << 20
+NOW = 1_764_000_000.0  # a fixed "now" (2025-11-24) so dates render the same everywhere
+
+
+def make_torrent(**over: Any) -> TorrentSnapshot:
+    values: dict[str, Any] = dict(
+        id="0123456789abcdef0123456789abcdef01234567", name="debian-13.2.0-amd64-netinst.iso",
+        state=TorrentState.DOWNLOADING.value, progress=0.42, total_size=700 * MiB, wanted_size=700 * MiB,
+        verified=294 * MiB, wanted_verified=294 * MiB, down_rate=3.2 * MiB, up_rate=410 * 1024.0, eta=127.0,
+        ratio=0.12, downloaded=294 * MiB, uploaded=36 * MiB, wasted=0, peers=12, seeds=7, peers_known=58,
+        seeds_known=130, save_path="/home/user/Downloads", added_at=NOW - 3600, completed_at=None,
+        queue_position=0, forced=False, sequential=False, first_last=False, max_down=0, max_up=0,
+        max_peers=80, upload_slots=8, last_error=None, waiting_on=(), checking_progress=None, hashed=0,
+        hash_failures=0, banned=0, seeding_time=0.0, piece_length=256 * 1024, num_pieces=2800,
+        creation_date=int(NOW - 86400 * 30), created_by="mktorrent 1.1", comment="Debian CD from cdimage.debian.org",
+        private=False,
+        magnet="magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=debian-13.2.0-amd64-netinst.iso",
+    )
+    values.update(over)
+    return TorrentSnapshot(**values)
+
+
+def make_peer(**over: Any) -> PeerSnapshot:
+    values: dict[str, Any] = dict(
+        address="127.0.0.1:51413", client="Transmission 4.0.6", status="connected", source="tracker",
+        incoming=False, am_choking=False, am_interested=True, peer_choking=False, peer_interested=False,
+        snubbed=False, down_rate=512 * 1024.0, up_rate=0.0, downloaded=12 * MiB, uploaded=0, progress=1.0,
+        requests_out=64, requests_in=0, connected_for=95.0, failures=0, next_attempt=None, last_error=None,
+    )
+    values.update(over)
+    return PeerSnapshot(**values)
+
+
+def make_file(**over: Any) -> FileSnapshot:
+    values: dict[str, Any] = dict(index=0, path="debian.iso", size=700 * MiB, verified=294 * MiB, priority="normal",
+                                  progress=0.42, padding=False)
+    values.update(over)
+    return FileSnapshot(**values)
+
+
+def make_tracker(**over: Any) -> TrackerSnapshot:
+    values: dict[str, Any] = dict(url="http://bttracker.debian.org:6969/announce", tier=0, status="working",
+                                  last_announce=NOW - 600, next_announce=NOW + 1200, seeders=130, leechers=12,
+                                  peers=50, last_error=None, message=None)
+    values.update(over)
+    return TrackerSnapshot(**values)
+
+
+def make_session_snapshot(**over: Any) -> SessionSnapshot:
+    values: dict[str, Any] = dict(down_rate=3.2 * MiB, up_rate=410 * 1024.0, downloaded=294 * MiB,
+                                  uploaded=36 * MiB, listen_addresses=("0.0.0.0:6881", "[::]:6881"), connections=12,
+                                  torrents=1, states=(("downloading", 1),),
+                                  free_space=(("/home/user/Downloads", 120 * 1024 * MiB),), max_down=0, max_up=0,
+                                  alt_speed=False, events_dropped=0)
+    values.update(over)
+    return SessionSnapshot(**values)
+
+
+def piece_map_for(num_pieces: int, have_every: int = 3) -> PieceMap:
+    """A deterministic map: a run of verified pieces, some in flight, a failed one, availability varying."""
+    states = bytearray(num_pieces)
+    for i in range(num_pieces):
+        if i % have_every == 0 or i < num_pieces // 4:
+            states[i] = PieceState.HAVE
+        elif i % 17 == 1:
+            states[i] = PieceState.DOWNLOADING
+        elif i % 19 == 2:
+            states[i] = PieceState.REQUESTED
+    if num_pieces > 5:
+        states[5] = PieceState.FAILED
+    availability = bytes((i * 7) % 13 for i in range(num_pieces))
+    return PieceMap(num_pieces, bytes(states), availability)
+
+
+class FakeSubscription:
+    def __init__(self) -> None:
+        self.queue: list[Any] = []
+        self.dropped = 0
+        self.closed = False
+
+    def get_nowait(self) -> Any:
+        return self.queue.pop(0) if self.queue else None
+
+    async def get(self) -> Any:
+        while not self.queue:
+            await asyncio.sleep(0.01)
+        return self.queue.pop(0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSession:
+    """The session's read methods over fixed rows; commands are recorded in ``calls``."""
+
+    def __init__(self, torrents: tuple[TorrentSnapshot, ...] = (), *, peers: dict[str, tuple[PeerSnapshot, ...]] | None
+                 = None, files: dict[str, tuple[FileSnapshot, ...]] | None = None,
+                 trackers: dict[str, tuple[TrackerSnapshot, ...]] | None = None,
+                 session: SessionSnapshot | None = None) -> None:
+        self.rows = {t.id: t for t in torrents}
+        self.peer_rows = peers or {}
+        self.file_rows = files or {}
+        self.tracker_rows = trackers or {}
+        self.session_row = session or make_session_snapshot(torrents=len(self.rows))
+        self.calls: list[tuple[Any, ...]] = []
+        self.subscriptions: list[FakeSubscription] = []
+        self.started = False
+        self.closed = False
+        self.listen_port = 6881
+
+    # lifecycle
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def subscribe(self, maxlen: int = 1000) -> FakeSubscription:
+        sub = FakeSubscription()
+        self.subscriptions.append(sub)
+        return sub
+
+    def publish(self, event: Any) -> None:
+        for sub in self.subscriptions:
+            sub.queue.append(event)
+
+    # reads
+    def _get(self, torrent_id: str) -> TorrentSnapshot:
+        try:
+            return self.rows[torrent_id]
+        except KeyError:
+            raise UnknownTorrentError(f"no torrent {torrent_id}") from None
+
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self.rows)
+
+    def snapshot(self) -> SessionSnapshot:
+        return self.session_row
+
+    def torrent(self, torrent_id: str) -> TorrentSnapshot:
+        return self._get(torrent_id)
+
+    def torrents(self) -> tuple[TorrentSnapshot, ...]:
+        return tuple(self.rows.values())
+
+    def peers(self, torrent_id: str) -> tuple[PeerSnapshot, ...]:
+        self._get(torrent_id)
+        return self.peer_rows.get(torrent_id, ())
+
+    def files(self, torrent_id: str) -> tuple[FileSnapshot, ...]:
+        self._get(torrent_id)
+        return self.file_rows.get(torrent_id, ())
+
+    def trackers(self, torrent_id: str) -> tuple[TrackerSnapshot, ...]:
+        self._get(torrent_id)
+        return self.tracker_rows.get(torrent_id, ())
+
+    def piece_map(self, torrent_id: str) -> PieceMap:
+        return piece_map_for(self._get(torrent_id).num_pieces)
+
+    def piece_detail(self, torrent_id: str, index: int) -> PieceDetail:
+        pm = self.piece_map(torrent_id)
+        blocks = tuple(BlockDetail(b * 16384, 16384, ("have", "received", "requested", "free")[b % 4],
+                                   ("127.0.0.1:51413",) if b % 4 == 2 else (),
+                                   "127.0.0.1:51413" if b % 4 == 1 else None) for b in range(16))
+        return PieceDetail(index, pm.states[index], pm.availability[index],
+                           blocks if pm.states[index] == PieceState.DOWNLOADING else (),
+                           tuple(p.address for p in self.peer_rows.get(torrent_id, ())))
+
+    # commands: recorded, and where a row shows the effect, applied
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        async def command(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, *args, *sorted(kwargs.items())))
+            return None
+
+        return command
+
+    async def pause(self, torrent_id: str) -> None:
+        self.calls.append(("pause", torrent_id))
+        self.rows[torrent_id] = self._get(torrent_id)._replace(state=TorrentState.PAUSED.value, down_rate=0.0,
+                                                               up_rate=0.0)
+
+    async def resume(self, torrent_id: str) -> None:
+        self.calls.append(("resume", torrent_id))
+        self.rows[torrent_id] = self._get(torrent_id)._replace(state=TorrentState.DOWNLOADING.value)
+
+    async def remove(self, torrent_id: str, *, delete_data: bool = False) -> None:
+        self.calls.append(("remove", torrent_id, ("delete_data", delete_data)))
+        self._get(torrent_id)
+        del self.rows[torrent_id]

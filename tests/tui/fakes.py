@@ -134,6 +134,7 @@ class FakeSession:
         self.started = False
         self.closed = False
         self.listen_port = 6881
+        self.warnings: list[str] = []
 
     # lifecycle
     async def start(self) -> None:
@@ -218,3 +219,8 @@ class FakeSession:
         self.calls.append(("remove", torrent_id, ("delete_data", delete_data)))
         self._get(torrent_id)
         del self.rows[torrent_id]
+
+    async def set_file_priorities(self, torrent_id: str, priorities: dict[int, str]) -> None:
+        self.calls.append(("set_file_priorities", torrent_id, dict(priorities)))
+        self.file_rows[torrent_id] = tuple(f._replace(priority=str(priorities.get(f.index, f.priority)))
+                                           for f in self.file_rows.get(torrent_id, ()))

@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--recheck", action="store_true", help="hash the data on disk again, ignore resume data")
     _add_network_options(seed)
 
+    tui = sub.add_parser("tui", help="the terminal UI: watch the swarm, download and seed (keeps its torrents)")
+    tui.add_argument("sources", nargs="*", metavar="FILE.torrent|MAGNET", help="torrents to add at start")
+    tui.add_argument("-o", "--output", default=".", metavar="DIR",
+                     help="download directory for torrents added here (default: here)")
+    tui.add_argument("--seed", action="append", default=[], metavar="FILE.torrent",
+                     help="seed this torrent from --dir (repeatable)")
+    tui.add_argument("--dir", metavar="D", help="directory holding the data of the --seed torrents")
+    tui.add_argument("--refresh", type=float, default=1.0, metavar="HZ",
+                     help="screen refreshes per second (default 1)")
+    tui.add_argument("--exit-when-complete", action="store_true", help=argparse.SUPPRESS)  # for benchmarks
+    _add_network_options(tui)
+
     config = sub.add_parser("config", help="show the effective settings and where each came from")
     config.add_argument("--json", action="store_true", help="machine-readable output")
     _add_settings_options(config)
@@ -143,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_transfer(args)
         if args.command == "config":
             return cmd_config(args)
-        parser.error("missing command: use 'info', 'create', 'download', 'seed', 'config', 'demo' or 'bench' "
+        if args.command == "tui":
+            return cmd_tui(args)
+        parser.error("missing command: use 'info', 'create', 'download', 'seed', 'tui', 'config', 'demo' or 'bench' "
                      "(see torrent --help)")
     except TorrentError as exc:
         print(f"torrent: error: {exc}", file=sys.stderr)
@@ -334,6 +348,27 @@ def effective_settings(args: argparse.Namespace) -> Any:
     for warning in effective.warnings:
         print(f"torrent: warning: {warning}", file=sys.stderr)
     return effective
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from torrent.cli.tui_runner import run_tui
+
+    if args.seed and not args.dir:
+        raise UsageError("--seed needs --dir D, the directory holding the data")
+    if args.dir and not Path(args.dir).is_dir():
+        raise TorrentError(f"{args.dir} is not a directory")
+    if not 0.1 <= args.refresh <= 30:
+        raise UsageError("--refresh must be between 0.1 and 30 per second")
+    for source in [*args.sources, *args.seed]:
+        if not source.lower().startswith("magnet:") and not Path(source).is_file():
+            raise TorrentError(f"cannot read {source}: no such file")
+    effective = effective_settings(args)
+    return run_tui([str(Path(s).resolve()) if not s.lower().startswith("magnet:") else s for s in args.sources],
+                   download_dir=Path(args.output).resolve(),
+                   seed=[(str(Path(s).resolve()), Path(args.dir).resolve()) for s in args.seed],
+                   peers=[_parse_peer(p) for p in args.peer], settings=effective.settings,
+                   state_dir=effective.state_dir, saved_settings=effective.saved, refresh_hz=args.refresh,
+                   exit_when_complete=args.exit_when_complete)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

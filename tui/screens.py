@@ -1,0 +1,360 @@
+"""Modal dialogs: add a torrent, confirm a removal, ask for a value, edit trackers, choose columns.
+
+A dialog that acts on the session gets an async ``submit`` callback that
+returns an error message or None: a bad path, a malformed torrent or a
+duplicate shows in the dialog, which stays open for a correction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.suggester import Suggester
+from textual.widgets import Button, Checkbox, Input, Label, SelectionList, Static, TextArea
+from textual.widgets.selection_list import Selection
+
+from torrent.codec import metainfo
+from torrent.core.errors import TorrentError
+from tui import format as fmt
+
+Submit = Callable[..., Awaitable[str | None]]
+
+
+class PathSuggester(Suggester):
+    """Completes the last path component from the directory's entries (directories get a trailing /)."""
+
+    def __init__(self, suffixes: tuple[str, ...] = ()) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        self.suffixes = suffixes
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value or value.lower().startswith("magnet:"):
+            return None
+        expanded = os.path.expanduser(value)
+        directory, prefix = os.path.split(expanded)
+        try:
+            entries = sorted(os.scandir(directory or "."), key=lambda e: e.name)
+        except OSError:
+            return None
+        for entry in entries:
+            if not entry.name.startswith(prefix) or entry.name == prefix or entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                continue
+            if not is_dir and self.suffixes and not entry.name.endswith(self.suffixes):
+                continue
+            return value + entry.name[len(prefix):] + ("/" if is_dir else "")
+        return None
+
+
+@dataclass(frozen=True)
+class AddRequest:
+    source: str  # a path or a magnet link
+    save_path: str
+    paused: bool
+    priorities: tuple[bool, ...] | None  # wanted per file, None: all
+    peers: tuple[tuple[str, int], ...] = ()  # dialled as well as the trackers' (--peer)
+
+
+class Dialog(ModalScreen):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def show_error(self, message: str | None) -> None:
+        error = self.query_one(".dialog-error", Static)
+        error.update(message or "")
+        error.display = bool(message)
+
+
+class AddDialog(Dialog):
+    """Path (with completion) or magnet, where to save, paused or not; then which files, for a multi-file torrent."""
+
+    def __init__(self, submit: Submit, save_path: str, source: str = "") -> None:
+        super().__init__()
+        self.submit = submit
+        self.default_save = save_path
+        self.initial = source
+        self.meta: metainfo.Metainfo | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Add a torrent", classes="dialog-title")
+            yield Label("Torrent file or magnet link (→ completes the path)")
+            yield Input(self.initial, placeholder="~/Downloads/file.torrent or magnet:?xt=urn:btih:…",
+                        suggester=PathSuggester((".torrent",)), id="source")
+            yield Label("Save to")
+            yield Input(self.default_save, suggester=PathSuggester(), id="save")
+            yield Checkbox("Start paused", id="paused")
+            yield SelectionList[int](id="files")
+            yield Static("", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Add", variant="primary", id="add")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#files").display = False
+        self.show_error(None)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#add")
+    async def _add(self) -> None:
+        source = self.query_one("#source", Input).value.strip()
+        save = self.query_one("#save", Input).value.strip() or self.default_save
+        if not source:
+            self.show_error("Give a .torrent file or a magnet link.")
+            return
+        files = self.query_one("#files", SelectionList)
+        if not source.lower().startswith("magnet:") and (self.meta is None or self.meta_source != source):
+            try:
+                self.meta = metainfo.parse(metainfo.read_file(os.path.expanduser(source)))
+            except (OSError, TorrentError) as exc:
+                self.meta = None
+                self.show_error(one_line(exc))
+                return
+            self.meta_source = source
+            shown = [(i, f) for i, f in enumerate(self.meta.files) if not f.is_padding]
+            if len(shown) > 1:  # choose the files first
+                files.clear_options()
+                files.add_options([Selection(f"{fmt.size(f.length):>10}  {f.display_path}", i, True)
+                                   for i, f in shown])
+                files.display = True
+                files.border_title = "Files to download (space toggles)"
+                self.show_error(None)
+                files.focus()
+                return
+        priorities = None
+        if self.meta is not None and files.display:
+            chosen = set(files.selected)
+            if not chosen:
+                self.show_error("Choose at least one file.")
+                return
+            priorities = tuple(i in chosen for i in range(len(self.meta.files)))
+        request = AddRequest(source if source.lower().startswith("magnet:") else os.path.expanduser(source),
+                             os.path.expanduser(save), self.query_one("#paused", Checkbox).value, priorities)
+        error = await self.submit(request)
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(request)
+
+
+class ConfirmRemove(Dialog):
+    """Dismisses with None (cancel), False (keep the data) or True (delete the data too)."""
+
+    BINDINGS = [Binding("escape,n", "cancel", "Cancel"), Binding("y", "remove(False)", "Remove"),
+                Binding("D", "remove(True)", "Remove with data")]
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__()
+        self.names = list(names)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            what = self.names[0] if len(self.names) == 1 else f"{len(self.names)} torrents"
+            yield Label(f"Remove {what}?", classes="dialog-title")
+            if len(self.names) > 1:
+                yield Static("\n".join(f"  {n}" for n in self.names[:8]) + ("\n  …" if len(self.names) > 8 else ""))
+            yield Static("Removing keeps the downloaded files unless you choose to delete them.")
+            yield Static("", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Remove", variant="warning", id="keep")
+                yield Button("Remove and delete data", variant="error", id="delete")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.show_error(None)
+        self.query_one("#cancel", Button).focus()
+
+    def action_remove(self, delete: bool) -> None:
+        self.dismiss(delete)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss({"keep": False, "delete": True}.get(event.button.id or ""))
+
+
+class PromptDialog(Dialog):
+    """One value; ``submit(value)`` returns an error or None."""
+
+    def __init__(self, title: str, label: str, value: str, submit: Submit, *, paths: bool = False) -> None:
+        super().__init__()
+        self.title_text, self.label, self.value, self.submit = title, label, value, submit
+        self.paths = paths
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.label)
+            yield Input(self.value, suggester=PathSuggester() if self.paths else None, id="value")
+            yield Static("", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("OK", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.show_error(None)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    async def _ok(self) -> None:
+        value = self.query_one("#value", Input).value.strip()
+        error = await self.submit(value)
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(value)
+
+
+class LimitsDialog(Dialog):
+    """Download and upload limits (with units; 0 or empty for none)."""
+
+    def __init__(self, title: str, down: int, up: int, submit: Submit) -> None:
+        super().__init__()
+        self.title_text, self.down, self.up, self.submit = title, down, up, submit
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Label("Download limit per second (e.g. 2M, 500K; 0 = none)")
+            yield Input(_limit_text(self.down), id="down")
+            yield Label("Upload limit per second")
+            yield Input(_limit_text(self.up), id="up")
+            yield Static("", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("OK", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.show_error(None)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    async def _ok(self) -> None:
+        down = self.query_one("#down", Input).value.strip() or "0"
+        up = self.query_one("#up", Input).value.strip() or "0"
+        error = await self.submit(down, up)
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss((down, up))
+
+
+def _limit_text(value: int) -> str:
+    if not value:
+        return "0"
+    for unit, size in (("M", 1 << 20), ("K", 1 << 10)):
+        if value % size == 0:
+            return f"{value // size}{unit}"
+    return str(value)
+
+
+class TrackersDialog(Dialog):
+    """One announce URL per line; an empty line starts the next tier."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+
+    def __init__(self, tiers: Sequence[Sequence[str]], submit: Submit) -> None:
+        super().__init__()
+        self.text = "\n\n".join("\n".join(tier) for tier in tiers)
+        self.submit = submit
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog dialog-wide"):
+            yield Label("Edit trackers", classes="dialog-title")
+            yield Label("One URL per line; an empty line starts the next tier. Ctrl+S saves.")
+            yield TextArea(self.text, id="trackers", soft_wrap=False)
+            yield Static("", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.show_error(None)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#ok")
+    async def action_save(self) -> None:
+        tiers = parse_tiers(self.query_one("#trackers", TextArea).text)
+        error = await self.submit(tiers)
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(tiers)
+
+
+def parse_tiers(text: str) -> list[list[str]]:
+    tiers: list[list[str]] = [[]]
+    for line in text.splitlines():
+        url = line.strip()
+        if url:
+            tiers[-1].append(url)
+        elif tiers[-1]:
+            tiers.append([])
+    return [t for t in tiers if t]
+
+
+class ColumnsDialog(Dialog):
+    """Which columns the torrent list shows (remembered)."""
+
+    def __init__(self, choices: Sequence[tuple[str, str]], shown: Sequence[str]) -> None:
+        super().__init__()
+        self.choices = choices
+        self.shown = set(shown)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Columns", classes="dialog-title")
+            yield SelectionList[str](*[Selection(title, key, key in self.shown) for key, title in self.choices],
+                                     id="columns")
+            yield Static("", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("OK", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.show_error(None)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#ok")
+    def _ok(self) -> None:
+        chosen = self.query_one("#columns", SelectionList).selected
+        if "name" not in chosen:
+            self.show_error("The name column is always shown.")
+            chosen = ["name", *chosen]
+        order = [key for key, _ in self.choices if key in chosen]
+        self.dismiss(order)
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot read {exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -247,7 +247,6 @@ class TorrentApp(App[int]):
         self.part("#detail").display = show["detail"]
         self.part("#side").display = show["graph"]
         self.part("#log").display = show["log"]
-        self.part("#why").display = show["detail"] or size != "narrow"
         screen = self.main_screen or self.screen
         screen.set_class(size == "narrow", "-narrow")
         screen.set_class(size == "wide", "-wide")

@@ -53,7 +53,7 @@ TORRENT_COLUMNS: tuple[Column, ...] = (
     Column("size", "Size", 9, lambda t: fmt.size(t.wanted_size) if t.total_size else "?",
            attrgetter("wanted_size"), "right", priority=6, descending_first=True),
     Column("progress", "Progress", 14, _progress, attrgetter("progress"), priority=0),
-    Column("state", "State", 11, _state, attrgetter("state"), priority=0),
+    Column("state", "State", 12, _state, attrgetter("state"), priority=0),
     Column("down", "Down", 10, lambda t: fmt.rate(t.down_rate), attrgetter("down_rate"), "right", priority=1,
            descending_first=True),
     Column("up", "Up", 10, lambda t: fmt.rate(t.up_rate), attrgetter("up_rate"), "right", priority=1,

@@ -224,3 +224,84 @@ class FakeSession:
         self.calls.append(("set_file_priorities", torrent_id, dict(priorities)))
         self.file_rows[torrent_id] = tuple(f._replace(priority=str(priorities.get(f.index, f.priority)))
                                            for f in self.file_rows.get(torrent_id, ()))
+
+
+SHOWCASE_ID = "0123456789abcdef0123456789abcdef01234567"
+
+
+def showcase_session() -> FakeSession:
+    """A session with torrents in every state, one of them richly detailed: the screenshots' content."""
+    g = 1 << 30
+    rows = (
+        make_torrent(),
+        make_torrent(id="1" * 40, name="archlinux-2026.12.01-x86_64.iso", state="seeding", progress=1.0,
+                     total_size=1_200 * MiB, wanted_size=1_200 * MiB, verified=1_200 * MiB,
+                     wanted_verified=1_200 * MiB, down_rate=0.0, up_rate=1.4 * MiB, eta=None, ratio=3.42, peers=9,
+                     seeds=0, peers_known=40, seeds_known=812, queue_position=1, seeding_time=86400 * 3.0),
+        make_torrent(id="2" * 40, name="Big Buck Bunny (1080p)", state="downloading", progress=0.873,
+                     total_size=885 * MiB, wanted_size=700 * MiB, down_rate=12.6 * MiB, up_rate=2.1 * MiB, eta=9.0,
+                     ratio=0.31, peers=31, seeds=24, peers_known=140, seeds_known=None, queue_position=2,
+                     sequential=True),
+        make_torrent(id="3" * 40, name="ubuntu-26.04-desktop-amd64.iso", state="paused", progress=0.12,
+                     total_size=6 * g, wanted_size=6 * g, down_rate=0.0, up_rate=0.0, eta=None, ratio=0.0, peers=0,
+                     seeds=0, peers_known=12, seeds_known=2400, queue_position=3),
+        make_torrent(id="4" * 40, name="LibreOffice_25.8_Linux_x86-64_deb.tar.gz", state="queued", progress=0.0,
+                     total_size=240 * MiB, wanted_size=240 * MiB, down_rate=0.0, up_rate=0.0, eta=None, ratio=0.0,
+                     peers=0, seeds=0, peers_known=0, seeds_known=None, queue_position=4, waiting_on=("queue",)),
+        make_torrent(id="5" * 40, name="fedora-workstation-43.iso", state="checking", progress=0.4,
+                     checking_progress=0.63, total_size=2 * g, wanted_size=2 * g, down_rate=0.0, up_rate=0.0,
+                     eta=None, ratio=0.0, peers=0, seeds=0, queue_position=5),
+        make_torrent(id="6" * 40, name="magnet 66666666…", state="metadata", progress=0.0, total_size=0,
+                     wanted_size=0, verified=0, wanted_verified=0, down_rate=0.0, up_rate=0.0, eta=None, ratio=0.0,
+                     peers=0, seeds=0, peers_known=0, seeds_known=None, queue_position=6, num_pieces=0,
+                     piece_length=0),
+        make_torrent(id="7" * 40, name="wikipedia-en-2026-11.zim", state="error", progress=0.55,
+                     total_size=110 * g, wanted_size=110 * g, down_rate=0.0, up_rate=0.0, eta=None, ratio=0.02,
+                     peers=0, seeds=0, queue_position=7, last_error="disk full writing wikipedia-en-2026-11.zim"),
+    )
+    clients = ("qBittorrent 5.1.2", "Transmission 4.0.6", "libtorrent 2.0.11", "aria2 1.37.0", "Deluge 2.1.1",
+               "rtorrent 0.10.0", "torrent 0.1.0", "BiglyBT 3.8.0")
+    peers = tuple(
+        make_peer(address=f"10.0.{i // 3}.{10 + i}:{51413 + i}", client=clients[i % len(clients)],
+                  source=("tracker", "incoming", "manual")[i % 3], incoming=i % 3 == 1,
+                  peer_choking=i % 4 == 3, peer_interested=i % 2 == 0, am_choking=i % 2 == 1, snubbed=i == 7,
+                  down_rate=(900 - 70 * i) * 1024.0 if i % 4 != 3 else 0.0, up_rate=(40 * i) * 1024.0 * (i % 2 == 0),
+                  downloaded=(30 - i) * MiB, uploaded=i * 2 * MiB, progress=(1.0, 0.5, 0.93, 0.07)[i % 4],
+                  requests_out=0 if i % 4 == 3 else 48 + i, requests_in=3 * (i % 2 == 0), connected_for=60.0 * i + 5)
+        for i in range(12))
+    files = (
+        make_file(index=0, path="debian-13.2.0/debian-13.2.0-amd64-netinst.iso", size=680 * MiB,
+                  verified=280 * MiB, progress=280 / 680),
+        make_file(index=1, path="debian-13.2.0/SHA256SUMS", size=2048, verified=2048, progress=1.0,
+                  priority="high"),
+        make_file(index=2, path="debian-13.2.0/SHA256SUMS.sign", size=833, verified=833, progress=1.0),
+        make_file(index=3, path="debian-13.2.0/firmware/firmware.tar.gz", size=20 * MiB, verified=0,
+                  progress=0.0, priority="skip"),
+    )
+    trackers = (
+        make_tracker(),
+        make_tracker(url="udp://tracker.opentrackr.org:1337/announce", tier=1, status="error", last_announce=None,
+                     seeders=None, leechers=None, peers=None, last_error="timed out after 15 s"),
+        make_tracker(url="https://ipv6.torrent.ubuntu.com/announce", tier=2, status="not contacted",
+                     last_announce=None, next_announce=None, seeders=None, leechers=None, peers=None),
+    )
+    session = FakeSession(rows, peers={SHOWCASE_ID: peers}, files={SHOWCASE_ID: files},
+                          trackers={SHOWCASE_ID: trackers},
+                          session=make_session_snapshot(torrents=len(rows), down_rate=15.8 * MiB, up_rate=3.9 * MiB,
+                                                        connections=52, max_up=4 * MiB,
+                                                        states=(("downloading", 2), ("seeding", 1), ("paused", 1),
+                                                                ("queued", 1), ("checking", 1), ("metadata", 1),
+                                                                ("error", 1))))
+    return session
+
+
+def fill_history(app: object, seconds: int = 300) -> None:
+    """Deterministic rate history up to NOW, as if the app had watched for ``seconds``."""
+    import math
+
+    book = app.history  # type: ignore[attr-defined]
+    for k in range(seconds):
+        at = NOW - seconds + k
+        down = (3.0 + 1.5 * math.sin(k / 17) + (k % 23) / 23) * MiB
+        up = (0.4 + 0.2 * math.cos(k / 11)) * MiB
+        book.record(at, down * 4, up * 3, [(SHOWCASE_ID, down, up), ("2" * 40, down * 3, up * 5)])

@@ -28,6 +28,8 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Input, RichLog, Static, Tab, TabbedContent, TabPane, Tabs
 
+from torrent.codec import metainfo
+from torrent.codec.magnet import parse_magnet
 from torrent.core.errors import TorrentError
 from torrent.core.units import parse_size
 from torrent.session import (
@@ -198,9 +200,7 @@ class TorrentApp(App[int]):
         for warning in self.session.warnings:
             self.log_line(warning, "warning")
         for request in self.startup:
-            error = await self.add_torrent(request)
-            if error:
-                self.log_line(error, "error")
+            await self._add_at_startup(request)
         self.refresh_data()
         self.set_interval(1 / self.refresh_hz, self._tick)
         loop = asyncio.get_running_loop()
@@ -369,7 +369,7 @@ class TorrentApp(App[int]):
 
     def log_line(self, message: str, level: str = "info") -> None:
         style = {"error": "bold red", "warning": "yellow", "critical": "bold red"}.get(level, "")
-        stamp = time.strftime("%H:%M:%S")
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
         line = Text.assemble((stamp + " ", "dim"), (f"{level:<7} ", style or "dim"), message)
         self.part("#log", RichLog).write(line)
 
@@ -483,6 +483,23 @@ class TorrentApp(App[int]):
         self.refresh_data()
         self.table.move_to(torrent_id)
         return None
+
+    async def _add_at_startup(self, request: AddRequest) -> None:
+        """A torrent named on the command line that the saved session already holds is not an error:
+        it keeps its saved state and gets the ``--peer`` addresses."""
+        error = await self.add_torrent(request)
+        if error is None:
+            return
+        torrent_id = torrent_id_of(request.source)
+        if torrent_id is None or torrent_id not in self.session.ids():
+            self.log_line(error, "error")
+            return
+        if request.peers:
+            try:
+                await self.session.add_peers(torrent_id, request.peers)
+            except TorrentError as exc:
+                self.log_line(str(exc), "warning")
+        self.table.move_to(torrent_id)
 
     def action_add(self, source: str = "") -> None:
         self.push_screen(AddDialog(self.add_torrent, self.download_dir, source))
@@ -728,6 +745,17 @@ class FilterCommands(Provider):
 
 
 TorrentApp.COMMANDS = App.COMMANDS | {FilterCommands}
+
+
+def torrent_id_of(source: str) -> str | None:
+    """The id a ``.torrent`` file or magnet link would have in the session, or None if it cannot be read."""
+    try:
+        if source.lower().startswith("magnet:"):
+            info_hash = parse_magnet(source).info_hash
+            return info_hash.hex() if info_hash is not None else None
+        return metainfo.parse(metainfo.read_file(source)).info_hash_hex
+    except (OSError, TorrentError):
+        return None
 
 
 def _action_callback(app: App, action: str) -> Callable[[], Any]:

@@ -144,7 +144,7 @@ def _tracker_message(t: TrackerSnapshot) -> tuple[str, str]:
 
 
 TRACKER_COLUMNS: tuple[Column, ...] = (
-    Column("tier", "Tier", 4, lambda t: str(t.tier + 1), attrgetter("tier"), "right", priority=3),
+    Column("tier", "Tier", 5, lambda t: str(t.tier + 1), attrgetter("tier"), "right", priority=3),
     Column("url", "URL", 30, attrgetter("url"), attrgetter("url"), flex=True, priority=0),
     Column("status", "Status", 13, _tracker_status, attrgetter("status"), priority=0),
     Column("last", "Last announce", 14, lambda t: fmt.when(t.last_announce), attrgetter("last_announce"),

@@ -1,2 +1,2 @@
-"""The Textual front end. It observes engine snapshots and sends commands; it
-arrives with the TUI issue, once the engine publishes snapshots to render."""
+"""The Textual front end (``torrent tui``): it reads the session's snapshots, reacts to its events and
+sends its commands, and holds no protocol, picker or storage code of its own."""

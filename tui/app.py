@@ -121,7 +121,8 @@ class TorrentApp(App[int]):
 
     def __init__(self, session: Any, *, download_dir: Path | str = ".", startup: Sequence[AddRequest] = (),
                  prefs_path: Path | None = None, refresh_hz: float = 1.0, started: bool = False,
-                 exit_when_complete: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 exit_when_complete: bool = False, clock: Callable[[], float] = time.time,
+                 log_level: int = logging.WARNING) -> None:
         super().__init__()
         self.session = session
         self.download_dir = str(download_dir)
@@ -132,6 +133,7 @@ class TorrentApp(App[int]):
         self.started = started
         self.exit_when_complete = exit_when_complete
         self.clock = clock
+        self.log_level = log_level
         self.history = HistoryBook()
         self.events: Any = None
         self.selected_id: str | None = None
@@ -139,6 +141,7 @@ class TorrentApp(App[int]):
         self.ticks = 0
         self.refresh_seconds: list[float] = []  # the last refreshes' cost, for the benchmark and the log
         self._quitting = False
+        self.session_closed = False  # set once quitting has closed the session (else the caller must)
         self.main_screen: Screen | None = None  # the list's screen, once mounted
         self._log_handler: logging.Handler | None = None
         self.exit_code = 0
@@ -220,10 +223,12 @@ class TorrentApp(App[int]):
                 except Exception:  # noqa: BLE001 - a log line must never take the app down
                     pass
 
-        handler = PanelHandler(logging.WARNING)
+        handler = PanelHandler(self.log_level)
         root = logging.getLogger("torrent")
         root.addHandler(handler)
         root.propagate = False
+        if root.getEffectiveLevel() > self.log_level:
+            root.setLevel(self.log_level)
         self._log_handler = handler
 
     def on_resize(self, event: Resize) -> None:
@@ -714,6 +719,7 @@ class TorrentApp(App[int]):
         self.save_prefs()
         try:
             await asyncio.wait_for(self.session.close(), 30)
+            self.session_closed = True
         except (TimeoutError, TorrentError, OSError) as exc:
             self.exit_code = 1
             self.log_line(f"closing: {exc}", "error")

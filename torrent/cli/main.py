@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -368,7 +369,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
                    seed=[(str(Path(s).resolve()), Path(args.dir).resolve()) for s in args.seed],
                    peers=[_parse_peer(p) for p in args.peer], settings=effective.settings,
                    state_dir=effective.state_dir, saved_settings=effective.saved, refresh_hz=args.refresh,
-                   exit_when_complete=args.exit_when_complete)
+                   exit_when_complete=args.exit_when_complete,
+                   log_level=logging.ERROR if args.quiet else (logging.WARNING, logging.INFO,
+                                                                               logging.DEBUG)[min(args.verbose, 2)])
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ sort, filter tabs) sit beside it in ``tui.json``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ PREFS_FILE = "tui.json"
 
 def run_tui(sources: Sequence[str], *, download_dir: Path, seed: Sequence[tuple[str, Path]],
             peers: Sequence[tuple[str, int]], settings: Settings, state_dir: Path,
-            saved_settings: dict[str, Any], refresh_hz: float, exit_when_complete: bool = False) -> int:
+            saved_settings: dict[str, Any], refresh_hz: float, exit_when_complete: bool = False,
+            log_level: int = logging.WARNING) -> int:
     """Run the app until the user quits; the exit code."""
     startup = [AddRequest(source, str(download_dir), False, None, tuple(peers)) for source in sources]
     startup += [AddRequest(source, str(directory), False, None, tuple(peers)) for source, directory in seed]
@@ -30,9 +32,9 @@ def run_tui(sources: Sequence[str], *, download_dir: Path, seed: Sequence[tuple[
     async def main() -> int:
         session = Session(settings, state_dir=state_dir, saved_settings=saved_settings)
         app = TorrentApp(session, download_dir=download_dir, startup=startup, prefs_path=state_dir / PREFS_FILE,
-                         refresh_hz=refresh_hz, exit_when_complete=exit_when_complete)
+                         refresh_hz=refresh_hz, exit_when_complete=exit_when_complete, log_level=log_level)
         code = await app.run_async()
-        if not app._quitting:  # the app stopped without our shutdown (e.g. ctrl+c): still save everything
+        if not app.session_closed:  # the app stopped without its own shutdown: still save everything
             await session.close()
         return code if isinstance(code, int) else 0
 

@@ -142,10 +142,11 @@ class TorrentApp(App[int]):
         self.refresh_seconds: list[float] = []  # the last refreshes' cost, for the benchmark and the log
         self._quitting = False
         self.session_closed = False  # set once quitting has closed the session (else the caller must)
+        self.exit_message: str | None = None  # why the app could not run, for the caller to print
         self.main_screen: Screen | None = None  # the list's screen, once mounted
         self._log_handler: logging.Handler | None = None
         self.exit_code = 0
-        if self.prefs.theme:
+        if self.prefs.theme in self.available_themes:
             self.theme = self.prefs.theme
 
     # ---- layout --------------------------------------------------------------------------
@@ -197,7 +198,8 @@ class TorrentApp(App[int]):
                 await self.session.start()
                 self.started = True
         except TorrentError as exc:
-            self.exit(2, message=f"torrent: error: {exc}")
+            self.exit_message = f"torrent: error: {exc}"  # printed by the caller once the screen is gone
+            self.exit(2)
             return
         self.events = self.session.subscribe()
         for warning in self.session.warnings:
@@ -498,6 +500,7 @@ class TorrentApp(App[int]):
         torrent_id = torrent_id_of(request.source)
         if torrent_id is None or torrent_id not in self.session.ids():
             self.log_line(error, "error")
+            self.notify(error, title="Cannot add", severity="error", timeout=15)
             return
         if request.peers:
             try:

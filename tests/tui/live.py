@@ -68,6 +68,17 @@ async def until(pilot: Pilot[Any], predicate: Callable[[], Any], *, timeout: flo
         await pilot.pause(step)
 
 
+async def wait_plain(predicate: Callable[[], Any], *, timeout: float = 30, what: str = "the condition",
+                     status: Callable[[], Any] = lambda: "") -> Any:
+    """``until`` without an app: poll in the event loop."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s; last: {status()}")
+        await asyncio.sleep(0.05)
+    return value
+
+
 def list_status(app: TorrentApp) -> Callable[[], Any]:
     return lambda: [(r.name, r.state, round(r.progress, 3), r.last_error) for r in rows(app).values()]
 

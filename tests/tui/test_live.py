@@ -24,6 +24,7 @@ from live import (
     rows,
     seeder_for,
     until,
+    wait_plain,
 )
 from swarmkit import local_settings, make_torrent, same_tree
 
@@ -39,7 +40,7 @@ LOCAL = "127.0.0.1"
 async def test_downloads_from_our_seeder_and_shows_progress_and_the_peer(tmp_path: Path) -> None:
     meta, data, torrent = make_torrent(tmp_path, 2 * MiB, files=3)
     # a slow seeder, so the download lasts long enough for the list and the peers tab to show it under way
-    seeder, _ = await seeder_for(tmp_path, torrent, data, settings=local_settings(rates__max_up=1 * MiB))
+    seeder, _ = await seeder_for(tmp_path, torrent, data, settings=local_settings(rates__max_up=2 * MiB))
     session = leecher(tmp_path)
     out = tmp_path / "out"
     app = TorrentApp(session, download_dir=out, refresh_hz=HZ, startup=[
@@ -83,14 +84,14 @@ async def test_downloads_from_a_libtorrent_seeder_and_names_it_in_the_peers_tab(
     session = leecher(tmp_path)
     try:
         handle = peer.add(torrent, data)
-        handle.set_upload_limit(1 * MiB)  # per torrent: libtorrent's session limit spares loopback peers
+        handle.set_upload_limit(2 * MiB)  # per torrent: libtorrent's session limit spares loopback peers
+        await wait_plain(lambda: handle.status().is_seeding, what="libtorrent seeding the payload",
+                         status=peer.progress_line)
         out = tmp_path / "out"
         app = TorrentApp(session, download_dir=out, refresh_hz=HZ, startup=[
             AddRequest(str(torrent), str(out), False, None, peers=((LOCAL, peer.port),))])
         tid = meta.info_hash_hex
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: handle.status().is_seeding, what="libtorrent seeding the payload",
-                        status=peer.progress_line)
             await until(pilot, lambda: row(app, tid), what="the torrent in the list", status=list_status(app))
             clients: set[str] = set()
 
@@ -152,52 +153,65 @@ async def test_p_pauses_the_transfer_and_p_again_resumes_it_to_the_end(tmp_path:
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(90)
-async def test_remove_keeps_the_files_with_y_and_deletes_them_with_the_delete_button(tmp_path: Path) -> None:
+async def test_remove_keeps_the_files_with_y_and_deletes_them_with_d_or_the_delete_button(tmp_path: Path) -> None:
     from tui.screens import ConfirmRemove
 
-    meta_a, data, torrent_a = make_torrent(tmp_path, 1 * MiB, files=3, name="keep-me")
-    meta_b, _, torrent_b = make_torrent(tmp_path, 1 * MiB + 12345, files=3, name="delete-me")
-    seeder = await seeder_for(tmp_path, torrent_a, data)
-    seeder_session = seeder[0]
+    metas, torrents = {}, {}
+    for name, size in (("keep-me", 1 * MiB), ("delete-me", 1 * MiB + 12345), ("shift-d", 1 * MiB + 54321)):
+        meta, data, torrent = make_torrent(tmp_path, size, files=3, name=name)
+        metas[name], torrents[name] = meta, torrent
+    seeder, _ = await seeder_for(tmp_path, torrents["keep-me"], data)
     session = leecher(tmp_path)
+    state = tmp_path / "state-app"
     try:
-        sid_b = await seeder_session.add(torrent_b, save_path=data)
+        for name in ("delete-me", "shift-d"):
+            await seeder.add(torrents[name], save_path=data)
         out = tmp_path / "out"
-        peers = ((LOCAL, seeder_session.listen_port),)
+        peers = ((LOCAL, seeder.listen_port),)
         app = TorrentApp(session, download_dir=out, refresh_hz=HZ, startup=[
-            AddRequest(str(torrent_a), str(out), False, None, peers=peers),
-            AddRequest(str(torrent_b), str(out), False, None, peers=peers)])
-        a, b = meta_a.info_hash_hex, meta_b.info_hash_hex
-        assert sid_b == b
+            AddRequest(str(torrents[name]), str(out), False, None, peers=peers) for name in torrents])
+        ids = {name: meta.info_hash_hex for name, meta in metas.items()}
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: all((r := row(app, t)) and r.state == "seeding" for t in (a, b)), timeout=60,
-                        what="both complete", status=list_status(app))
-            assert same_tree(data / "keep-me", out / "keep-me") and same_tree(data / "delete-me", out / "delete-me")
+            await until(pilot, lambda: all((r := row(app, t)) and r.state == "seeding" for t in ids.values()),
+                        timeout=60, what="all three complete", status=list_status(app))
+            for name in ids:
+                assert same_tree(data / name, out / name)
             table = app.table
-            table.move_to(a)
-            await pilot.pause()
-            assert table.cursor_key == a
-            await pilot.press("x")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmRemove), what="the confirmation")
-            await pilot.press("y")
-            await until(pilot, lambda: a not in rows(app), timeout=10, what="the list without keep-me",
-                        status=list_status(app))
-            assert a not in session.ids() and b in session.ids()
-            assert same_tree(data / "keep-me", out / "keep-me")  # the files stay
 
-            table.move_to(b)
-            await pilot.pause()
-            assert table.cursor_key == b
+            async def remove(name: str, *how: str) -> None:
+                table.move_to(ids[name])
+                await pilot.pause()
+                assert table.cursor_key == ids[name]
+                await pilot.press("x")
+                await until(pilot, lambda: isinstance(app.screen, ConfirmRemove), what="the confirmation")
+                if how[0] == "click":
+                    await pilot.click(how[1])
+                else:
+                    await pilot.press(*how)
+                await until(pilot, lambda: ids[name] not in rows(app), timeout=10, what=f"{name} gone from the list",
+                            status=list_status(app))
+                assert ids[name] not in session.ids()
+                assert not (state / "torrents" / f"{ids[name]}.json").exists()  # not back at the next start
+                assert not (state / "resume" / f"{ids[name]}.resume").exists()
+
+            # escape first: nothing happens
+            table.move_to(ids["keep-me"])
             await pilot.press("x")
             await until(pilot, lambda: isinstance(app.screen, ConfirmRemove), what="the confirmation")
-            await pilot.click("#delete")
-            await until(pilot, lambda: b not in rows(app) and not (out / "delete-me").exists(), timeout=10,
-                        what="delete-me gone from the list and the disk", status=list_status(app))
-            assert session.ids() == ()
-            assert rows(app) == {}
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, ConfirmRemove), what="the dialog closed")
+            assert set(session.ids()) == set(ids.values())
+
+            await remove("keep-me", "y")
+            assert same_tree(data / "keep-me", out / "keep-me")  # the files stay
+            await remove("delete-me", "click", "#delete")
+            await until(pilot, lambda: not (out / "delete-me").exists(), timeout=10, what="delete-me's files gone")
+            await remove("shift-d", "D")
+            await until(pilot, lambda: not (out / "shift-d").exists(), timeout=10, what="shift-d's files gone")
+            assert session.ids() == () and rows(app) == {}
             await quit_with_q(app, pilot, session)
     finally:
-        await close_quietly(session, seeder_session)
+        await close_quietly(session, seeder)
     assert sorted(p.name for p in out.iterdir()) == ["keep-me"]
     assert same_tree(data / "keep-me", out / "keep-me")
 
@@ -303,7 +317,8 @@ async def test_a_file_left_out_in_the_add_dialog_is_not_downloaded(tmp_path: Pat
 @pytest.mark.asyncio
 @pytest.mark.timeout(60)
 async def test_a_magnet_link_typed_in_the_add_dialog_waits_for_metadata(tmp_path: Path) -> None:
-    from textual.widgets import Input
+    from textual.events import Paste
+    from textual.widgets import Input, Static
 
     from tui.screens import AddDialog
 
@@ -319,8 +334,10 @@ async def test_a_magnet_link_typed_in_the_add_dialog_waits_for_metadata(tmp_path
             await until(pilot, lambda: isinstance(app.screen, AddDialog), what="the add dialog")
             source = app.screen.query_one("#source", Input)
             assert source.has_focus
-            await pilot.press(*magnet)
-            assert source.value == magnet
+            await pilot.press(*"magnet:")  # typed, then the rest pasted (bracketed paste, as a terminal sends it)
+            app.post_message(Paste(magnet[len("magnet:"):]))
+            await until(pilot, lambda: source.value == magnet, what="the link in the field",
+                        status=lambda: source.value)
             await pilot.click("#add")
             await until(pilot, lambda: not isinstance(app.screen, AddDialog), what="the dialog closing")
             shown = await until(pilot, lambda: row(app, info_hash), what="the magnet in the list",
@@ -329,6 +346,55 @@ async def test_a_magnet_link_typed_in_the_add_dialog_waits_for_metadata(tmp_path
             await pilot.pause(0.3)
             assert row(app, info_hash).state == "metadata"  # no peer, no metadata: it stays there
             assert session.torrent(info_hash).save_path == str(out.resolve())
+            assert session.ids() == (info_hash,)  # the paste into the field did not add it a second way
+            # the same link again: the dialog stays open and says why
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, AddDialog), what="the add dialog again")
+            app.screen.query_one("#source", Input).value = magnet
+            await pilot.click("#add")
+            error = app.screen.query_one(".dialog-error", Static)
+            await until(pilot, lambda: error.display and "already" in str(error.render()), timeout=10,
+                        what="the duplicate refused in the dialog", status=lambda: str(error.render()))
+            assert isinstance(app.screen, AddDialog) and session.ids() == (info_hash,)
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, AddDialog), what="the dialog cancelled")
+            # a magnet pasted on the list itself (no dialog) is added at once, also waiting for metadata
+            other = "6e" * 20
+            app.post_message(Paste(f"magnet:?xt=urn:btih:{other}&dn=other.iso"))
+            pasted = await until(pilot, lambda: row(app, other), what="the pasted magnet in the list",
+                                 status=list_status(app))
+            assert pasted.state == "metadata" and pasted.name == "other.iso"
+            assert sorted(session.ids()) == sorted([info_hash, other])
+            await quit_with_q(app, pilot, session)
+    finally:
+        await close_quietly(session)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_startup_torrent_that_cannot_be_added_is_shown_to_the_user(tmp_path: Path) -> None:
+    """``torrent tui broken.torrent`` at 120×40: the log panel is hidden at this size, so the failure must
+    reach the user another way (a notification, or the log shown)."""
+    bad = tmp_path / "broken.torrent"
+    bad.write_bytes(b"this is not a torrent")
+    session = leecher(tmp_path)
+    out = tmp_path / "out"
+    app = TorrentApp(session, download_dir=out, refresh_hz=HZ, startup=[AddRequest(str(bad), str(out), False, None)])
+    told: list[str] = []
+    notify = app.notify
+
+    def recording_notify(message: str, *args: object, **kwargs: object) -> None:
+        told.append(f"{kwargs.get('title', '')}: {message}")
+        notify(message, *args, **kwargs)  # type: ignore[arg-type]
+
+    app.notify = recording_notify  # type: ignore[method-assign]
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.events is not None and app.ticks > 2, what="the app running")
+            assert session.ids() == () and rows(app) == {}
+            log_shown = app.query_one("#log").display
+            assert told or log_shown, ("the startup torrent was refused, but nothing on screen says so: no "
+                                       "notification, and the log panel (where the error went) is hidden at 120x40")
             await quit_with_q(app, pilot, session)
     finally:
         await close_quietly(session)

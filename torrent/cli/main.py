@@ -131,7 +131,8 @@ def _add_settings_options(p: argparse.ArgumentParser) -> None:
 def _add_network_options(p: argparse.ArgumentParser) -> None:
     _add_settings_options(p)
     p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="connect to this peer too")
-    p.add_argument("-q", "--quiet", action="store_true", help="errors only: no progress display or status lines")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="errors only: no progress display or status lines (tui: only errors in its log panel)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="also log connection failures, bans and tracker replies (-vv: everything)")
     p.add_argument("--snapshots", type=float, default=0.0, metavar="HZ", help=argparse.SUPPRESS)
@@ -360,9 +361,13 @@ def cmd_tui(args: argparse.Namespace) -> int:
         raise TorrentError(f"{args.dir} is not a directory")
     if not 0.1 <= args.refresh <= 30:
         raise UsageError("--refresh must be between 0.1 and 30 per second")
-    for source in [*args.sources, *args.seed]:
-        if not source.lower().startswith("magnet:") and not Path(source).is_file():
-            raise TorrentError(f"cannot read {source}: no such file")
+    from torrent.codec import magnet, metainfo
+
+    for source in [*args.sources, *args.seed]:  # bad input is a one-line error before the screen opens
+        if source.lower().startswith("magnet:"):
+            magnet.parse_magnet(source)
+        else:
+            metainfo.load(source)
     effective = effective_settings(args)
     return run_tui([str(Path(s).resolve()) if not s.lower().startswith("magnet:") else s for s in args.sources],
                    download_dir=Path(args.output).resolve(),

@@ -8,6 +8,7 @@ sort, filter tabs) sit beside it in ``tui.json``.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ def run_tui(sources: Sequence[str], *, download_dir: Path, seed: Sequence[tuple[
         app = TorrentApp(session, download_dir=download_dir, startup=startup, prefs_path=state_dir / PREFS_FILE,
                          refresh_hz=refresh_hz, exit_when_complete=exit_when_complete, log_level=log_level)
         code = await app.run_async()
+        if app.exit_message:
+            print(app.exit_message, file=sys.stderr)
         if not app.session_closed:  # the app stopped without its own shutdown: still save everything
             await session.close()
         return code if isinstance(code, int) else 0

@@ -9,6 +9,7 @@ it drains the event stream into the log panel. The session may be a real
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -81,7 +82,9 @@ def _id_of(row: Any) -> str:
 
 
 class TorrentApp(App[int]):
-    """``session``: started here unless ``started``; closed on quit. ``startup``: torrents to add once running."""
+    """``session``: started here unless ``started``; closed on quit. ``startup``: torrents to add once running.
+    ``freeze_gc``: after start-up, exempt everything alive from garbage collection (a process that runs only
+    this app: shorter GC pauses, so keys stay responsive)."""
 
     CSS_PATH = "app.tcss"
     TITLE = "torrent"
@@ -122,7 +125,7 @@ class TorrentApp(App[int]):
     def __init__(self, session: Any, *, download_dir: Path | str = ".", startup: Sequence[AddRequest] = (),
                  prefs_path: Path | None = None, refresh_hz: float = 1.0, started: bool = False,
                  exit_when_complete: bool = False, clock: Callable[[], float] = time.time,
-                 log_level: int = logging.WARNING) -> None:
+                 log_level: int = logging.WARNING, freeze_gc: bool = False) -> None:
         super().__init__()
         self.session = session
         self.download_dir = str(download_dir)
@@ -134,11 +137,13 @@ class TorrentApp(App[int]):
         self.exit_when_complete = exit_when_complete
         self.clock = clock
         self.log_level = log_level
+        self.freeze_gc = freeze_gc
         self.history = HistoryBook()
         self.events: Any = None
         self.selected_id: str | None = None
         self.filter_text = ""
         self.ticks = 0
+        self._lines: dict[str, Text] = {}  # what the one-line widgets show now
         self.refresh_seconds: list[float] = []  # the last refreshes' cost, for the benchmark and the log
         self._quitting = False
         self.session_closed = False  # set once quitting has closed the session (else the caller must)
@@ -202,11 +207,15 @@ class TorrentApp(App[int]):
             self.exit(2)
             return
         self.events = self.session.subscribe()
+        self.run_worker(self._follow_events(), group="events")
         for warning in self.session.warnings:
             self.log_line(warning, "warning")
         for request in self.startup:
             await self._add_at_startup(request)
         self.refresh_data()
+        if self.freeze_gc:  # what start-up made lives as long as the app: keep it out of every later GC pass
+            gc.collect()
+            gc.freeze()
         self.set_interval(1 / self.refresh_hz, self._tick)
         loop = asyncio.get_running_loop()
         try:
@@ -283,23 +292,21 @@ class TorrentApp(App[int]):
                             ((t.id, t.down_rate, t.up_rate) for t in rows))
         table = self.table
         table.set_rows(rows)
-        self.part("#status", Static).update(status_text(session_row))
+        self._set_line("#status", status_text(session_row))
         self.selected_id = table.cursor_key
         self._refresh_detail(now, session_row)
         self.ticks += 1
         self.refresh_seconds = (self.refresh_seconds + [time.perf_counter() - started])[-60:]
-        if self.exit_when_complete and rows and all(t.progress >= 1 and t.state == TorrentState.SEEDING.value
-                                                    for t in rows):
-            self.call_later(self.action_quit)
+        if self.exit_when_complete:
+            self._quit_if_complete(rows)
 
     def _refresh_detail(self, now: float, session_row: Any) -> None:
         side = self.part("#side")
         if side.display:
             self.part("#global-speed", SpeedGraph).show(self.history.global_history, now)
-        why = self.part("#why", Static)
         torrent_id = self.selected_id
         if torrent_id is None:
-            why.update("")
+            self._set_line("#why", Text(""))
             return
         try:
             torrent = self.session.torrent(torrent_id)
@@ -311,7 +318,7 @@ class TorrentApp(App[int]):
         line = Text(summary(causes))
         if causes:
             line.stylize("bold" if any(c.code in SLOW_CODES for c in causes) else "dim")
-        why.update(Text.assemble((f"{torrent.name}: ", "bold"), line))
+        self._set_line("#why", Text.assemble((f"{torrent.name}: ", "bold"), line))
         if not self.part("#detail").display:
             return
         tab = self.part("#detail", TabbedContent).active
@@ -331,11 +338,30 @@ class TorrentApp(App[int]):
         elif tab == "pieces":
             self.part("#piece-map", PieceMapView).show(view)
         elif tab == "speed":
-            self.part("#torrent-speed", SpeedGraph).show(self.history.get(torrent_id), now)
+            self.part("#torrent-speed", SpeedGraph).show(self.history.track(torrent_id), now)
         elif tab == "files":
             self.part("#file-tree", FilesTree).show(view)
         elif tab == "info":
             self.part("#info-panel", InfoPanel).show(view)
+
+    async def _follow_events(self) -> None:
+        """Events as they come (the log, notifications, completion), not at the next refresh."""
+        async for event in self.events:
+            if self._quitting:
+                return
+            self.on_engine_event(event)
+            if self.exit_when_complete and isinstance(event, StateChanged | TorrentCompleted):
+                self._quit_if_complete(self.session.torrents())
+
+    def _quit_if_complete(self, rows: Sequence[TorrentSnapshot]) -> None:
+        if rows and all(t.progress >= 1 and t.state == TorrentState.SEEDING.value for t in rows):
+            self.call_later(self.action_quit)
+
+    def _set_line(self, selector: str, text: Text) -> None:
+        """A one-line widget: redraw only when its text changed, and never lay the screen out again."""
+        if self._lines.get(selector) != text:
+            self._lines[selector] = text
+            self.part(selector, Static).update(text, layout=False)
 
     def _drain_events(self) -> None:
         while (event := self.events.get_nowait()) is not None:

@@ -83,8 +83,9 @@ class HistoryBook:
 
     A torrent gets a history the first time one of its rates is not zero, so 10 000 idle torrents cost a
     dictionary lookup a tick and no memory. A torrent that has a history keeps getting samples, zeros
-    included, so its graph falls to zero. Past ``max_torrents`` the history least recently active or asked
-    for (``get``, i.e. selected) goes: memory stays under ``max_torrents`` × 24 bytes × ``seconds``.
+    included, so its graph falls to zero. Once ``max_torrents`` have one, newly busy torrents get none (so
+    thousands of busy torrents do not make and drop histories every tick) until selected (``track``), which
+    evicts the least recently active or selected: memory stays under ``max_torrents`` × 24 bytes × ``seconds``.
     """
 
     def __init__(self, max_torrents: int = 256, seconds: int = 300) -> None:
@@ -108,9 +109,9 @@ class HistoryBook:
             history = torrents.get(torrent_id)
             if down or up:
                 if history is None:
+                    if len(torrents) >= self.max_torrents:
+                        continue  # full: the busy keep theirs (no churn); a newcomer gets one when selected
                     history = torrents[torrent_id] = RateHistory(self.seconds)
-                    if len(torrents) > self.max_torrents:
-                        torrents.popitem(last=False)
                 else:
                     torrents.move_to_end(torrent_id)
                 history.add(at, down, up)
@@ -123,6 +124,15 @@ class HistoryBook:
         history = self._torrents.get(torrent_id)
         if history is not None:
             self._torrents.move_to_end(torrent_id)
+        return history
+
+    def track(self, torrent_id: str) -> RateHistory:
+        """The selected torrent's history, made now if it has none (the least recently used goes)."""
+        history = self.get(torrent_id)
+        if history is None:
+            history = self._torrents[torrent_id] = RateHistory(self.seconds)
+            if len(self._torrents) > self.max_torrents:
+                self._torrents.popitem(last=False)
         return history
 
     def forget(self, torrent_id: str) -> None:

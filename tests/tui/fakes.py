@@ -116,6 +116,12 @@ class FakeSubscription:
     def close(self) -> None:
         self.closed = True
 
+    def __aiter__(self) -> FakeSubscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.get()
+
 
 class FakeSession:
     """The session's read methods over fixed rows; commands are recorded in ``calls``."""

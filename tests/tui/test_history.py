@@ -88,14 +88,18 @@ def test_an_active_torrent_keeps_getting_samples_when_it_goes_idle() -> None:
     assert "b" not in book
 
 
-def test_the_least_recently_active_torrent_is_evicted() -> None:
+def test_a_full_book_gives_newcomers_no_history_until_selected_and_then_evicts_the_least_recent() -> None:
     book = HistoryBook(max_torrents=3, seconds=60)
     book.record(T0, 0.0, 0.0, [("a", 1.0, 0.0), ("b", 1.0, 0.0), ("c", 1.0, 0.0)])
     book.record(T0 + 1, 0.0, 0.0, [("a", 1.0, 0.0), ("b", 0.0, 0.0), ("c", 0.0, 0.0)])  # a active again
     book.record(T0 + 2, 0.0, 0.0, [("d", 0.0, 1.0)])
-    assert len(book) == 3
-    assert "b" not in book
+    assert "d" not in book and len(book) == 3  # full: no churn
+    history = book.track("d")  # selected
+    assert history is book.get("d") and len(book) == 3
+    assert "b" not in book  # b was the least recently active
     assert all(key in book for key in "acd")
+    book.record(T0 + 3, 0.0, 0.0, [("d", 0.0, 2.0)])
+    assert [s.up for s in history.samples()] == [2.0]
 
 
 def test_the_selected_torrent_is_kept() -> None:
@@ -113,7 +117,8 @@ def test_memory_is_bounded_however_many_torrents_are_active() -> None:
     for tick in range(100):
         book.record(T0 + tick, 1.0, 1.0, [(f"t{tick}-{i}", 1.0, 1.0) for i in range(50)])
     assert len(book) == 10
-    assert all(len(book.get(f"t99-{i}") or ()) == 1 for i in range(40, 50))
+    assert all(book.get(f"t0-{i}") is not None for i in range(10))  # the first ten keep theirs
+    assert book.get("t99-0") is None
 
 
 def test_forget_drops_a_removed_torrent() -> None:

@@ -33,7 +33,8 @@ def run_tui(sources: Sequence[str], *, download_dir: Path, seed: Sequence[tuple[
     async def main() -> int:
         session = Session(settings, state_dir=state_dir, saved_settings=saved_settings)
         app = TorrentApp(session, download_dir=download_dir, startup=startup, prefs_path=state_dir / PREFS_FILE,
-                         refresh_hz=refresh_hz, exit_when_complete=exit_when_complete, log_level=log_level)
+                         refresh_hz=refresh_hz, exit_when_complete=exit_when_complete, log_level=log_level,
+                         freeze_gc=True)
         code = await app.run_async()
         if app.exit_message:
             print(app.exit_message, file=sys.stderr)

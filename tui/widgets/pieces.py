@@ -409,8 +409,10 @@ class PieceMapView(Vertical, can_focus=True):
         """Render this refresh's view, keeping the zoom and cursor unless the torrent changed."""
         torrent = view.torrent
         new_torrent = torrent.id != self._torrent_id
+        unzoomed = False  # the footer's keys change only with the zoom (a footer rebuild costs ~25 ms)
         if new_torrent:
             self._torrent_id = torrent.id
+            unzoomed = self._cursor.zoom is not Zoom.TORRENT
             self._cursor = MapCursor()
         self._view = view
         piece_map = view.piece_map
@@ -423,7 +425,7 @@ class PieceMapView(Vertical, can_focus=True):
         self._cells = piece_cells(piece_map) if piece_map is not None else b""
         self._load_detail()
         self._set_cursor(self._cursor.clamped(self._ranges, num_pieces, len(self._block_cells)))
-        if new_torrent or had_map != bool(self._cells):
+        if unzoomed or had_map != bool(self._cells):
             self.refresh_bindings()
 
     # ---- actions ----

@@ -44,6 +44,7 @@ class Column:
     flex: bool = False
     priority: int = 5
     descending_first: bool = False  # rates and sizes sort largest first on the first click
+    nullable: bool = False  # ``sort`` may give None (sorted last either way; slower)
 
 
 def _fit(text: str, width: int, align: str) -> str:
@@ -142,10 +143,15 @@ class KeyedTable(ScrollView, can_focus=True):
         """New snapshot rows: filter, sort, keep the cursor on its key, redraw what is visible."""
         self._source = rows
         shown = [r for r in rows if self.filter(r)] if self.filter is not None else list(rows)
-        for key, descending in reversed(self.sort_spec):
-            getter = self.all_columns[key].sort
-            last = -1 if descending else 1  # None goes last in either direction
-            shown.sort(key=lambda r, g=getter, n=last: (n, 0) if (v := g(r)) is None else (0, v), reverse=descending)
+        for key, descending in reversed(self.sort_spec):  # stable passes, last key first
+            column = self.all_columns[key]
+            getter = column.sort
+            if column.nullable:
+                last = -1 if descending else 1  # None goes last in either direction
+                shown.sort(key=lambda r, g=getter, n=last: (n, 0) if (v := g(r)) is None else (0, v),
+                           reverse=descending)
+            else:
+                shown.sort(key=getter, reverse=descending)
         key_of = self.key
         self.rows = shown
         self.index = {key_of(r): i for i, r in enumerate(shown)}

@@ -422,7 +422,7 @@ def test_refresh_10k_torrents(benchmark: Any, rows_10k: list[list[Any]], case: s
     seconds = rows_10k
     session = fakes.FakeSession(tuple(seconds[0]))
     clock = Clock()
-    app = TorrentApp(session, refresh_hz=0.001, clock=clock)  # the timed call is the only refresh
+    app = TorrentApp(session, refresh_hz=0.001, clock=clock, freeze_gc=True)  # the only refresh is timed
     mounted = MountedApp(app)
     try:
         table = app.query_one("#torrents", KeyedTable)
@@ -511,7 +511,7 @@ def test_refresh_cpu_one_torrent(benchmark: Any) -> None:
     peer = fakes.make_peer(address="127.0.0.1:6881", client="torrent 0.1.0")
     session = fakes.FakeSession((torrent,), peers={torrent.id: (peer,)})
     clock = Clock()
-    app = TorrentApp(session, refresh_hz=0.001, clock=clock)
+    app = TorrentApp(session, refresh_hz=0.001, clock=clock, freeze_gc=True)
     mounted = MountedApp(app)
     rng = random.Random(5)
     try:
@@ -644,7 +644,7 @@ def test_key_latency_big_torrent(benchmark: Any, big_session: BigSession, case: 
     benchmark.group = "tui keys, 100 000 pieces and 200 peers (200x60, refreshing at 2 Hz)"
     tab, keys = KEY_CASES[case]
     session = big_session
-    app = TorrentApp(session, refresh_hz=2.0)
+    app = TorrentApp(session, refresh_hz=2.0, freeze_gc=True)
     mounted = MountedApp(app)
     rng = random.Random(11)
     try:

@@ -210,12 +210,17 @@ class TorrentApp(App[int]):
         self.run_worker(self._follow_events(), group="events")
         for warning in self.session.warnings:
             self.log_line(warning, "warning")
-        for request in self.startup:
-            await self._add_at_startup(request)
         self.refresh_data()
+        self.call_after_refresh(self._after_first_paint)
+
+    async def _after_first_paint(self) -> None:
+        """Torrents named at start join once the screen is up: drawing it does not compete with them."""
         if self.freeze_gc:  # what start-up made lives as long as the app: keep it out of every later GC pass
             gc.collect()
             gc.freeze()
+        for request in self.startup:
+            await self._add_at_startup(request)
+        self.refresh_data()
         self.set_interval(1 / self.refresh_hz, self._tick)
         loop = asyncio.get_running_loop()
         try:
@@ -263,9 +268,7 @@ class TorrentApp(App[int]):
         self.part("#detail").display = show["detail"]
         self.part("#side").display = show["graph"]
         self.part("#log").display = show["log"]
-        screen = self.main_screen or self.screen
-        screen.set_class(size == "narrow", "-narrow")
-        screen.set_class(size == "wide", "-wide")
+        self.part("#log").styles.height = 12 if size == "wide" else 8  # not a screen class: restyles everything
 
     # ---- refresh -------------------------------------------------------------------------
 

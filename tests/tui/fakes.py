@@ -311,3 +311,14 @@ def fill_history(app: object, seconds: int = 300) -> None:
         down = (3.0 + 1.5 * math.sin(k / 17) + (k % 23) / 23) * MiB
         up = (0.4 + 0.2 * math.cos(k / 11)) * MiB
         book.record(at, down * 4, up * 3, [(SHOWCASE_ID, down, up), ("2" * 40, down * 3, up * 5)])
+
+
+async def click_button(pilot: Any, selector: str) -> None:
+    """Click a button once it can take a click: Textual ignores one while the last press still shows
+    (class ``-active``, about 0.2 s), so two quick clicks in a test would otherwise lose the second."""
+    button = pilot.app.screen.query_one(selector)
+    for _ in range(100):
+        if not button.has_class("-active"):
+            break
+        await pilot.pause(0.02)
+    await pilot.click(selector)

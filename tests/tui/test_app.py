@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakes import FakeSession, make_file, make_peer, make_torrent, make_tracker
+from fakes import FakeSession, click_button, make_file, make_peer, make_torrent, make_tracker
 from textual.widgets import Input, RichLog, SelectionList, Static
 
 from torrent.session import StorageFailed, TorrentState, TrackerFailed
@@ -156,7 +156,7 @@ async def test_remove_asks_first_and_keeps_or_deletes_the_data() -> None:
         assert ("remove", A, ("delete_data", False)) in session.calls
         await pilot.press("x")
         await pilot.pause()
-        await pilot.click("#delete")
+        await click_button(pilot, "#delete")
         await pilot.pause()
         assert ("remove", B, ("delete_data", True)) in session.calls
         assert names(app) == ["big-buck-bunny"]
@@ -175,15 +175,15 @@ async def test_add_dialog_shows_errors_and_the_app_keeps_running(tmp_path: Path)
         source = app.screen.query_one("#source", Input)
         error = app.screen.query_one(".dialog-error", Static)
         source.value = str(tmp_path / "missing.torrent")
-        await pilot.click("#add")
+        await click_button(pilot, "#add")
         await pilot.pause()
         assert "No such file" in str(error.render()) and isinstance(app.screen, AddDialog)
         source.value = str(bad)
-        await pilot.click("#add")
+        await click_button(pilot, "#add")
         await pilot.pause()
         assert str(error.render()).strip() and isinstance(app.screen, AddDialog)
         source.value = "magnet:?xt=urn:btih:nothex"
-        await pilot.click("#add")
+        await click_button(pilot, "#add")
         await pilot.pause()
         # the fake session accepts anything: the dialog closes once the session took it
         assert any(c[0] == "add" and c[1] == "magnet:?xt=urn:btih:nothex" for c in session.calls)
@@ -201,12 +201,12 @@ async def test_add_dialog_chooses_files_of_a_multi_file_torrent(tmp_path: Path) 
         await pilot.press("a")
         await pilot.pause()
         app.screen.query_one("#source", Input).value = str(path)
-        await pilot.click("#add")
+        await click_button(pilot, "#add")
         await pilot.pause()
         files = app.screen.query_one("#files", SelectionList)
         assert files.display and len(files.selected) == 3
         files.deselect(1)
-        await pilot.click("#add")
+        await click_button(pilot, "#add")
         await pilot.pause()
     add = next(c for c in session.calls if c[0] == "add")
     priorities = dict(add[2:])["file_priorities"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fakes import click_button
 from live import (
     HZ,
     SIZE,
@@ -292,12 +293,14 @@ async def test_a_file_left_out_in_the_add_dialog_is_not_downloaded(tmp_path: Pat
             await pilot.press("a")
             await until(pilot, lambda: isinstance(app.screen, AddDialog), what="the add dialog")
             app.screen.query_one("#source", Input).value = str(torrent)
-            await pilot.click("#add")
+            await click_button(pilot, "#add")
             files = app.screen.query_one("#files", SelectionList)
             await until(pilot, lambda: files.display and files.option_count == 3, what="the file choice")
             files.deselect(2)
-            await pilot.click("#add")
-            await until(pilot, lambda: not isinstance(app.screen, AddDialog), what="the dialog closing")
+            await click_button(pilot, "#add")
+            await until(pilot, lambda: not isinstance(app.screen, AddDialog), what="the dialog closing",
+                        status=lambda: (str(app.screen.query_one(".dialog-error").render()), app.focused,
+                                        files.selected))
             assert [f.priority for f in session.files(tid)] == ["normal", "normal", "skip"]
             await session.add_peers(tid, [(LOCAL, seeder.listen_port)])
             await until(pilot, lambda: (r := row(app, tid)) and r.state == "seeding" and r.progress >= 1,
@@ -338,7 +341,7 @@ async def test_a_magnet_link_typed_in_the_add_dialog_waits_for_metadata(tmp_path
             app.post_message(Paste(magnet[len("magnet:"):]))
             await until(pilot, lambda: source.value == magnet, what="the link in the field",
                         status=lambda: source.value)
-            await pilot.click("#add")
+            await click_button(pilot, "#add")
             await until(pilot, lambda: not isinstance(app.screen, AddDialog), what="the dialog closing")
             shown = await until(pilot, lambda: row(app, info_hash), what="the magnet in the list",
                                 status=list_status(app))
@@ -351,7 +354,7 @@ async def test_a_magnet_link_typed_in_the_add_dialog_waits_for_metadata(tmp_path
             await pilot.press("a")
             await until(pilot, lambda: isinstance(app.screen, AddDialog), what="the add dialog again")
             app.screen.query_one("#source", Input).value = magnet
-            await pilot.click("#add")
+            await click_button(pilot, "#add")
             error = app.screen.query_one(".dialog-error", Static)
             await until(pilot, lambda: error.display and "already" in str(error.render()), timeout=10,
                         what="the duplicate refused in the dialog", status=lambda: str(error.render()))

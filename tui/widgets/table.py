@@ -153,6 +153,7 @@ class KeyedTable(ScrollView, can_focus=True):
             else:
                 shown.sort(key=getter, reverse=descending)
         key_of = self.key
+        before = self.rows
         self.rows = shown
         self.index = {key_of(r): i for i, r in enumerate(shown)}
         if self.selected:
@@ -166,7 +167,18 @@ class KeyedTable(ScrollView, can_focus=True):
         new_key = key_of(shown[self._cursor]) if shown else None
         if new_key != old:
             self.cursor_key = new_key
-        self.refresh()
+        self._refresh_changed(before, shown)
+
+    def _refresh_changed(self, before: Sequence[Row], after: Sequence[Row]) -> None:
+        """Redraw only the visible lines whose row changed (a busy list changes a few cells a second)."""
+        top = self.scroll_offset.y
+        height = max(self.size.height - 1, 0)
+        if len(before) != len(after) or not height:
+            self.refresh()
+            return
+        for index in range(top, min(top + height, len(after))):
+            if before[index] != after[index]:
+                self._refresh_row(index)
 
     def set_filter(self, predicate: Callable[[Row], bool] | None) -> None:
         self.filter = predicate
@@ -175,6 +187,7 @@ class KeyedTable(ScrollView, can_focus=True):
     def set_sort(self, spec: Sequence[tuple[str, bool]]) -> None:
         self.sort_spec = tuple((k, d) for k, d in spec if k in self.all_columns)
         self.set_rows(self._source)
+        self.refresh()  # the header's arrows
         self.post_message(self.SortChanged(self, self.sort_spec))
 
     def set_columns(self, keys: Iterable[str]) -> None:

@@ -401,3 +401,42 @@ async def test_a_startup_torrent_that_cannot_be_added_is_shown_to_the_user(tmp_p
             await quit_with_q(app, pilot, session)
     finally:
         await close_quietly(session)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_key_flow_add_a_file_choose_files_pause_remove(tmp_path: Path) -> None:
+    """The whole flow by keys on a real session: a add → choose files → p pause → x y remove (data kept)."""
+    from textual.widgets import Input, SelectionList
+
+    from tui.screens import AddDialog, ConfirmRemove
+
+    meta, _, torrent = make_torrent(tmp_path, 1 * MiB, files=3)
+    session = leecher(tmp_path)
+    app = TorrentApp(session, download_dir=tmp_path / "out", refresh_hz=HZ)
+    tid = meta.info_hash_hex
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.events is not None, what="the session started")
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, AddDialog), what="the add dialog")
+            app.screen.query_one("#source", Input).value = str(torrent)
+            await pilot.press("enter")
+            files = app.screen.query_one("#files", SelectionList)
+            await until(pilot, lambda: files.display and files.option_count == 3, what="the file choice")
+            files.deselect(0)
+            await click_button(pilot, "#add")
+            await until(pilot, lambda: not isinstance(app.screen, AddDialog), what="the dialog closing")
+            assert [f.priority for f in session.files(tid)] == ["skip", "normal", "normal"]
+            await until(pilot, lambda: (r := row(app, tid)) and r.state in ("downloading", "queued"),
+                        what="the torrent running", status=list_status(app))
+            app.table.move_to(tid)
+            await pilot.press("p")
+            await until(pilot, lambda: session.torrent(tid).state == "paused", what="paused")
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmRemove), what="the confirmation")
+            await pilot.press("y")
+            await until(pilot, lambda: tid not in session.ids() and row(app, tid) is None, what="removed")
+            await quit_with_q(app, pilot, session)
+    finally:
+        await close_quietly(session)

@@ -62,11 +62,13 @@ def test_everything_at_200x60(snap_compare) -> None:  # noqa: ANN001
     assert snap_compare(showcase(), terminal_size=(200, 60), run_before=with_log)
 
 
-@pytest.mark.parametrize("key,tab", [("2", "pieces"), ("3", "speed"), ("4", "files"), ("5", "trackers"),
-                                     ("6", "info")])
-def test_detail_tab(snap_compare, key: str, tab: str) -> None:  # noqa: ANN001
-    """Each detail tab at 120×40 for the downloading torrent (pieces: exact map with shades; files: tree with
-    priorities; trackers: one failing; info: identity and magnet)."""
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)], ids=["80x24", "120x40", "200x60"])
+@pytest.mark.parametrize("key,tab", [("1", "peers"), ("2", "pieces"), ("3", "speed"), ("4", "files"),
+                                     ("5", "trackers"), ("6", "info")])
+def test_detail_tab(snap_compare, key: str, tab: str, size: tuple[int, int]) -> None:  # noqa: ANN001
+    """Each detail tab at each size for the downloading torrent (peers: clients, flags, rates; pieces: exact
+    map with shades; speed: five minutes; files: tree with priorities; trackers: one failing; info: identity
+    and magnet). At 80×24 the key opens the detail under the list."""
 
     async def open_tab(pilot) -> None:  # noqa: ANN001
         await ready(pilot)
@@ -74,7 +76,7 @@ def test_detail_tab(snap_compare, key: str, tab: str) -> None:  # noqa: ANN001
         pilot.app.refresh_data()
         await pilot.pause()
 
-    assert snap_compare(showcase(), terminal_size=(120, 40), run_before=open_tab)
+    assert snap_compare(showcase(), terminal_size=size, run_before=open_tab)
 
 
 def test_filter_bar_narrows_the_list(snap_compare) -> None:  # noqa: ANN001

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -222,11 +221,6 @@ class TorrentApp(App[int]):
             await self._add_at_startup(request)
         self.refresh_data()
         self.set_interval(1 / self.refresh_hz, self._tick)
-        loop = asyncio.get_running_loop()
-        try:
-            loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.action_quit))
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread (tests): Textual's own handling applies
 
     def _install_log_handler(self) -> None:
         """Engine warnings go to the log panel: a stderr line would tear the screen."""
@@ -287,7 +281,6 @@ class TorrentApp(App[int]):
         if self._quitting or self.events is None or self.main_screen is None or not self.main_screen.is_attached:
             return
         started = time.perf_counter()
-        self._drain_events()
         rows = self.session.torrents()
         now = self.clock()
         session_row = self.session.snapshot()
@@ -311,8 +304,10 @@ class TorrentApp(App[int]):
         if torrent_id is None:
             self._set_line("#why", Text(""))
             return
+        torrent = self.table.cursor_row  # the selected torrent is the list's cursor row, read this tick
+        if torrent is None or torrent.id != torrent_id:
+            return
         try:
-            torrent = self.session.torrent(torrent_id)
             peers = self.session.peers(torrent_id)
             trackers = self.session.trackers(torrent_id)
         except TorrentError:
@@ -365,10 +360,6 @@ class TorrentApp(App[int]):
         if self._lines.get(selector) != text:
             self._lines[selector] = text
             self.part(selector, Static).update(text, layout=False)
-
-    def _drain_events(self) -> None:
-        while (event := self.events.get_nowait()) is not None:
-            self.on_engine_event(event)
 
     def on_engine_event(self, event: Event) -> None:
         name = self.torrent_name(event.torrent_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -66,8 +67,35 @@ class AddRequest:
 
 
 class Dialog(ModalScreen):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    """The frame every dialog shares: a title, the subclass's ``body``, an error line, the buttons, and
+    escape or Cancel to close. ``finish`` hands the result to ``submit`` and closes only when it took it."""
 
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    title_text = ""
+    frame_classes = "dialog"
+    buttons: tuple[tuple[str, str, str], ...] = (("OK", "primary", "ok"),)  # label, variant, id; Cancel follows
+
+    def __init__(self, submit: Submit | None = None) -> None:
+        super().__init__()
+        self.submit = submit
+
+    def body(self) -> ComposeResult:
+        yield from ()
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes=self.frame_classes):
+            yield Label(self.title_text, classes="dialog-title")
+            yield from self.body()
+            yield Static("", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                for label, variant, button_id in self.buttons:
+                    yield Button(label, variant=variant, id=button_id)  # type: ignore[arg-type]
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.show_error(None)
+
+    @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
 
@@ -76,39 +104,41 @@ class Dialog(ModalScreen):
         error.update(message or "")
         error.display = bool(message)
 
+    async def finish(self, result: Any, *args: Any) -> None:
+        """``submit(*args)`` (the result itself when no args); close with ``result`` unless it gave an error."""
+        assert self.submit is not None
+        error = await self.submit(*(args or (result,)))
+        if error:
+            self.show_error(error)
+        else:
+            self.dismiss(result)
+
 
 class AddDialog(Dialog):
     """Path (with completion) or magnet, where to save, paused or not; then which files, for a multi-file torrent."""
 
+    title_text = "Add a torrent"
+    buttons = (("Add", "primary", "add"),)
+
     def __init__(self, submit: Submit, save_path: str, source: str = "") -> None:
-        super().__init__()
-        self.submit = submit
+        super().__init__(submit)
         self.default_save = save_path
         self.initial = source
         self.meta: metainfo.Metainfo | None = None
+        self.meta_source = ""
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label("Add a torrent", classes="dialog-title")
-            yield Label("Torrent file or magnet link (→ completes the path)")
-            yield Input(self.initial, placeholder="~/Downloads/file.torrent or magnet:?xt=urn:btih:…",
-                        suggester=PathSuggester((".torrent",)), id="source")
-            yield Label("Save to")
-            yield Input(self.default_save, suggester=PathSuggester(), id="save")
-            yield Checkbox("Start paused", id="paused")
-            yield SelectionList[int](id="files")
-            yield Static("", classes="dialog-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Add", variant="primary", id="add")
-                yield Button("Cancel", id="cancel")
+    def body(self) -> ComposeResult:
+        yield Label("Torrent file or magnet link (→ completes the path)")
+        yield Input(self.initial, placeholder="~/Downloads/file.torrent or magnet:?xt=urn:btih:…",
+                    suggester=PathSuggester((".torrent",)), id="source")
+        yield Label("Save to")
+        yield Input(self.default_save, suggester=PathSuggester(), id="save")
+        yield Checkbox("Start paused", id="paused")
+        yield SelectionList[int](id="files")
 
     def on_mount(self) -> None:
         self.query_one("#files").display = False
-        self.show_error(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
+        super().on_mount()
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#add")
@@ -144,13 +174,9 @@ class AddDialog(Dialog):
                 self.show_error("Choose at least one file.")
                 return
             priorities = tuple(i in chosen for i in range(len(self.meta.files)))
-        request = AddRequest(source if source.lower().startswith("magnet:") else os.path.expanduser(source),
-                             os.path.expanduser(save), self.query_one("#paused", Checkbox).value, priorities)
-        error = await self.submit(request)
-        if error:
-            self.show_error(error)
-        else:
-            self.dismiss(request)
+        await self.finish(AddRequest(source if source.lower().startswith("magnet:") else os.path.expanduser(source),
+                                     os.path.expanduser(save), self.query_one("#paused", Checkbox).value,
+                                     priorities))
 
 
 class ConfirmRemove(Dialog):
@@ -158,108 +184,67 @@ class ConfirmRemove(Dialog):
 
     BINDINGS = [Binding("escape,n", "cancel", "Cancel"), Binding("y", "remove(False)", "Remove"),
                 Binding("D", "remove(True)", "Remove with data")]
+    buttons = (("Remove", "warning", "keep"), ("Remove and delete data", "error", "delete"))
 
     def __init__(self, names: Sequence[str]) -> None:
         super().__init__()
         self.names = list(names)
+        what = self.names[0] if len(self.names) == 1 else f"{len(self.names)} torrents"
+        self.title_text = f"Remove {what}?"
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            what = self.names[0] if len(self.names) == 1 else f"{len(self.names)} torrents"
-            yield Label(f"Remove {what}?", classes="dialog-title")
-            if len(self.names) > 1:
-                yield Static("\n".join(f"  {n}" for n in self.names[:8]) + ("\n  …" if len(self.names) > 8 else ""))
-            yield Static("Removing keeps the downloaded files unless you choose to delete them.")
-            yield Static("", classes="dialog-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Remove", variant="warning", id="keep")
-                yield Button("Remove and delete data", variant="error", id="delete")
-                yield Button("Cancel", id="cancel")
+    def body(self) -> ComposeResult:
+        if len(self.names) > 1:
+            yield Static("\n".join(f"  {n}" for n in self.names[:8]) + ("\n  …" if len(self.names) > 8 else ""))
+        yield Static("Removing keeps the downloaded files unless you choose to delete them.")
 
     def on_mount(self) -> None:
-        self.show_error(None)
+        super().on_mount()
         self.query_one("#cancel", Button).focus()
 
     def action_remove(self, delete: bool) -> None:
         self.dismiss(delete)
 
-    @on(Button.Pressed)
+    @on(Button.Pressed, "#keep, #delete")
     def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss({"keep": False, "delete": True}.get(event.button.id or ""))
+        self.dismiss(event.button.id == "delete")
 
 
 class PromptDialog(Dialog):
     """One value; ``submit(value)`` returns an error or None."""
 
     def __init__(self, title: str, label: str, value: str, submit: Submit, *, paths: bool = False) -> None:
-        super().__init__()
-        self.title_text, self.label, self.value, self.submit = title, label, value, submit
-        self.paths = paths
+        super().__init__(submit)
+        self.title_text, self.label, self.value, self.paths = title, label, value, paths
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield Label(self.label)
-            yield Input(self.value, suggester=PathSuggester() if self.paths else None, id="value")
-            yield Static("", classes="dialog-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("OK", variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
-
-    def on_mount(self) -> None:
-        self.show_error(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
+    def body(self) -> ComposeResult:
+        yield Label(self.label)
+        yield Input(self.value, suggester=PathSuggester() if self.paths else None, id="value")
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
     async def _ok(self) -> None:
-        value = self.query_one("#value", Input).value.strip()
-        error = await self.submit(value)
-        if error:
-            self.show_error(error)
-        else:
-            self.dismiss(value)
+        await self.finish(self.query_one("#value", Input).value.strip())
 
 
 class LimitsDialog(Dialog):
     """Download and upload limits (with units; 0 or empty for none)."""
 
     def __init__(self, title: str, down: int, up: int, submit: Submit) -> None:
-        super().__init__()
-        self.title_text, self.down, self.up, self.submit = title, down, up, submit
+        super().__init__(submit)
+        self.title_text, self.down, self.up = title, down, up
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield Label("Download limit per second (e.g. 2M, 500K; 0 = none)")
-            yield Input(_limit_text(self.down), id="down")
-            yield Label("Upload limit per second")
-            yield Input(_limit_text(self.up), id="up")
-            yield Static("", classes="dialog-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("OK", variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
-
-    def on_mount(self) -> None:
-        self.show_error(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
+    def body(self) -> ComposeResult:
+        yield Label("Download limit per second (e.g. 2M, 500K; 0 = none)")
+        yield Input(_limit_text(self.down), id="down")
+        yield Label("Upload limit per second")
+        yield Input(_limit_text(self.up), id="up")
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#ok")
     async def _ok(self) -> None:
         down = self.query_one("#down", Input).value.strip() or "0"
         up = self.query_one("#up", Input).value.strip() or "0"
-        error = await self.submit(down, up)
-        if error:
-            self.show_error(error)
-        else:
-            self.dismiss((down, up))
+        await self.finish((down, up), down, up)
 
 
 def _limit_text(value: int) -> str:
@@ -275,37 +260,21 @@ class TrackersDialog(Dialog):
     """One announce URL per line; an empty line starts the next tier."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+    title_text = "Edit trackers"
+    frame_classes = "dialog dialog-wide"
+    buttons = (("Save", "primary", "ok"),)
 
     def __init__(self, tiers: Sequence[Sequence[str]], submit: Submit) -> None:
-        super().__init__()
+        super().__init__(submit)
         self.text = "\n\n".join("\n".join(tier) for tier in tiers)
-        self.submit = submit
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog dialog-wide"):
-            yield Label("Edit trackers", classes="dialog-title")
-            yield Label("One URL per line; an empty line starts the next tier. Ctrl+S saves.")
-            yield TextArea(self.text, id="trackers", soft_wrap=False)
-            yield Static("", classes="dialog-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save", variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
-
-    def on_mount(self) -> None:
-        self.show_error(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
+    def body(self) -> ComposeResult:
+        yield Label("One URL per line; an empty line starts the next tier. Ctrl+S saves.")
+        yield TextArea(self.text, id="trackers", soft_wrap=False)
 
     @on(Button.Pressed, "#ok")
     async def action_save(self) -> None:
-        tiers = parse_tiers(self.query_one("#trackers", TextArea).text)
-        error = await self.submit(tiers)
-        if error:
-            self.show_error(error)
-        else:
-            self.dismiss(tiers)
+        await self.finish(parse_tiers(self.query_one("#trackers", TextArea).text))
 
 
 def parse_tiers(text: str) -> list[list[str]]:
@@ -322,27 +291,16 @@ def parse_tiers(text: str) -> list[list[str]]:
 class ColumnsDialog(Dialog):
     """Which columns the torrent list shows (remembered)."""
 
+    title_text = "Columns"
+
     def __init__(self, choices: Sequence[tuple[str, str]], shown: Sequence[str]) -> None:
         super().__init__()
         self.choices = choices
         self.shown = set(shown)
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label("Columns", classes="dialog-title")
-            yield SelectionList[str](*[Selection(title, key, key in self.shown) for key, title in self.choices],
-                                     id="columns")
-            yield Static("", classes="dialog-error")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("OK", variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
-
-    def on_mount(self) -> None:
-        self.show_error(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
+    def body(self) -> ComposeResult:
+        yield SelectionList[str](*[Selection(title, key, key in self.shown) for key, title in self.choices],
+                                 id="columns")
 
     @on(Button.Pressed, "#ok")
     def _ok(self) -> None:
@@ -350,8 +308,7 @@ class ColumnsDialog(Dialog):
         if "name" not in chosen:
             self.show_error("The name column is always shown.")
             chosen = ["name", *chosen]
-        order = [key for key, _ in self.choices if key in chosen]
-        self.dismiss(order)
+        self.dismiss([key for key, _ in self.choices if key in chosen])
 
 
 def one_line(exc: BaseException) -> str:

@@ -8,7 +8,6 @@ fed fixed values: screenshots and key flows come out the same on every run.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from torrent.session import (
@@ -24,6 +23,7 @@ from torrent.session import (
     UnknownTorrentError,
 )
 from torrent.session.api import BlockDetail
+from torrent.session.events import EventBus, Subscription
 
 MiB = 1 << 20
 NOW = 1_764_000_000.0  # a fixed "now" (2025-11-24) so dates render the same everywhere
@@ -99,30 +99,6 @@ def piece_map_for(num_pieces: int, have_every: int = 3) -> PieceMap:
     return PieceMap(num_pieces, bytes(states), availability)
 
 
-class FakeSubscription:
-    def __init__(self) -> None:
-        self.queue: list[Any] = []
-        self.dropped = 0
-        self.closed = False
-
-    def get_nowait(self) -> Any:
-        return self.queue.pop(0) if self.queue else None
-
-    async def get(self) -> Any:
-        while not self.queue:
-            await asyncio.sleep(0.01)
-        return self.queue.pop(0)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def __aiter__(self) -> FakeSubscription:
-        return self
-
-    async def __anext__(self) -> Any:
-        return await self.get()
-
-
 class FakeSession:
     """The session's read methods over fixed rows; commands are recorded in ``calls``."""
 
@@ -136,7 +112,7 @@ class FakeSession:
         self.tracker_rows = trackers or {}
         self.session_row = session or make_session_snapshot(torrents=len(self.rows))
         self.calls: list[tuple[Any, ...]] = []
-        self.subscriptions: list[FakeSubscription] = []
+        self.bus = EventBus()  # the engine's own event stream: bounded, awaited as the real one is
         self.started = False
         self.closed = False
         self.listen_port = 6881
@@ -148,15 +124,13 @@ class FakeSession:
 
     async def close(self) -> None:
         self.closed = True
+        self.bus.close()
 
-    def subscribe(self, maxlen: int = 1000) -> FakeSubscription:
-        sub = FakeSubscription()
-        self.subscriptions.append(sub)
-        return sub
+    def subscribe(self, maxlen: int = 1000) -> Subscription:
+        return self.bus.subscribe(maxlen)
 
     def publish(self, event: Any) -> None:
-        for sub in self.subscriptions:
-            sub.queue.append(event)
+        self.bus.publish(event)
 
     # reads
     def _get(self, torrent_id: str) -> TorrentSnapshot:

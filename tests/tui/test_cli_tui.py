@@ -8,6 +8,7 @@ along so it never blocks on a full pty), downloads, exits by itself
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,30 @@ def start_seeder(tmp: Path, torrent: Path, data: Path, port: int, env: dict[str,
     return seeder
 
 
+def terminal_env(tmp: Path) -> dict[str, str]:
+    return isolated_env(tmp, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
+
+
+@contextlib.contextmanager
+def seeding(tmp: Path, torrent: Path, data: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    seeder = start_seeder(tmp, torrent, data, port, terminal_env(tmp))
+    try:
+        yield seeder
+    finally:
+        stop(seeder)
+
+
+@contextlib.contextmanager
+def tui_in_pty(tmp: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``torrent tui ARGS`` in a pseudo-terminal: (the process, the pty's master end); stopped and closed after."""
+    tui, master = start_in_pty(["tui", *args], terminal_env(tmp), tmp)
+    try:
+        yield tui, master
+    finally:
+        stop(tui)
+        os.close(master)
+
+
 def assert_saved_session(state: Path, tid: str, torrent: Path, save_path: Path, *, downloaded: bool = True) -> None:
     """What ``torrent/session/state.py`` keeps: the record, the metainfo, the resume data; and the app's prefs."""
     record = json.loads((state / "torrents" / f"{tid}.json").read_text())
@@ -207,24 +232,14 @@ def test_tui_downloads_in_a_real_terminal_and_exits_when_complete(tmp_path: Path
     meta, data, torrent = make_torrent(tmp_path, 3 * MiB, files=3)
     port = free_port()
     state, out = tmp_path / "state", tmp_path / "downloads"
-    env = isolated_env(tmp_path, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
-    seeder: subprocess.Popen[bytes] | None = None
-    tui: subprocess.Popen[bytes] | None = None
-    master = -1
-    try:
-        seeder = start_seeder(tmp_path, torrent, data, port, env)
-        tui, master = start_in_pty(["tui", "--state-dir", str(state), "-o", str(out), "--port", "0",
-                                    "--set", "network.bind=127.0.0.1", str(torrent), "--peer", f"127.0.0.1:{port}",
-                                    "--exit-when-complete"], env, tmp_path)
+    with seeding(tmp_path, torrent, data, port), \
+            tui_in_pty(tmp_path, "--state-dir", str(state), "-o", str(out), "--port", "0", "--set",
+                       "network.bind=127.0.0.1", str(torrent), "--peer", f"127.0.0.1:{port}",
+                       "--exit-when-complete") as (tui, master):
         text = drain_pty(master, tui, timeout=90).decode("utf-8", errors="replace")
         code = tui.poll()
         assert code is not None, f"the TUI did not exit by itself; its terminal showed:\n{text[-3000:]}"
         assert code == 0, f"exit {code}; its terminal showed:\n{text[-3000:]}"
-    finally:
-        stop(tui)
-        stop(seeder)
-        if master >= 0:
-            os.close(master)
 
     assert "\x1b[?1049h" in text and "\x1b[?1049l" in text  # drew on the alternate screen, then gave it back
     assert "payload" in text  # the list showed the torrent
@@ -241,16 +256,10 @@ def test_q_typed_in_the_terminal_quits_and_saves_the_session(tmp_path: Path) -> 
     meta, data, torrent = make_torrent(tmp_path, 2 * MiB, files=2)
     port = free_port()
     state, out = tmp_path / "state", tmp_path / "downloads"
-    env = isolated_env(tmp_path, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
-    seeder: subprocess.Popen[bytes] | None = None
-    tui: subprocess.Popen[bytes] | None = None
-    master = -1
     typed: list[float] = []
-    try:
-        seeder = start_seeder(tmp_path, torrent, data, port, env)
-        tui, master = start_in_pty(["tui", "--state-dir", str(state), "-o", str(out), "--port", "0",
-                                    "--set", "network.bind=127.0.0.1", str(torrent), "--peer", f"127.0.0.1:{port}"],
-                                   env, tmp_path)
+    with seeding(tmp_path, torrent, data, port), \
+            tui_in_pty(tmp_path, "--state-dir", str(state), "-o", str(out), "--port", "0", "--set",
+                       "network.bind=127.0.0.1", str(torrent), "--peer", f"127.0.0.1:{port}") as (tui, master):
 
         def type_q_once_downloaded() -> None:
             if not typed and (out / "payload").is_dir() and same_tree(data / "payload", out / "payload"):
@@ -262,11 +271,6 @@ def test_q_typed_in_the_terminal_quits_and_saves_the_session(tmp_path: Path) -> 
         code = tui.poll()
         assert code is not None, f"q did not quit; its terminal showed:\n{text[-3000:]}"
         assert code == 0, f"exit {code}; its terminal showed:\n{text[-3000:]}"
-    finally:
-        stop(tui)
-        stop(seeder)
-        if master >= 0:
-            os.close(master)
     assert "\x1b[?1049l" in text and after_screen(text) == []
     assert_saved_session(state, meta.info_hash_hex, torrent, out)
 
@@ -275,23 +279,17 @@ def test_q_typed_in_the_terminal_quits_and_saves_the_session(tmp_path: Path) -> 
 def test_a_port_in_use_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
     """The session cannot listen: the app gives the terminal back and says why in one line, like every
     other user error of the CLI (``torrent: error: …``, exit 2)."""
-    env = isolated_env(tmp_path, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
     busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tui: subprocess.Popen[bytes] | None = None
-    master = -1
     try:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        tui, master = start_in_pty(["tui", "--state-dir", str(tmp_path / "state"), "-o", str(tmp_path / "out"),
-                                    "--port", str(port), "--set", "network.bind=127.0.0.1"], env, tmp_path)
-        text = drain_pty(master, tui, timeout=30).decode("utf-8", errors="replace")
-        code = tui.poll()
+        with tui_in_pty(tmp_path, "--state-dir", str(tmp_path / "state"), "-o", str(tmp_path / "out"),
+                        "--port", str(port), "--set", "network.bind=127.0.0.1") as (tui, master):
+            text = drain_pty(master, tui, timeout=30).decode("utf-8", errors="replace")
+            code = tui.poll()
     finally:
-        stop(tui)
         busy.close()
-        if master >= 0:
-            os.close(master)
     assert code == 2, f"exit {code}; its terminal showed:\n{text[-3000:]}"
     lines = after_screen(text)
     assert lines and lines[0].startswith(f"torrent: error: cannot listen on 127.0.0.1:{port}"), lines
@@ -303,19 +301,11 @@ def test_a_port_in_use_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
 def test_seed_with_dir_verifies_the_data_and_seeds_it_in_a_real_terminal(tmp_path: Path) -> None:
     meta, data, torrent = make_torrent(tmp_path, 1 * MiB, files=3)
     state, out = tmp_path / "state", tmp_path / "downloads"
-    env = isolated_env(tmp_path, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
-    tui: subprocess.Popen[bytes] | None = None
-    master = -1
-    try:
-        tui, master = start_in_pty(["tui", "--state-dir", str(state), "-o", str(out), "--port", "0",
-                                    "--set", "network.bind=127.0.0.1", "--seed", str(torrent), "--dir", str(data),
-                                    "--exit-when-complete"], env, tmp_path)
+    with tui_in_pty(tmp_path, "--state-dir", str(state), "-o", str(out), "--port", "0", "--set",
+                    "network.bind=127.0.0.1", "--seed", str(torrent), "--dir", str(data),
+                    "--exit-when-complete") as (tui, master):
         text = drain_pty(master, tui, timeout=45).decode("utf-8", errors="replace")
         code = tui.poll()
-    finally:
-        stop(tui)
-        if master >= 0:
-            os.close(master)
     assert code == 0, f"exit {code}; its terminal showed:\n{text[-3000:]}"  # complete from the start: seeding
     assert after_screen(text) == []
     assert not out.exists() or not any(out.iterdir())  # nothing downloaded anywhere else

@@ -7,7 +7,9 @@ sort, filter tabs) sit beside it in ``tui.json``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,8 @@ def run_tui(sources: Sequence[str], *, download_dir: Path, seed: Sequence[tuple[
         app = TorrentApp(session, download_dir=download_dir, startup=startup, prefs_path=state_dir / PREFS_FILE,
                          refresh_hz=refresh_hz, exit_when_complete=exit_when_complete, log_level=log_level,
                          freeze_gc=True)
+        # SIGTERM quits as the q key does: the session saves its state and resume data
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: app.call_later(app.action_quit))
         code = await app.run_async()
         if app.exit_message:
             print(app.exit_message, file=sys.stderr)

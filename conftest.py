@@ -16,10 +16,22 @@ from __future__ import annotations
 from functools import cached_property
 from types import SimpleNamespace
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 
+from torrent.bench.swarm import LOOPBACK_CONFIG
 from torrent.core import hashing, speedups
 from torrent.core.bitfield import PyBitfield
+
+# Our client started by a test (``python -m torrent``) reads this config unless the test gives its own:
+# peer discovery stays on 127.0.0.1 (no public DHT router, no LAN multicast, no router discovery).
+_CONFIG_HOME = Path(tempfile.mkdtemp(prefix="torrent-tests-config-"))
+(_CONFIG_HOME / "torrent").mkdir()
+(_CONFIG_HOME / "torrent" / "config.toml").write_text(LOOPBACK_CONFIG)
+os.environ["XDG_CONFIG_HOME"] = str(_CONFIG_HOME)
 
 TWINS = ("cython", "python")
 HASHING_FUNCTIONS = ("sha1", "sha1_pieces", "sha1_many", "verify_pieces", "verify_piece")

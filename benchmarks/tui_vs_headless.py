@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project, 
 
 from torrent.bench import _compile_bytecode, _prepare  # noqa: E402  (the payload and torrent, bytecode)
 from torrent.bench.processes import Child  # noqa: E402
-from torrent.bench.swarm import free_port  # noqa: E402
+from torrent.bench.swarm import LOOPBACK_CONFIG, free_port  # noqa: E402
 from torrent.codec.metainfo import Metainfo  # noqa: E402
 from torrent.core import hashing  # noqa: E402
 from torrent.core.errors import BenchError  # noqa: E402
@@ -119,7 +119,8 @@ class Bench:
         self.payload_dir = payload_dir
         self.refresh = refresh
         self.config = work / "tui-vs-headless-config.toml"
-        self.config.write_text("# benchmarks/tui_vs_headless.py runs our client on its default settings\n")
+        self.config.write_text("# benchmarks/tui_vs_headless.py runs our client on its default settings\n"
+                               + LOOPBACK_CONFIG)
         self.seeder_state = work / "seeder-resume"  # kept: later seeders start without hashing
         self.runs = 0
 

@@ -10,6 +10,16 @@ import pytest
 
 from torrent.core import speedups
 from torrent.bench.lt_peer import LOOPBACK_SETTINGS as LIBTORRENT_LOOPBACK  # noqa: F401  (re-exported)
+from torrent.bench.swarm import LOOPBACK_CONFIG
+
+
+def loopback_config_home(directory: Path) -> str:
+    """An ``XDG_CONFIG_HOME`` whose config keeps our client's peer discovery on 127.0.0.1 (no public DHT
+    router, no multicast, no port mapping): for tests that run ``python -m torrent``."""
+    config = directory / "torrent" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(LOOPBACK_CONFIG)
+    return str(directory)
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import loopback_config_home
 from swarmkit import (
     PIECE,
     local_settings,
@@ -242,7 +243,7 @@ def test_sigkill_mid_download_resumes_without_refetching(tmp_path: Path) -> None
             cmd = [sys.executable, "-m", "torrent", "download", str(torrent_file), "-o", str(tmp_path / "out"),
                    "--no-seed", "--port", "0", "--peer", f"127.0.0.1:{seeder.listen_port}",
                    "--state-dir", str(tmp_path / "state-cli"), "-v"]
-            env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+            env = {**os.environ, "XDG_CONFIG_HOME": loopback_config_home(tmp_path / "xdg")}
             first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
             try:
                 deadline = time.monotonic() + 60
@@ -435,7 +436,7 @@ def test_cli_says_what_was_selected_and_quiet_prints_nothing(tmp_path: Path) -> 
         try:
             sid = await seeder.add(torrent, save_path=data)
             await wait_for(seeder, sid, lambda s: s.state == "seeding", what="seeding")
-            env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+            env = {**os.environ, "XDG_CONFIG_HOME": loopback_config_home(tmp_path / "cfg")}
             base = [sys.executable, "-m", "torrent", "download", str(torrent), "--no-seed", "--port", "0",
                     "--peer", f"127.0.0.1:{seeder.listen_port}"]
             chosen = await asyncio.create_subprocess_exec(

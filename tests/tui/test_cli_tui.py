@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import free_port, loopback_config_home
 from swarmkit import make_torrent, same_tree
 
 MiB = 1 << 20
@@ -36,7 +36,7 @@ COLS, ROWS = 120, 40
 def isolated_env(tmp: Path, **extra: str) -> dict[str, str]:
     """No user config or data dir leaks in; the compiled speedups as usual."""
     env = {k: v for k, v in os.environ.items() if k != "TORRENT_PURE_PYTHON"}
-    env.update(XDG_CONFIG_HOME=str(tmp / "xdg-config"), XDG_DATA_HOME=str(tmp / "xdg-data"),
+    env.update(XDG_CONFIG_HOME=loopback_config_home(tmp / "xdg-config"), XDG_DATA_HOME=str(tmp / "xdg-data"),
                XDG_CACHE_HOME=str(tmp / "xdg-cache"))
     env.update(extra)
     return env

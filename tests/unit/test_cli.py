@@ -516,9 +516,19 @@ def test_a_bad_command_line_setting_is_a_one_line_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "missing.toml" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_download_of_a_magnet_link_says_plainly_it_is_not_supported_yet(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "torrent", "download", "magnet:?xt=urn:btih:" + "a" * 40],
+def test_seeding_a_magnet_link_asks_for_the_torrent_file(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "torrent", "seed", "magnet:?xt=urn:btih:" + "a" * 40, "--dir",
+                           str(tmp_path)], capture_output=True, text=True, env=config_env(tmp_path), timeout=60,
+                          check=False)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == "torrent: error: seed needs the .torrent file: a magnet link does not say what the data is"
+
+
+def test_a_bad_magnet_link_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "torrent", "download", "magnet:?xt=urn:btih:nothex"],
                           capture_output=True, text=True, env=config_env(tmp_path), timeout=60, check=False)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("torrent: error: magnet links are not supported yet")
+    assert line == ("torrent: error: invalid info-hash 'nothex' in magnet link: expected 40 hex or 32 base32 "
+                    "characters")

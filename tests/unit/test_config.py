@@ -347,6 +347,8 @@ def _everything_changed() -> Settings:
             values[key] = "06:05"
         elif info.kind == "days":
             values[key] = "tue,sat"
+        elif info.kind == "hostports":
+            values[key] = "[::1]:7000,127.0.0.1:6881"
         else:
             values[key] = 'wg0 "quoted" \\ ü \x7f'
     settings = with_values(DEFAULT_SETTINGS, values)
@@ -403,7 +405,8 @@ def test_render_text(tmp_path: Path) -> None:
     assert "max_active_seeds = -1" in lines
     # Grouped by section, in tree order, one line per setting.
     headers = [line for line in lines if line.startswith("[")]
-    assert headers == ["[network]", "[peer]", "[torrent]", "[storage]", "[tracker]", "[rates]", "[queue]", "[limits]"]
+    assert headers == ["[network]", "[peer]", "[torrent]", "[storage]", "[tracker]", "[rates]", "[queue]",
+                       "[discovery]", "[limits]"]
     assert lines.index("[rates]") < lines.index('alt_begin = "22:00"') < lines.index("[queue]")
     assert len([line for line in lines if " = " in line]) == len(SETTINGS)
     # It is TOML too, and reads back to the same tree.

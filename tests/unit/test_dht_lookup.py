@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from torrent.dht.lookup import ALPHA, MAX_QUERIES, Lookup
-from torrent.dht.routing import K, Contact, RoutingTable, distance
+from torrent.dht.routing import Contact, K, RoutingTable, distance
 
 
 class Network:
@@ -102,3 +102,16 @@ def test_unknown_and_late_replies_are_ignored() -> None:
     lookup.failed(first.id)
     lookup.replied(first.id, [], [("6.6.6.6", 1)])  # after its timeout: too late
     assert lookup.values == {} and lookup.done and lookup.result() == []
+
+
+def test_a_stopped_lookup_is_done_keeps_its_result_and_ignores_late_answers() -> None:
+    net = Network(200, seed=9)
+    target = random.Random(10).randbytes(20)
+    lookup = Lookup(target)
+    lookup.add(net.tables[net.contacts[0].id].closest(target))
+    first = lookup.next_queries()
+    lookup.replied(first[0].id, net.tables[first[0].id].closest(target), token=b"t")
+    lookup.stop()  # the node's time bound: the others never answered
+    assert lookup.done and lookup.stopped and lookup.next_queries() == []
+    lookup.replied(first[1].id, [], [("6.6.6.6", 1)])
+    assert [c for c, _ in lookup.result()] == [first[0]] and lookup.values == {}

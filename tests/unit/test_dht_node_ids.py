@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from torrent.dht.node_ids import crc32c, exempt, secure_node_id, valid_node_id
+from torrent.dht.node_ids import AddressVotes, crc32c, exempt, secure_node_id, valid_node_id
 
 # BEP 42's examples: IP, the id it gives (first 3 bytes, then the rest, last byte = rand)
 VECTORS = [
@@ -42,3 +42,25 @@ def test_local_and_private_addresses_are_exempt() -> None:
     for host in ("127.0.0.1", "10.1.2.3", "192.168.1.10", "172.16.5.5", "169.254.1.1", "::1", "fe80::1"):
         assert exempt(host) and valid_node_id(b"\x00" * 20, host)
     assert not exempt("124.31.75.21") and not valid_node_id(b"\x00" * 20, "124.31.75.21")
+
+
+def test_our_address_is_believed_once_a_quorum_of_distinct_nodes_agrees() -> None:
+    votes = AddressVotes(quorum=3, window=10)
+    assert votes.vote("1.1.1.1", "124.31.75.21") is None
+    assert votes.vote("1.1.1.1", "124.31.75.21") is None  # the same node twice is one vote
+    assert votes.vote("2.2.2.2", "124.31.75.21") is None
+    assert votes.vote("3.3.3.3", "124.31.75.21") == "124.31.75.21" and votes.address == "124.31.75.21"
+    assert votes.vote("4.4.4.4", "124.31.75.21") is None  # no change: nothing new to say
+    for voter in ("5.5.5.5", "6.6.6.6", "7.7.7.7"):  # three say otherwise: a tie is not a verdict
+        votes.vote(voter, "65.23.51.170")
+    assert votes.address == "124.31.75.21"
+    assert votes.vote("8.8.8.8", "65.23.51.170") is None  # 4 to 4
+    assert votes.vote("9.9.9.9", "65.23.51.170") == "65.23.51.170"
+
+
+def test_the_votes_remember_only_the_last_window_of_nodes() -> None:
+    votes = AddressVotes(quorum=2, window=3)
+    votes.vote("1.1.1.1", "124.31.75.21")
+    for voter in ("2.2.2.2", "3.3.3.3", "4.4.4.4"):
+        votes.vote(voter, f"65.23.51.{voter[0]}")  # three different claims push the first one out
+    assert votes.vote("5.5.5.5", "124.31.75.21") is None  # one of the window's three, not two

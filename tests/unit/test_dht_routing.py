@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from torrent.dht.routing import BAD_AFTER, GOOD_FOR, ID_BITS, K, REFRESH_AFTER, Contact, RoutingTable, distance
+from torrent.dht.routing import BAD_AFTER, GOOD_FOR, ID_BITS, REFRESH_AFTER, Contact, K, RoutingTable, distance
 
 OWN = bytes(20)  # 000…0: every split keeps the low half
 
@@ -139,3 +139,71 @@ def test_saved_nodes_load_as_questionable() -> None:
     table.load(saved, 0.0)
     assert sorted(table.contacts()) == sorted(saved)
     assert table.questionable(0.0) == table.contacts()
+
+
+def _brute_closest(table: RoutingTable, target: bytes, count: int, now: float | None) -> list[Contact]:
+    entries = [e for b in table.buckets for e in b.nodes.values()
+               if not e.bad() and (now is None or e.good(now))]
+    entries.sort(key=lambda e: distance(e.contact.id, target))
+    return [e.contact for e in entries[:count]]
+
+
+def test_closest_walks_buckets_yet_gives_what_sorting_every_node_gives() -> None:
+    rng = random.Random(11)
+    for trial in range(20):
+        table = RoutingTable(node_id(rng.getrandbits(160)))
+        for i in range(rng.choice((3, 40, 400, 3000))):
+            table.heard_from(Contact(node_id(rng.getrandbits(160)), "127.0.0.1", 1 + i), float(i % 7), replied=True)
+        for c in rng.sample(table.contacts(), len(table) // 5):  # some bad, some questionable
+            for _ in range(rng.choice((1, BAD_AFTER))):
+                table.failed(c.id, 0.0)
+        for _ in range(10):
+            # targets anywhere, and near our own id (the deep, sparse buckets)
+            target = node_id(rng.getrandbits(160) if rng.random() < 0.5 else
+                             int.from_bytes(table.own_id, "big") ^ rng.getrandbits(rng.randrange(1, 160)))
+            count = rng.choice((1, K, 3 * K, 100))
+            now = rng.choice((None, 3.0, GOOD_FOR + 2.0))
+            assert table.closest(target, count, now=now) == _brute_closest(table, target, count, now), trial
+
+
+def test_a_node_heard_of_takes_a_free_place_as_questionable_and_displaces_nobody() -> None:
+    table = RoutingTable(OWN)
+    for i in range(K):
+        table.heard_from(contact(top(1, i)), 0.0, replied=True)
+    assert table.heard_of(contact(top(3)), 0.0)  # the full bucket holds our id: it splits
+    assert table.get(contact(top(3)).id).last_reply is None and table.questionable(0.0) == [contact(top(3))]
+    assert not table.heard_of(contact(top(1, 50)), 0.0)  # the far bucket is full of good nodes
+    assert contact(top(1, 50)).id not in table and not table.buckets[-1].replacements
+    moved = Contact(contact(top(1, 2)).id, "10.9.9.9", 1)
+    assert not table.heard_of(moved, 0.0) and table.get(moved.id).contact == contact(top(1, 2))
+    assert not table.heard_of(Contact(OWN, "127.0.0.1", 1), 0.0)
+
+
+def test_census_counts_each_state() -> None:
+    table = RoutingTable(OWN)
+    for i in range(6):
+        table.heard_from(contact(top(2 + i)), 0.0, replied=i < 3)
+    for _ in range(BAD_AFTER):
+        table.failed(contact(top(2)).id, 1.0)
+    census = table.census(1.0)
+    assert (census.good, census.questionable, census.bad, census.nodes) == (2, 3, 1, 6)
+    assert census.buckets == len(table.buckets)
+
+
+def test_a_reseated_table_keeps_the_nodes_and_their_states_around_the_new_id() -> None:
+    rng = random.Random(12)
+    table = RoutingTable(node_id(rng.getrandbits(160)))
+    for i in range(200):
+        table.heard_from(Contact(node_id(rng.getrandbits(160)), "127.0.0.1", 1 + i), 5.0, replied=i % 2 == 0)
+    new_id = node_id(rng.getrandbits(160))
+    moved = table.reseated(new_id, 9.0)
+    assert moved.own_id == new_id and len(moved) > K
+    for contact_ in moved.contacts():
+        old, new = table.get(contact_.id), moved.get(contact_.id)
+        assert (old.last_reply, old.last_query, old.failures) == (new.last_reply, new.last_query, new.failures)
+    assert all(b.covers(int.from_bytes(e.contact.id, "big")) for b in moved.buckets for e in b.nodes.values())
+
+
+def test_the_refresh_interval_is_the_tables_own() -> None:
+    table = RoutingTable(OWN, refresh_after=30.0)
+    assert table.refresh_targets(29.0) == [] and len(table.refresh_targets(30.0)) == 1

@@ -60,3 +60,26 @@ def test_a_reply_is_a_bounded_sample() -> None:
         store.announce(IH, f"10.0.{i // 250}.{i % 250}", 6881, 0.0)
     sample = store.peers(IH, 1.0, count=50, rng=random.Random(1))
     assert len(sample) == 50 and len(set(sample)) == 50
+
+
+def test_peers_are_kept_compact_and_come_back_as_reply_values() -> None:
+    store = PeerStore()
+    store.announce(IH, "10.0.0.1", 6881, 0.0)
+    store.announce(IH, "2001:db8::1", 443, 0.0)
+    assert store.compact(IH, 1.0) == [bytes((10, 0, 0, 1)) + (6881).to_bytes(2, "big")]
+    assert store.compact(IH, 1.0, ipv6=True) == [bytes.fromhex("20010db8" + "0" * 23 + "1") + (443).to_bytes(2, "big")]
+
+
+def test_tokens_expire_on_time_without_queries() -> None:
+    tokens = Tokens(0.0)
+    token = tokens.make("10.0.0.1", 0.0)
+    tokens.expire(2 * TOKEN_ROTATION + 1)  # the node's upkeep rotates the secrets
+    assert not tokens.check(token, "10.0.0.1", 2 * TOKEN_ROTATION + 2)
+
+
+def test_100_000_peers_fit_the_default_bound() -> None:
+    store = PeerStore()
+    hashes = [i.to_bytes(20, "big") for i in range(400)]
+    for i in range(100_000):
+        store.announce(hashes[i % 400], f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 6881, 0.0)
+    assert len(store) == 100_000 and store.torrents() == 400

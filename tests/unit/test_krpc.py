@@ -1,4 +1,5 @@
-"""KRPC codec: the BEP 5 examples byte for byte, round trips, and every malformed form dropped with KrpcError."""
+"""KRPC codec: the BEP 5 examples byte for byte, round trips, every malformed form dropped with KrpcError; the
+KRPC decoder agrees with the general bencode decoder, and replies are the bytes bencoding.encode would write."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrent.codec import krpc
+from torrent.codec import bencoding, krpc
 from torrent.codec.krpc import Error, KrpcError, Node, Query, Response
+from torrent.core.settings import Limits
 
 A = b"abcdefghij0123456789"
 B = b"mnopqrstuvwxyz123456"
@@ -129,3 +131,92 @@ def test_corrupted_real_messages_never_raise_anything_else(data: bytes, at: int,
         krpc.parse(mutated)
     except KrpcError:
         pass
+
+
+# ---- the KRPC decoder agrees with the general one; replies are what bencoding.encode would write ----
+
+_GENERAL = Limits(bencode_max_depth=krpc.MAX_DEPTH, bencode_max_size=krpc.MAX_MESSAGE,
+                  bencode_max_string=krpc.MAX_MESSAGE)
+_values = st.recursive(
+    st.integers(-10**20, 10**20) | st.binary(max_size=24),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.binary(max_size=6), inner, max_size=4),
+    max_leaves=12)
+
+
+def _general(data: bytes) -> tuple[bool, object]:
+    try:
+        return True, bencoding.decode(data, limits=_GENERAL)
+    except bencoding.BencodeError:
+        return False, None
+
+
+def _ours(data: bytes) -> tuple[bool, object]:
+    try:
+        return True, krpc.decode_bencode(data)
+    except KrpcError:
+        return False, None
+
+
+@given(_values, st.integers(0, 200), st.binary(max_size=3))
+def test_the_krpc_decoder_accepts_and_refuses_what_the_general_one_does(value: object, at: int, junk: bytes) -> None:
+    data = bencoding.encode(value)
+    assert _ours(data) == _general(data)
+    mutated = data[:at] + junk + data[at + len(junk):]
+    assert _ours(mutated) == _general(mutated)
+
+
+@given(st.binary(max_size=60))
+def test_the_krpc_decoder_agrees_on_garbage(data: bytes) -> None:
+    assert _ours(data) == _general(data)
+
+
+def test_the_krpc_decoder_refuses_each_non_canonical_form() -> None:
+    for bad in (b"i03e", b"i-0e", b"ie", b"03:abc", b"d1:ai1e1:ai2ee", b"di1ei2ee", b"l" * 5 + b"e" * 5, b"5:abc",
+                b"i1ex", b"x"):
+        ok, _ = _ours(bad)
+        assert not ok, bad
+        assert _general(bad)[0] is False, bad
+
+
+_nodes = st.lists(st.tuples(st.binary(min_size=20, max_size=20), st.ip_addresses(), st.integers(1, 65535)),
+                  max_size=10).map(lambda xs: tuple(Node(i, str(h), p) for i, h, p in xs))
+_peers = st.lists(st.tuples(st.ip_addresses(), st.integers(0, 65535)), max_size=8).map(
+    lambda xs: tuple((str(h), p) for h, p in xs))
+
+
+@given(st.binary(min_size=1, max_size=4), _nodes, _peers, st.none() | st.binary(max_size=20),
+       st.none() | st.tuples(st.ip_addresses(), st.integers(0, 65535)))
+def test_a_reply_is_written_as_bencoding_would_write_it(tid: bytes, nodes: tuple[Node, ...], values: tuple,
+                                                        token: bytes | None, ip: tuple | None) -> None:
+    ip = (str(ip[0]), ip[1]) if ip else None
+    body: dict[bytes, object] = {b"id": B}
+    nodes4, nodes6 = krpc.encode_nodes(nodes)
+    if nodes4:
+        body[b"nodes"] = nodes4
+    if nodes6:
+        body[b"nodes6"] = nodes6
+    if values:
+        body[b"values"] = [krpc.encode_address(h, p) for h, p in values]
+    if token is not None:
+        body[b"token"] = token
+    msg: dict[bytes, object] = {b"t": tid, b"y": b"r", b"r": body}
+    if ip is not None:
+        msg[b"ip"] = krpc.encode_address(*ip)
+    assert krpc.response(tid, B, nodes=nodes, values=values, token=token, ip=ip) == bencoding.encode(msg)
+    # peers already in compact form give the same bytes
+    packed = [krpc.encode_address(h, p) for h, p in values]
+    assert krpc.response(tid, B, nodes=nodes, values=packed, token=token, ip=ip) == bencoding.encode(msg)
+
+
+@given(st.ip_addresses(), st.integers(0, 65535))
+def test_compact_addresses_round_trip_in_canonical_text(host: object, port: int) -> None:
+    packed = krpc.encode_address(str(host), port)
+    assert len(packed) == (6 if host.version == 4 else 18)
+    assert krpc.decode_address(packed) == (str(host), port)
+
+
+def test_want_is_sent_in_find_node_and_get_peers_and_read_back() -> None:
+    for data in (krpc.find_node(b"aa", A, B, want=("n4", "n6")), krpc.get_peers(b"aa", A, B, want=("n6",))):
+        query = krpc.parse(data)
+        assert query.want in (("n4", "n6"), ("n6",))
+    assert b"want" not in krpc.find_node(b"aa", A, B)  # the family the query travels on, by default

@@ -30,6 +30,15 @@ LIBTORRENT = "libtorrent"
 READY_TIMEOUT = 300.0  # a seeder hashing a large payload on a slow disk
 
 
+# Peers only from the command line: no DHT router, no multicast, no router discovery (127.0.0.1 only).
+LOOPBACK_CONFIG = """
+[discovery]
+dht_bootstrap = ""
+lsd = false
+port_map = false
+"""
+
+
 @dataclass(frozen=True)
 class Scenario:
     seeder: str
@@ -115,7 +124,7 @@ class BenchSwarm:
         self.lt_python = lt_python
         # Our client runs on its defaults, whatever the user's config file says.
         self._config = work_dir / "bench-config.toml"
-        self._config.write_text("# torrent bench runs our client on its default settings\n")
+        self._config.write_text("# torrent bench runs our client on its default settings\n" + LOOPBACK_CONFIG)
         self._env = dict(os.environ)
         if pure_python:
             self._env["TORRENT_PURE_PYTHON"] = "1"

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     download = sub.add_parser("download", help="download a torrent, then seed it")
-    download.add_argument("torrent", metavar="FILE.torrent")
+    download.add_argument("torrent", metavar="FILE.torrent|MAGNET")
     download.add_argument("-o", "--output", default=".", metavar="DIR", help="download directory (default: here)")
     download.add_argument("--seed", action=argparse.BooleanOptionalAction, default=True,
                           help="keep seeding after the download completes (default: yes)")
@@ -126,6 +126,17 @@ def _add_settings_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-up", metavar="RATE", help="upload limit in bytes/s, e.g. 500K (rates.max_up)")
     p.add_argument("--max-peers", type=int, metavar="N", help="connections per torrent (torrent.max_peers)")
     p.add_argument("--upload-slots", type=int, metavar="N", help="peers uploaded to at once (torrent.upload_slots)")
+    p.add_argument("--dht-bootstrap", action="append", metavar="HOST:PORT",
+                   help="DHT router to bootstrap from; repeatable, replaces the default routers "
+                        "(discovery.dht_bootstrap)")
+    p.add_argument("--no-dht", dest="dht", action="store_false", default=None,
+                   help="stay out of the DHT (discovery.dht)")
+    p.add_argument("--no-pex", dest="pex", action="store_false", default=None,
+                   help="no peer exchange (discovery.pex)")
+    p.add_argument("--no-lsd", dest="lsd", action="store_false", default=None,
+                   help="no local peer discovery (discovery.lsd)")
+    p.add_argument("--no-port-map", dest="port_map", action="store_false", default=None,
+                   help="do not map the listen port on the router with UPnP or NAT-PMP (discovery.port_map)")
 
 
 def _add_network_options(p: argparse.ArgumentParser) -> None:
@@ -310,27 +321,35 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from torrent.cli.runner import RunOptions, run
     from torrent.codec import metainfo
 
-    if args.torrent.lower().startswith("magnet:"):
-        raise UsageError("magnet links are not supported yet: fetching the metadata from peers needs the DHT, "
-                         "which this version does not have; download the .torrent file and pass that")
-    meta = metainfo.load(args.torrent)
     seeding = args.command == "seed"
+    is_magnet = args.torrent.lower().startswith("magnet:")
+    if is_magnet and seeding:
+        raise UsageError("seed needs the .torrent file: a magnet link does not say what the data is")
+    if is_magnet:
+        from torrent.codec.magnet import parse_magnet
+
+        magnet = parse_magnet(args.torrent)
+        if magnet.info_hash is None:
+            raise UsageError("this magnet link has only a v2 hash (btmh); v2 torrents are not supported yet")
+        file_count = 0
+    else:
+        file_count = len(metainfo.load(args.torrent).files)
     only = _parse_indexes(args.only) if not seeding and args.only else None
-    if only is not None:
-        bad = [i for i in only if not 0 <= i < len(meta.files)]
+    if only is not None and file_count:
+        bad = [i for i in only if not 0 <= i < file_count]
         if bad:
-            raise UsageError(f"no file #{bad[0]}: the torrent has files 0..{len(meta.files) - 1} (see torrent info)")
+            raise UsageError(f"no file #{bad[0]}: the torrent has files 0..{file_count - 1} (see torrent info)")
     effective = effective_settings(args)
     options = RunOptions(
         download_dir=Path(args.dir if seeding else args.output),
         seed=True if seeding else args.seed,
         peers=[_parse_peer(p) for p in args.peer],
-        only_files=only, file_count=len(meta.files),
+        only_files=only, file_count=file_count,
         recheck=args.recheck, quiet=args.quiet, verbose=args.verbose, state_dir=effective.state_dir,
         saved_settings=effective.saved, snapshot_hz=args.snapshots)
     if seeding and not options.download_dir.is_dir():
         raise TorrentError(f"{options.download_dir} is not a directory")
-    return run(Path(args.torrent), options, effective.settings)
+    return run(args.torrent if is_magnet else Path(args.torrent), options, effective.settings)
 
 
 def effective_settings(args: argparse.Namespace) -> Any:
@@ -344,6 +363,11 @@ def effective_settings(args: argparse.Namespace) -> Any:
         value = getattr(args, option, None)
         if value is not None:
             command_line[key] = str(value)
+    for option in ("dht", "pex", "lsd", "port_map"):
+        if getattr(args, option, None) is False:
+            command_line[f"discovery.{option}"] = "false"
+    if getattr(args, "dht_bootstrap", None):
+        command_line["discovery.dht_bootstrap"] = ",".join(args.dht_bootstrap)
     effective = resolve_settings(config_file=Path(args.config) if args.config else None,
                                  state_dir=Path(args.state_dir) if args.state_dir else None,
                                  command_line=[f"{k}={v}" for k, v in command_line.items()] + list(args.set))

@@ -25,6 +25,7 @@ from torrent.core.units import format_size
 from torrent.session import (
     Event,
     FilePriority,
+    MetadataReceived,
     PieceState,
     Session,
     Settings,
@@ -55,7 +56,7 @@ class RunOptions:
     snapshot_hz: float = 0.0  # build every snapshot this often (the bench's observer load)
 
 
-def run(torrent: Path, options: RunOptions, settings: Settings) -> int:
+def run(torrent: Path | str, options: RunOptions, settings: Settings) -> int:
     """Download (and seed) until done or interrupted; returns the exit code."""
     setup_logging(options.quiet, options.verbose)
     return uvloop.run(_main(torrent, options, settings))
@@ -76,7 +77,7 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def _main(torrent: Path, options: RunOptions, settings: Settings) -> int:
+async def _main(torrent: Path | str, options: RunOptions, settings: Settings) -> int:
     stop = _stop_on_signals()
     session = Session(settings, state_dir=options.state_dir, remember=False, restore=False,
                       saved_settings=options.saved_settings)
@@ -86,11 +87,7 @@ async def _main(torrent: Path, options: RunOptions, settings: Settings) -> int:
     code = 0
     try:
         events = session.subscribe()
-        priorities = None
-        if options.only_files is not None:
-            wanted = set(options.only_files)
-            priorities = {i: FilePriority.NORMAL if i in wanted else FilePriority.SKIP
-                          for i in range(options.file_count)}
+        priorities = _only(options, options.file_count) if options.file_count else None
         torrent_id = await session.add(torrent, save_path=options.download_dir, peers=options.peers,
                                        file_priorities=priorities, recheck=options.recheck)
         code = await _drive(session, torrent_id, options, stop, display, events)
@@ -111,7 +108,7 @@ async def _drive(session: Session, torrent_id: str, options: RunOptions, stop: a
     plain = not options.quiet and not display.enabled
     while not stop.is_set():
         while (event := events.get_nowait()) is not None:
-            outcome = _react(session, torrent_id, event, options)
+            outcome = await _react_async(session, torrent_id, event, options)
             if outcome is not None:
                 return outcome
         snap = session.torrent(torrent_id)
@@ -128,7 +125,8 @@ async def _drive(session: Session, torrent_id: str, options: RunOptions, stop: a
             return 0
         if display.enabled:
             display.update(snap)
-        elif plain and time.monotonic() - last_plain >= PLAIN_EVERY and announced_ready:
+        elif plain and time.monotonic() - last_plain >= PLAIN_EVERY and (
+                announced_ready or snap.state == TorrentState.METADATA.value):
             print(_line(snap), file=sys.stderr, flush=True)
             last_plain = time.monotonic()
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(events.get())]
@@ -137,13 +135,38 @@ async def _drive(session: Session, torrent_id: str, options: RunOptions, stop: a
             w.cancel()
         for w in done:
             if w is waits[1] and not w.cancelled() and w.exception() is None:
-                outcome = _react(session, torrent_id, w.result(), options)
+                outcome = await _react_async(session, torrent_id, w.result(), options)
                 if outcome is not None:
                     return outcome
     snap = session.torrent(torrent_id)
     if not options.quiet:
         print(f"{snap.name}: stopping", file=sys.stderr)
     return 0 if snap.state == TorrentState.SEEDING.value else 130
+
+
+def _only(options: RunOptions, file_count: int) -> dict[int, FilePriority] | None:
+    if options.only_files is None:
+        return None
+    wanted = set(options.only_files)
+    return {i: FilePriority.NORMAL if i in wanted else FilePriority.SKIP for i in range(file_count)}
+
+
+async def _metadata_received(session: Session, torrent_id: str, options: RunOptions) -> int | None:
+    """A magnet's metadata arrived: say what it is, apply ``--only``."""
+    snap = session.torrent(torrent_id)
+    files = session.files(torrent_id)
+    if not options.quiet:
+        print(f"{snap.name}: metadata received ({len(files)} files, {format_size(snap.total_size)}); saved as "
+              f"{Path(snap.save_path) / snap.name}.torrent", file=sys.stderr, flush=True)
+    if options.only_files is not None:
+        bad = [i for i in options.only_files if not 0 <= i < len(files)]
+        if bad:
+            print(f"torrent: error: no file #{bad[0]}: the torrent has files 0..{len(files) - 1}", file=sys.stderr)
+            return 2
+        priorities = _only(options, len(files))
+        assert priorities is not None
+        await session.set_file_priorities(torrent_id, priorities)
+    return None
 
 
 def _react(session: Session, torrent_id: str, event: Event, options: RunOptions) -> int | None:
@@ -167,6 +190,12 @@ def _react(session: Session, torrent_id: str, event: Event, options: RunOptions)
                 print(f"{snap.name}: {event.reason}", file=sys.stderr, flush=True)
             return 0
     return None
+
+
+async def _react_async(session: Session, torrent_id: str, event: Event, options: RunOptions) -> int | None:
+    if isinstance(event, MetadataReceived) and event.torrent_id == torrent_id:
+        return await _metadata_received(session, torrent_id, options)
+    return _react(session, torrent_id, event, options)
 
 
 def _complete_line(session: Session, snap: TorrentSnapshot, fetched: int) -> str:
@@ -253,6 +282,8 @@ async def _demo(torrent: Path, data_parent: Path, download_dir: Path, settings: 
 
 
 def _line(s: TorrentSnapshot) -> str:
+    if s.state == TorrentState.METADATA.value:
+        return f"{s.name}: {s.waiting_on[0] if s.waiting_on else 'fetching metadata'}"
     return (f"{s.name}: {100 * s.progress:5.1f}%  down {format_size(s.down_rate)}/s  up {format_size(s.up_rate)}/s  "
             f"peers {s.peers} (seeds {s.seeds})  ETA {_eta(s)}"
             + (f"  banned {s.banned}" if s.banned else "")
@@ -290,6 +321,8 @@ class _Display:
                 f"peers {s.peers} seeds {s.seeds}  ETA {_eta(s)}")
         if s.state == TorrentState.CHECKING.value and s.checking_progress is not None:
             info = f"checking {100 * s.checking_progress:.0f}%"
+        elif s.state == TorrentState.METADATA.value and s.waiting_on:
+            info = s.waiting_on[0]
         if s.banned:
             info += f"  banned {s.banned}"
         self._progress.update(self._task, completed=s.wanted_verified, total=s.wanted_size or None, info=info)

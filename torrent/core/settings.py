@@ -102,6 +102,8 @@ class PeerSettings:
     keepalive_every: float = _f(90.0, "seconds of silence before we send a keep-alive", min=1.0)
     idle_timeout: float = _f(180.0, "seconds without any message before a peer is dropped", min=1.0)
     request_timeout: float = _f(30.0, "seconds before an unanswered request goes to another peer", min=0.1)
+    metadata_timeout: float = _f(10.0, "seconds before an unanswered metadata request (BEP 9) goes to another peer",
+                                 min=0.1)
     snub_time: float = _f(45.0, "seconds an unchoking peer may send nothing before it counts as snubbed",
                           min=0.1)
     # Outstanding requests ≈ this many seconds of the peer's rate, at least
@@ -209,6 +211,39 @@ class QueueSettings:
     seed_time: float = _f(-1.0, "stop seeding after this many minutes (-1: never)", min=-1.0)
 
 
+# The routers libtorrent, Transmission and qBittorrent bootstrap from.
+DHT_ROUTERS = ("router.bittorrent.com:6881,router.utorrent.com:6881,dht.transmissionbt.com:6881,"
+               "dht.libtorrent.org:25401")
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverySettings:
+    """Finding peers without a tracker (DHT, peer exchange, local discovery) and being reachable."""
+
+    dht: bool = _f(True, "take part in the DHT (BEP 5); never for private torrents")
+    # A node with a saved routing table needs no router; an empty list relies on that and on peers'
+    # port messages alone.
+    dht_bootstrap: str = _f(DHT_ROUTERS, "DHT routers to bootstrap from, HOST:PORT separated by commas",
+                            kind="hostports")
+    dht_query_timeout: float = _f(2.0, "seconds before a DHT query counts as unanswered", min=0.1)
+    dht_query_rate: float = _f(20.0, "DHT queries a second one address may make of us", min=1.0)
+    # BEP 5: three queries in flight; a lookup stops when the closest nodes all answered, or at these.
+    dht_lookup_alpha: int = _f(3, "parallel queries of one DHT lookup", min=1, max=16)
+    dht_lookup_max_queries: int = _f(100, "most queries one DHT lookup sends", min=8)
+    dht_lookup_timeout: float = _f(20.0, "seconds one DHT lookup may take", min=1.0)
+    dht_enforce_node_id: bool = _f(False, "ignore DHT nodes whose id does not match their address (BEP 42)")
+    # libtorrent re-announces every 15 minutes; a torrent short of peers searches more often.
+    dht_announce_interval: float = _f(900.0, "seconds between DHT announces of a torrent", min=60.0)
+    dht_search_interval: float = _f(30.0, "seconds between DHT searches while a torrent has no peer", min=5.0)
+    pex: bool = _f(True, "exchange peer lists with peers (ut_pex, BEP 11)")
+    max_pex_peers: int = _f(200, "peers learned through PEX remembered per torrent", min=0)
+    lsd: bool = _f(True, "announce and find peers on the local network (BEP 14)")
+    lsd_interval: float = _f(300.0, "seconds between local announces of a torrent", min=10.0)
+    # BEP 14's IPv4 group; tests use a group and port of their own.
+    lsd_address: str = _f("239.192.152.143:6771", "multicast group and port of local discovery", kind="hostports")
+    port_map: bool = _f(True, "map the listen port on the router (UPnP IGD, NAT-PMP/PCP)")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The whole tree; ``Settings()`` is every default."""
@@ -220,6 +255,7 @@ class Settings:
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     rates: RateSettings = field(default_factory=RateSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
     limits: Limits = field(default_factory=Limits)
 
 
@@ -348,7 +384,29 @@ def _check_text(info: SettingInfo, text: str) -> str:
         if bad or not days:
             raise ValueError(f"expected days such as mon,tue,sat, got {text!r}")
         return ",".join(d for d in DAYS if d in days)
+    if info.kind == "hostports":
+        return ",".join(format_host_port(*parse_host_port(item)) for item in text.split(",") if item.strip())
     return text
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port``; ``ValueError`` saying what is wrong."""
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def format_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def host_ports(text: str) -> list[tuple[str, int]]:
+    """A ``hostports`` setting's addresses (already checked when it was set)."""
+    return [parse_host_port(item) for item in text.split(",") if item.strip()]
 
 
 def _show(number: float) -> str:

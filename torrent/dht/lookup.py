@@ -3,7 +3,8 @@
 The node asks ``next_queries()`` whom to query (at most ``alpha`` in flight, nearest unqueried first),
 sends, and reports each outcome with ``replied`` or ``failed``. The lookup ends when the ``k`` nearest
 nodes it knows have all answered (nobody nearer is left to ask), or when its query budget is spent: a
-lookup is bounded in queries whatever the nodes answer, and in time by the node's timeouts. The result
+lookup is bounded in queries whatever the nodes answer, and in time by the node, which ``stop``s it when
+its time is up. The limits (``alpha``, ``max_queries``) are the node's settings, with these defaults. The result
 is the ``k`` nearest nodes that answered, each with the token it gave (for announce_peer), and, for
 get_peers, every peer found.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from torrent.dht.routing import K, Contact
+from torrent.dht.routing import Contact, K
 
 ALPHA = 3  # queries in flight (BEP 5)
 MAX_QUERIES = 64  # a lookup's whole budget
@@ -34,6 +35,7 @@ class Lookup:
     _answered: dict[bytes, bytes | None] = field(default_factory=dict, init=False)  # id → token
     values: dict[tuple[str, int], None] = field(default_factory=dict, init=False)  # peers found, in order
     queries: int = field(default=0, init=False)
+    stopped: bool = field(default=False, init=False)  # ended by the node's time bound
 
     def __post_init__(self) -> None:
         self._key = int.from_bytes(self.target, "big")
@@ -93,8 +95,15 @@ class Lookup:
     def failed(self, node_id: bytes) -> None:
         self._in_flight.discard(node_id)
 
+    def stop(self) -> None:
+        """Time is up: answers still awaited no longer count, nothing more is asked; the result stands."""
+        self._in_flight.clear()
+        self.stopped = True
+
     @property
     def done(self) -> bool:
+        if self.stopped:
+            return True
         if self._in_flight:
             return False
         if self.queries >= self.max_queries:

@@ -7,8 +7,10 @@ The check is a setting: a node may only prefer, or require, ids that pass.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
+from collections import Counter, OrderedDict
 
 _V4_MASK = bytes((0x03, 0x0F, 0x3F, 0xFF))
 _V6_MASK = bytes((0x01, 0x03, 0x07, 0x0F, 0x1F, 0x3F, 0x7F, 0xFF))
@@ -35,6 +37,7 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
+@functools.lru_cache(maxsize=4096)
 def exempt(host: str) -> bool:
     """Addresses BEP 42 does not apply to: private, loopback, link-local (and anything unparsable)."""
     try:
@@ -70,3 +73,27 @@ def valid_node_id(node_id: bytes, host: str) -> bool:
     crc = _prefix(host, node_id[19] & 7)
     return node_id[0] == (crc >> 24) & 0xFF and node_id[1] == (crc >> 16) & 0xFF and \
         node_id[2] & 0xF8 == (crc >> 8) & 0xF8
+
+
+class AddressVotes:
+    """Our external address as the nodes that answer us see it (BEP 42's ``ip`` in every reply). One node
+    may lie or sit behind another NAT, so an address is believed only once ``quorum`` of the last
+    ``window`` distinct nodes name it, and more of them than name any other."""
+
+    def __init__(self, *, quorum: int = 5, window: int = 50) -> None:
+        self.quorum = quorum
+        self.window = window
+        self._votes: OrderedDict[str, str] = OrderedDict()  # voter's address → the address it named
+        self.address: str | None = None
+
+    def vote(self, voter: str, seen: str) -> str | None:
+        """A node at ``voter`` says we are ``seen``; the address when this vote changes the verdict."""
+        self._votes.pop(voter, None)
+        self._votes[voter] = seen
+        if len(self._votes) > self.window:
+            self._votes.popitem(last=False)
+        (best, count), *rest = Counter(self._votes.values()).most_common(2) + [("", 0)]
+        if best == self.address or count < self.quorum or count == rest[0][1]:
+            return None
+        self.address = best
+        return best

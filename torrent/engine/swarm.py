@@ -39,6 +39,7 @@ from torrent.engine.choker import Choker, PeerView
 from torrent.engine.picker import Block, PiecePicker
 from torrent.engine.ratelimit import LimiterChain
 from torrent.peer.connection import PeerConnection
+from torrent.peer.extensions import NO_EXTENSIONS, PeerExtensions
 from torrent.storage.files import Storage
 from torrent.storage.journal import PieceJournal
 from torrent.storage.verifier import PieceVerifier
@@ -96,8 +97,10 @@ class Swarm:
                  piece_priorities: bytes | None = None, sequential: bool = False,
                  max_peers: int | None = None, upload_slots: int | None = None,
                  down_limiter: LimiterChain | None = None, up_limiter: LimiterChain | None = None,
-                 journal: PieceJournal | None = None, rng: random.Random | None = None) -> None:
+                 journal: PieceJournal | None = None, rng: random.Random | None = None,
+                 extensions: PeerExtensions = NO_EXTENSIONS) -> None:
         self.metainfo = metainfo
+        self.extensions = extensions
         self.info_hash = metainfo.info_hash
         self.peer_id = peer_id
         self.num_pieces = metainfo.num_pieces
@@ -186,6 +189,21 @@ class Swarm:
         peer.identity = identity
         self.host.peer_attached(self, peer)
         return None
+
+    def adopt(self, peers: Iterable[PeerConnection]) -> None:
+        """Take connections made while the metadata was fetched (``MetadataSwarm.hand_over``)."""
+        for peer in peers:
+            peer.rebind(self)
+            if peer.closed:
+                continue
+            refusal = self.attach(peer)
+            if refusal is not None:
+                peer.close(refusal)
+                continue
+            for index in self.have.iter_set():  # pieces found on disk since we told it we had none
+                peer.send_soon(wire.build_have(index))
+            if peer.bitfield is not None:
+                self.on_bitfield(peer)
 
     def detach(self, peer: PeerConnection) -> None:
         state = self.peers.pop(peer, None)

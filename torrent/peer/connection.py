@@ -23,11 +23,12 @@ from torrent.core.bitfield import Bitfield
 from torrent.core.errors import ProtocolError
 from torrent.core.rates import RateMeter
 from torrent.core.settings import DEFAULT_SETTINGS, Settings
+from torrent.peer.extensions import NO_EXTENSIONS, PeerExtensions
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = {"ut_metadata": 0}  # advertised in the BEP 10 handshake; ids filled by later issues
 CLIENT_NAME = "torrent"
+MAX_EARLY_HAVES = 1 << 16  # haves remembered from a peer before we know the piece count
 
 
 class PeerOwner(Protocol):
@@ -35,8 +36,9 @@ class PeerOwner(Protocol):
 
     info_hash: bytes
     peer_id: bytes
-    num_pieces: int
-    have: Bitfield
+    num_pieces: int | None  # None while a magnet's metadata is being fetched
+    have: Bitfield | None
+    extensions: PeerExtensions
 
     def attach(self, peer: PeerConnection) -> str | None:
         """Accept the handshaken peer; a reason string refuses it."""
@@ -95,6 +97,13 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.peer_interested = False
         self.allowed_fast: set[int] = set()  # pieces they let us fetch while choked
         self.reqq = 250  # their request queue length, until their BEP 10 handshake says
+        self.supports_dht = False  # both sides set the BEP 5 bit
+        self.dht_port: int | None = None  # their DHT node's UDP port, from a port message
+        # Before the piece count is known (a magnet's metadata phase), what the peer said it has, kept
+        # raw until ``rebind`` gives the connection to the download.
+        self._early_bitfield: bytes | None = None
+        self._early_all: bool | None = None  # have_all (True) or have_none (False)
+        self._early_haves: set[int] = set()
         self._client: str | None = None
 
         now = time.monotonic()
@@ -235,20 +244,65 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.transport.abort()
         if self.owner is not None and self.remote_id is not None:
             self.owner.detach(self)
+            self._extensions().peer_gone(self)
         if self.on_close is not None:
             self.on_close(self)
 
     # ---- receiving ---------------------------------------------------------
 
+    def _reserved(self) -> bytes:
+        return wire.build_reserved(dht=self._extensions().dht_port is not None)
+
+    def _extensions(self) -> PeerExtensions:
+        return getattr(self.owner, "extensions", None) or NO_EXTENSIONS
+
     def _send_handshake(self) -> None:
         assert self.owner is not None
-        self.send(wire.Handshake(self.owner.info_hash, self.owner.peer_id).to_bytes())
+        self.send(wire.Handshake(self.owner.info_hash, self.owner.peer_id, self._reserved()).to_bytes())
+
+    def send_extended(self, name: str, payload: bytes) -> bool:
+        """Send an extension message under the id the peer gave ``name``; False if it has none."""
+        ext_id = self.extension.m.get(name, 0) if self.extension is not None else 0
+        if not ext_id or self.closed:
+            return False
+        self.send(wire.build_extended(ext_id, payload))
+        return True
+
+    def rebind(self, owner: PeerOwner) -> None:
+        """Hand this connection, handshaken in a magnet's metadata phase, to the download that now knows
+        the piece count: what the peer said it has is checked and applied against it."""
+        num_pieces = owner.num_pieces
+        assert num_pieces is not None
+        self.owner = owner
+        self._parser.num_pieces = num_pieces
+        try:
+            if self._early_bitfield is not None:
+                bitfield = Bitfield.from_bytes(self._early_bitfield, num_pieces)
+            else:
+                bitfield = Bitfield(num_pieces)
+                if self._early_all:
+                    bitfield.set_all()
+            for index in self._early_haves:
+                if index >= num_pieces:
+                    raise ProtocolError(f"have for piece {index} of {num_pieces}")
+                bitfield.set(index)
+        except (ProtocolError, ValueError) as exc:
+            self.bitfield = None
+            self.close(f"protocol error: {exc}")
+            return
+        known = self._early_bitfield is not None or self._early_all is not None or self._early_haves
+        self.bitfield = bitfield if known else None
+        self._early_bitfield = self._early_all = None
+        self._early_haves = set()
 
     def _dispatch(self, event: wire.Event) -> None:
         # Ordered by frequency on a busy connection (blocks: see buffer_updated).
         if type(event) is wire.Request:
             self.owner.on_request(self, event.index, event.begin, event.length)  # type: ignore[union-attr]
         elif type(event) is wire.Have:
+            if self.owner.num_pieces is None:  # type: ignore[union-attr]
+                self._early_have(event)
+                return
             self._peer_bitfield().set(event.index)
             self.owner.on_have(self, event.index)  # type: ignore[union-attr]
         elif type(event) is wire.KeepAlive:
@@ -268,6 +322,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         elif kind is wire.Interested or kind is wire.NotInterested:
             self.peer_interested = kind is wire.Interested
             owner.on_interest_change(self)
+        elif owner.num_pieces is None and kind in _HAVE_KINDS:
+            self._early_have(event)
         elif kind is wire.Bitfield:
             self._set_bitfield(Bitfield.from_bytes(event.data, owner.num_pieces))
         elif kind is wire.HaveAll or kind is wire.HaveNone:
@@ -288,7 +344,26 @@ class PeerConnection(asyncio.BufferedProtocol):
         elif kind is wire.Extended:
             if event.ext_id == wire.EXTENDED_HANDSHAKE_ID:
                 self._on_extension_handshake(event.payload)
-        # Suggest, Port and unknown messages are advice we may ignore (BEP 3, 6).
+            elif self.extension is None:
+                raise ProtocolError("extension message before the extension handshake")
+            else:
+                self._extensions().received(self, event.ext_id, event.payload)
+        elif kind is wire.Port:
+            self.dht_port = event.port
+            if self.address is not None:
+                self._extensions().dht_node(self.address[0], event.port)
+        # Suggest and unknown messages are advice we may ignore (BEP 3, 6).
+
+    def _early_have(self, event: wire.Event) -> None:
+        kind = type(event)
+        if kind is wire.Have:
+            if len(self._early_haves) < MAX_EARLY_HAVES:
+                self._early_haves.add(event.index)
+        elif kind is wire.Bitfield:
+            self._early_bitfield = bytes(event.data)
+        else:
+            self._require_fast(kind.__name__)
+            self._early_all = kind is wire.HaveAll
 
     def _require_fast(self, name: str) -> None:
         if not self.supports_fast:
@@ -322,9 +397,10 @@ class PeerConnection(asyncio.BufferedProtocol):
         elif hs.info_hash != self.owner.info_hash:
             self.close("handshake for a different info-hash")
             return
-        ours = wire.build_reserved()
-        self.supports_fast = hs.supports_fast and bool(ours[7] & 0x04)
+        extensions = self._extensions()
+        self.supports_fast = hs.supports_fast
         self.supports_extensions = hs.supports_extensions
+        self.supports_dht = hs.supports_dht and extensions.dht_port is not None
         self.remote_id = hs.peer_id
         refusal = self.owner.attach(self)
         if refusal is not None:
@@ -332,15 +408,21 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.close(refusal)
             return
         if self.supports_extensions:
+            fields = extensions.handshake_fields()
             self.send(wire.build_extended_handshake(
-                EXTENSIONS, v=f"{CLIENT_NAME} {__version__}", p=self.listen_port,
-                reqq=self._settings.peer.max_requests,
-                yourip=_packed_ip(self.address[0]) if self.address else None))
+                extensions.m(), v=f"{CLIENT_NAME} {__version__}", p=self.listen_port,
+                reqq=self._settings.peer.max_requests, metadata_size=fields.pop("metadata_size", None),
+                yourip=_packed_ip(self.address[0]) if self.address else None, extra=fields or None))
         self._send_have_state()
+        if self.supports_dht and extensions.dht_port:
+            self.send(wire.build_port(extensions.dht_port))
 
     def _send_have_state(self) -> None:
         have = self.owner.have  # type: ignore[union-attr]
-        if self.supports_fast and have.all():
+        if have is None:  # metadata phase: we have nothing yet
+            if self.supports_fast:
+                self.send(wire.build_have_none())
+        elif self.supports_fast and have.all():
             self.send(wire.build_have_all())
         elif self.supports_fast and have.none():
             self.send(wire.build_have_none())
@@ -352,6 +434,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._client = None  # its ``v`` may name a client the peer id does not
         if self.extension.reqq:
             self.reqq = min(self.extension.reqq, self._settings.peer.max_requests)
+        self._extensions().peer_ready(self)
 
     # ---- for the owner and the UI ------------------------------------------
 
@@ -375,6 +458,9 @@ class PeerConnection(asyncio.BufferedProtocol):
     def __repr__(self) -> str:
         host, port = self.address or ("?", 0)
         return f"<Peer {host}:{port} {self.client}>"
+
+
+_HAVE_KINDS = (wire.Have, wire.Bitfield, wire.HaveAll, wire.HaveNone)
 
 
 def _packed_ip(host: str) -> bytes | None:

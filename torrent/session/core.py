@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import os
 import random
+import socket
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +27,16 @@ from torrent import __version__
 from torrent.codec import metainfo as metainfo_codec
 from torrent.codec.magnet import Magnet, parse_magnet
 from torrent.codec.metainfo import Metainfo
+from torrent.dht.node import DhtNode
 from torrent.core.errors import ListenError, MetainfoError, StorageError, TorrentError
-from torrent.core.settings import DEFAULT_SETTINGS, Settings, check_relations, parse_value, with_values
+from torrent.core.settings import (
+    DEFAULT_SETTINGS,
+    Settings,
+    check_relations,
+    host_ports,
+    parse_value,
+    with_values,
+)
 from torrent.engine.ratelimit import RateLimiter
 from torrent.peer.connection import PeerConnection
 from torrent.session import queueing, views
@@ -52,12 +62,17 @@ from torrent.session.api import (
     UnknownTorrentError,
 )
 from torrent.session.binding import resolve_bind
+from torrent.session.dht_service import DhtService
+from torrent.session.udp import UdpEndpoint
+from torrent.lsd.service import LocalDiscovery
+from torrent.portmap import PortMapper
 from torrent.session.events import EventBus, Subscription
 from torrent.session.managed import ACTIVE, ManagedTorrent
 from torrent.session.schedule import effective_limits
 from torrent.session.state import SavedTorrent, StateStore, TorrentRecord
 from torrent.storage.journal import journal_path
 from torrent.storage.resume import resume_path
+from torrent.tracker.client import open_datagram_endpoint
 from torrent.tracker.tiers import SUPPORTED_SCHEMES
 
 log = logging.getLogger("torrent.session")
@@ -112,6 +127,11 @@ class Session:
         self.warnings: list[str] = []  # from loading the saved session
         self._retired_up = 0  # totals of torrents removed during this run
         self._retired_down = 0
+        self._udp: dict[int, UdpEndpoint] = {}  # address family → the shared UDP endpoint
+        self._dht: DhtService | None = None
+        self.dht_port: int | None = None  # our DHT node's UDP port, told to peers (None: no DHT)
+        self.lsd: LocalDiscovery | None = None
+        self.port_mapper: PortMapper | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -149,11 +169,75 @@ class Session:
                 self._servers.append(await loop.create_server(factory, "::", self.listen_port, reuse_address=True))
             except OSError as exc:
                 log.info("not listening on IPv6: %s", exc)
+        await self._open_udp()
         self._apply_rate_limits()
         self._started = True
         self.spawn(self._ticker())
         if self.restore:
             await self._restore_saved()
+
+    async def _open_udp(self) -> None:
+        """The UDP endpoint on the listen port's number (another port if that one is taken), and the DHT."""
+        assert self.listen_port is not None
+        hosts = [self.bind_address] if self.bind_address is not None else ["0.0.0.0", "::"]
+        for host in hosts:
+            endpoint = None
+            for port in (self.listen_port, 0):
+                try:
+                    endpoint = await UdpEndpoint.open(host, port, self._on_krpc)
+                    break
+                except OSError as exc:
+                    log.log(logging.WARNING if host != "::" else logging.INFO,
+                            "cannot use UDP port %d on %s: %s", port, host, exc.strerror or exc)
+            if endpoint is not None:
+                self._udp[socket.AF_INET6 if ":" in host else socket.AF_INET] = endpoint
+        discovery = self._settings.discovery
+        first = next(iter(self._udp.values()), None)
+        if discovery.dht and first is not None:
+            self._dht = DhtService(discovery, state_dir=self.store.directory if self.store else None,
+                                   bind_address=self.bind_address)
+            self._dht.start({6 if family == socket.AF_INET6 else 4: endpoint.sender()
+                             for family, endpoint in self._udp.items()})
+            self.dht_port = first.port
+        if discovery.lsd:
+            await self._start_lsd()
+        if discovery.port_map and not (self.bind_address and ipaddress.ip_address(self.bind_address).is_loopback):
+            # A loopback-bound session has no router to ask.
+            self.port_mapper = PortMapper(self.listen_port, local_address=self.bind_address)
+            self.spawn(self._map_port(self.port_mapper))
+
+    async def _map_port(self, mapper: PortMapper) -> None:
+        status = await mapper.start()
+        if status.state == "mapped":
+            log.info("port %d mapped by %s: %s:%s", status.internal_port, status.method, status.external_address,
+                     status.external_tcp_port)
+        else:
+            log.info("port mapping: %s", status.error or status.state)
+
+    async def _start_lsd(self) -> None:
+        discovery = self._settings.discovery
+        (group, group_port), = host_ports(discovery.lsd_address)[:1] or [("239.192.152.143", 6771)]
+        bind = self.bind_address
+        interface = bind if bind is not None and ":" not in bind else ""
+        try:
+            lsd = LocalDiscovery(self.listen_port or 0, self._lsd_peer, group=group, group_port=group_port,
+                                 interface=interface, announce_interval=discovery.lsd_interval)
+        except ValueError as exc:
+            log.warning("local peer discovery is off: %s", exc)
+            return
+        if await lsd.start():
+            self.lsd = lsd
+
+    def _lsd_peer(self, info_hash: bytes, address: tuple[str, int]) -> None:
+        torrent = self._torrents.get(info_hash.hex())
+        if torrent is not None and not torrent.private and torrent.peer_owner is not None and \
+                not self.is_self(address):
+            torrent.add_peers([address], PeerSource.LSD)
+
+    def _on_krpc(self, data: bytes, addr: tuple[str, int]) -> None:
+        node = self._dht.node if self._dht is not None else None
+        if node is not None:
+            node.datagram_received(data, addr)
 
     async def close(self) -> None:
         """Stop every torrent (``stopped`` announces, resume saved), save the session, close sockets."""
@@ -166,6 +250,14 @@ class Session:
         if self._stopping:
             # The ``stopped`` announces have their own short timeout; let them go out.
             await asyncio.wait(list(self._stopping), timeout=self._settings.tracker.stopped_timeout + 1)
+        if self._dht is not None:
+            await self._dht.close()
+        if self.lsd is not None:
+            self.lsd.close()
+        if self.port_mapper is not None:
+            await self.port_mapper.close()
+        for endpoint in self._udp.values():
+            endpoint.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -200,7 +292,7 @@ class Session:
         return journal_path(self.store.resume_dir, bytes.fromhex(torrent_id)) if self.store else None
 
     def connection_count(self) -> int:
-        return sum(len(t.swarm.peers) for t in self._torrents.values() if t.swarm is not None)
+        return sum(len(t.peer_owner.peers) for t in self._torrents.values() if t.peer_owner is not None)
 
     def connection_allowed(self) -> bool:
         return self.connection_count() < self._settings.network.max_connections
@@ -222,9 +314,34 @@ class Session:
     def local_addr(self) -> tuple[str, int] | None:
         return (self.bind_address, 0) if self.bind_address else None
 
+    @property
+    def dht(self) -> DhtNode | None:
+        return self._dht.node if self._dht is not None else None
+
+    @property
+    def dht_ready(self) -> asyncio.Event:
+        assert self._dht is not None
+        return self._dht.ready
+
+    async def dht_search(self, info_hash: bytes) -> list[tuple[str, int]]:
+        if self._dht is None:
+            return []
+        return await self._dht.search(info_hash, self.listen_port or 0)
+
+    def dht_node_heard(self, host: str, port: int) -> None:
+        if self._dht is not None:
+            self._dht.node_heard(host, port)
+
+    async def udp_tracker_socket(self, family: int, addr: tuple[Any, ...]) -> Any:
+        """UDP trackers are asked from the shared endpoint (a fresh socket if there is none of that family)."""
+        endpoint = self._udp.get(family)
+        if endpoint is None:
+            return await open_datagram_endpoint(family, addr, self.bind_address)
+        return await endpoint.tracker_socket(family, addr)
+
     def _resolve(self, info_hash: bytes) -> Any:
         torrent = self._torrents.get(info_hash.hex())
-        return torrent.swarm if torrent is not None else None
+        return torrent.peer_owner if torrent is not None else None
 
     def _get(self, torrent_id: TorrentId) -> ManagedTorrent:
         torrent = self._torrents.get(str(torrent_id).lower())
@@ -299,6 +416,8 @@ class Session:
         self.publish(TorrentAdded(torrent_id, time.time(), torrent.name))
         if meta is not None:
             self.spawn(torrent.check(recheck=recheck))
+        elif not paused:
+            torrent.fetch_metadata()
         return torrent_id
 
     def _insert(self, torrent: ManagedTorrent) -> None:
@@ -340,6 +459,8 @@ class Session:
         self.publish(TorrentAdded(torrent.id, time.time(), torrent.name))
         if meta is not None:
             self.spawn(torrent.check())
+        elif not record.paused:
+            torrent.fetch_metadata()
 
     # ---- commands ------------------------------------------------------------------------
 
@@ -349,6 +470,8 @@ class Session:
             raise InvalidStateError(f"{torrent.name} is already paused")
         torrent.update_record(paused=True, forced=False)
         if torrent.state in ACTIVE:
+            await torrent.deactivate(TorrentState.PAUSED)
+        elif torrent.metadata_swarm is not None:
             await torrent.deactivate(TorrentState.PAUSED)
         elif torrent.state in (TorrentState.QUEUED, TorrentState.ERROR, TorrentState.METADATA):
             torrent.set_state(TorrentState.PAUSED)
@@ -361,7 +484,7 @@ class Session:
         torrent.update_record(paused=False)
         torrent.stop_reason = None
         if torrent.metainfo is None:
-            torrent.set_state(TorrentState.METADATA)
+            torrent.fetch_metadata()
         elif torrent.state in (TorrentState.PAUSED, TorrentState.ERROR):
             # Files may have changed while it was stopped: fast resume tells at little cost.
             self.spawn(torrent.check())

@@ -21,18 +21,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torrent.codec.geometry import BLOCK_SIZE
+from torrent.codec import bencoding
+from torrent.codec import metainfo as metainfo_codec
 from torrent.codec.magnet import Magnet
 from torrent.codec.metainfo import Metainfo
+from torrent.codec.paths import sanitize_component
 from torrent.core.bitfield import Bitfield
 from torrent.core.errors import StorageError, TorrentError
 from torrent.core.settings import Settings
 from torrent.engine.picker import piece_priorities
 from torrent.engine.ratelimit import LimiterChain, RateLimiter
+from torrent.engine.metadata_swarm import MetadataSwarm
 from torrent.engine.swarm import Swarm
 from torrent.peer.connection import PeerConnection
+from torrent.peer.extensions import PeerExtensions
+from torrent.peer.ut_metadata import MetadataExtension
+from torrent.peer.ut_pex import PexExtension
 from torrent.session.api import (
     FilePriority,
     InvalidArgumentError,
+    MetadataReceived,
     PeerBanned,
     PeerSource,
     StateChanged,
@@ -45,6 +53,7 @@ from torrent.session.api import (
 from torrent.session.candidates import USEFUL_AFTER, Candidates
 from torrent.session.state import TorrentRecord
 from torrent.storage import resume
+from torrent.storage.atomic import atomic_write
 from torrent.storage.files import DiskFullError, FileState, Storage
 from torrent.storage.journal import PieceJournal, read_journal
 from torrent.tracker import AnnounceRequest, Event, TrackerError, TrackerTiers, announce
@@ -87,6 +96,18 @@ class ManagedTorrent:
         self.file_priorities: list[FilePriority] = []
         self.storage: Storage | None = None
         self.swarm: Swarm | None = None
+        self.metadata_swarm: MetadataSwarm | None = None  # a magnet's peers while its metadata is fetched
+        self.metadata = MetadataExtension(self.info_hash, metainfo.info_bytes if metainfo else None,
+                                          on_metadata=self._metadata_received,
+                                          request_timeout=session.settings.peer.metadata_timeout)
+        self.pex = PexExtension(connected=lambda: self.peer_owner.peers if self.peer_owner is not None else (),
+                                on_peers=lambda peers: self.add_peers(peers, PeerSource.PEX),
+                                enabled=lambda: not self.private and self.settings.discovery.pex)
+        extensions = [self.metadata, self.pex] if session.settings.discovery.pex else [self.metadata]
+        self.extensions = PeerExtensions(extensions, dht_port=None if self.private else session.dht_port,
+                                         on_dht_node=session.dht_node_heard)
+        self.dht_searching = False  # a DHT lookup for this torrent is running
+        self.dht_peers_found = 0  # peers the last DHT lookup returned
         self.journal: PieceJournal | None = None
         self.tiers = TrackerTiers(self._tracker_tiers(), settings=session.settings.tracker)
         self.candidates = Candidates(session.settings.network)
@@ -127,6 +148,15 @@ class ManagedTorrent:
         if self.metainfo is not None:
             return self.metainfo.name
         return (self.magnet.display_name if self.magnet and self.magnet.display_name else self.id)
+
+    @property
+    def private(self) -> bool:
+        """BEP 27: peers only from the trackers (no DHT, PEX or local discovery)."""
+        return self.metainfo is not None and self.metainfo.private
+
+    @property
+    def peer_owner(self) -> Swarm | MetadataSwarm | None:
+        return self.swarm if self.swarm is not None else self.metadata_swarm
 
     @property
     def save_path(self) -> Path:
@@ -352,14 +382,71 @@ class ManagedTorrent:
                                upload_slots=self.record.upload_slots or None,
                                down_limiter=LimiterChain(s.download_limiter, self.down_limiter),
                                up_limiter=LimiterChain(s.upload_limiter, self.up_limiter),
-                               journal=self.journal)
+                               journal=self.journal, extensions=self.extensions)
             self.swarm.banned.update(self.banned)
+        if self.metadata_swarm is not None:
+            self.swarm.adopt(self.metadata_swarm.hand_over())
+            self.metadata_swarm = None
         now = time.monotonic()
         self._last_resume = self._last_rechoke = now
         self.set_state(TorrentState.SEEDING if self.is_complete() else TorrentState.DOWNLOADING)
         self.stop_reason = None
-        self._spawn(self._announcer())
+        self._start_peer_sources()
         self.connect_more(now)
+
+    def _start_peer_sources(self) -> None:
+        self._spawn(self._announcer())
+        if not self.private and self.session.dht is not None:
+            self._spawn(self._dht_loop())
+        if not self.private and self.session.lsd is not None:
+            self.session.lsd.add(self.info_hash)
+
+    # ---- a magnet's metadata ----------------------------------------------------------------
+
+    def fetch_metadata(self) -> None:
+        """Find peers (trackers, DHT, the magnet's x.pe) and fetch the info dictionary from them."""
+        if self.metadata_swarm is not None or self.metainfo is not None:
+            return
+        self.metadata_swarm = MetadataSwarm(self.info_hash, peer_id=self.session.peer_id, host=self,
+                                            extensions=self.extensions, settings=self.settings,
+                                            max_peers=self.record.max_peers or None)
+        self.set_state(TorrentState.METADATA)
+        self._start_peer_sources()
+        self.connect_more(time.monotonic())
+
+    def _metadata_received(self, info: bytes) -> None:
+        """The verified info dictionary: become a torrent like one added from a file, keeping the peers."""
+        tiers = [list(t) for t in self._tracker_tiers()]
+        source = _torrent_file(info, tiers)
+        try:
+            meta = metainfo_codec.parse(source, limits=self.settings.limits)
+        except TorrentError as exc:  # it hashes to the info-hash, so the torrent itself is bad
+            self.fail(f"the torrent's metadata is unusable: {exc}")
+            return
+        self.metainfo, self.source = meta, source
+        log.info("%s: metadata received (%d bytes, %d files)", meta.name, len(info), len(meta.files))
+        for task in list(self.tasks):  # the metadata phase's announcer and searches; activate starts them again
+            task.cancel()
+        self.init_priorities(None)
+        self.session.mark_dirty(self)
+        self.session.publish(MetadataReceived(self.id, time.time(), meta.name))
+        self._spawn(self._save_torrent_file(source))
+        self.session.spawn(self.check())
+
+    async def _save_torrent_file(self, source: bytes) -> None:
+        """A copy of the .torrent beside the download, as a user of a magnet link expects."""
+        assert self.metainfo is not None
+        target = self.save_path / f"{sanitize_component(self.metainfo.name) or self.id}.torrent"
+
+        def write() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                atomic_write(target, source)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, write)
+        except (OSError, TorrentError) as exc:
+            log.warning("%s: cannot save %s: %s", self.name, target, exc)
 
     async def deactivate(self, state: TorrentState, reason: str | None = None) -> None:
         """Leave the swarm (peers closed, ``stopped`` announced, resume saved) and
@@ -376,6 +463,11 @@ class ManagedTorrent:
             swarm.close()
             self._retire(swarm)
             self.swarm = None
+        if self.metadata_swarm is not None:
+            self.metadata_swarm.close()
+            self.metadata_swarm = None
+        if self.session.lsd is not None:
+            self.session.lsd.remove(self.info_hash)
         if was_running:
             await self.save_resume()
             self.session.spawn(self._announce_stopped(), stopping=True)
@@ -459,7 +551,13 @@ class ManagedTorrent:
     def tick(self, now: float, elapsed: float) -> None:
         swarm = self.swarm
         if swarm is None:
+            if self.metadata_swarm is not None:
+                self.metadata_swarm.tick(now)
+                self.metadata.tick()
+                self.pex.tick()
+                self.connect_more(now)
             return
+        self.pex.tick()
         swarm.tick(now)
         if now - self._last_rechoke >= self.settings.torrent.rechoke_interval or swarm.needs_quick_rechoke():
             swarm.rechoke(now)
@@ -494,12 +592,13 @@ class ManagedTorrent:
         now = time.monotonic()
         for address in peers:
             self.candidates.add(address, source, now)
-        if self.swarm is not None:
+        if self.peer_owner is not None:
             self.connect_more(now)
 
     def connect_more(self, now: float) -> None:
-        swarm = self.swarm
-        if swarm is None or (swarm.completed and self.have is not None and not self.have.all()):
+        swarm = self.peer_owner
+        if swarm is None or (self.swarm is not None and self.swarm.completed and self.have is not None
+                             and not self.have.all()):
             return  # done with what the user wanted; others will dial us
         session = self.session
         connected = set(swarm.connected_addresses())
@@ -521,7 +620,7 @@ class ManagedTorrent:
             self._spawn(self._dial(address))
 
     async def _dial(self, address: Address) -> None:
-        swarm = self.swarm
+        swarm = self.peer_owner
         candidate = self.candidates.get(address)
         if swarm is None or candidate is None:
             self.connecting.discard(address)
@@ -558,7 +657,8 @@ class ManagedTorrent:
         self._announce_now.set()
 
     def _request(self, event: Event, url: str) -> AnnounceRequest:
-        left = self.swarm.left if self.swarm is not None else 0
+        # Before the metadata, ``left`` is unknown: a positive guess keeps us a leecher to the tracker.
+        left = self.swarm.left if self.swarm is not None else (0 if self.metainfo is not None else 1 << 14)
         return AnnounceRequest(info_hash=self.info_hash, peer_id=self.session.peer_id,
                                port=self.session.listen_port or 0, uploaded=self.uploaded,
                                downloaded=self.downloaded, left=left, event=event, key=self.session.key,
@@ -591,7 +691,8 @@ class ManagedTorrent:
         try:
             response = await announce(url, self._request(event, url), timeout=self.settings.tracker.announce_timeout,
                                       limits=self.settings.limits, local_host=self.session.bind_address,
-                                      udp_base_timeout=self.settings.tracker.udp_base_timeout)
+                                      udp_base_timeout=self.settings.tracker.udp_base_timeout,
+                                      udp_socket_factory=self.session.udp_tracker_socket)
         except TrackerError as exc:
             self.tiers.on_failure(url, exc, time.monotonic())
             log.warning("%s: %s", self.name, exc)
@@ -613,7 +714,8 @@ class ManagedTorrent:
             return
         try:
             await announce(plan[0], self._request(Event.STOPPED, plan[0]), timeout=self.settings.tracker.stopped_timeout,
-                           limits=self.settings.limits, local_host=self.session.bind_address)
+                           limits=self.settings.limits, local_host=self.session.bind_address,
+                           udp_socket_factory=self.session.udp_tracker_socket)
         except TrackerError as exc:
             log.info("%s: stopped announce failed: %s", self.name, exc)
 
@@ -762,8 +864,7 @@ class ManagedTorrent:
         out: list[str] = []
         state = self.state
         if state is TorrentState.METADATA:
-            out.append("metadata: this version cannot fetch metadata from peers yet (needs the DHT and BEP 9); "
-                       "add the .torrent file instead")
+            out.append(self._metadata_status())
         elif state is TorrentState.QUEUED:
             out.append("queue")
         elif state is TorrentState.CHECKING and self.waiting_for_check:
@@ -784,12 +885,51 @@ class ManagedTorrent:
             out.append("peer limit")
         return tuple(out)
 
+    def _metadata_status(self) -> str:
+        peers = len(self.metadata_swarm.peers) if self.metadata_swarm is not None else 0
+        got, total = self.metadata.progress()
+        if total:
+            return f"metadata: {got} of {total} pieces from {peers} peers"
+        if peers:
+            return f"metadata: {peers} peers connected, none has sent the metadata size yet"
+        sources = []
+        dht = self.session.dht
+        if dht is not None:
+            sources.append(f"searching the DHT ({len(dht.table)} nodes)")
+        if self.tiers.has_trackers:
+            sources.append("asking the trackers")
+        known = len(self.candidates)
+        tail = f"{known} addresses known, none connected" if known else "no peers yet"
+        return f"metadata: {', '.join(sources) or 'no DHT, trackers or peers to ask'}; {tail}"
+
+    # ---- DHT ------------------------------------------------------------------------------
+
+    async def _dht_loop(self) -> None:
+        """Search the DHT for peers and announce ourselves: often while short of peers, else every
+        ``dht_announce_interval``."""
+        session = self.session
+        settings = self.settings.discovery
+        while session.dht is not None:
+            await session.dht_ready.wait()
+            self.dht_searching = True
+            try:
+                peers = await session.dht_search(self.info_hash)
+            finally:
+                self.dht_searching = False
+            self.dht_peers_found = len(peers)
+            if peers:
+                log.info("%s: DHT: %d peers", self.name, len(peers))
+                self.add_peers(peers, PeerSource.DHT)
+            owner = self.peer_owner
+            short = owner is None or not owner.peers or self.metainfo is None
+            await asyncio.sleep(settings.dht_search_interval if short else settings.dht_announce_interval)
+
     # ---- closing --------------------------------------------------------------------------
 
     async def close(self) -> None:
         """For session shutdown and removal: stop everything, save, release files."""
         self.closed = True
-        if self.swarm is not None or self.tasks:
+        if self.swarm is not None or self.metadata_swarm is not None or self.tasks:
             await self.deactivate(self.state if self.state not in ACTIVE else TorrentState.PAUSED)
         else:
             await self.save_resume()
@@ -798,6 +938,19 @@ class ManagedTorrent:
         if self.storage is not None:
             self.storage.close()
             self.storage = None
+
+
+def _torrent_file(info: bytes, tiers: list[list[str]]) -> bytes:
+    """A .torrent around ``info`` exactly as received (re-encoding could change its hash)."""
+    top: dict[bytes, object] = {}
+    urls = [url for tier in tiers for url in tier]
+    if urls:
+        top[b"announce"] = urls[0].encode()
+        if len(urls) > 1:
+            top[b"announce-list"] = [[url.encode() for url in tier] for tier in tiers if tier]
+    # Keys sort before "info", so the dictionary stays canonical with info appended last.
+    head = bencoding.encode(top)[:-1]
+    return head + b"4:info" + info + b"e"
 
 
 def _bits_of(priorities: bytes | bytearray, n: int) -> bytes:

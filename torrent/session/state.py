@@ -193,14 +193,19 @@ class StateStore:
             warnings.append(f"saved torrent {path} names another torrent ({record.id}); not restored")
             return None
         source = None
-        if record.magnet is None:
-            try:
-                source = _read(self.source_path(torrent_id), 1 << 30)
-            except (OSError, ValueError) as exc:
+        try:
+            source = _read(self.source_path(torrent_id), 1 << 30)
+        except FileNotFoundError:
+            if record.magnet is None:
+                warnings.append(f"saved torrent {self.source_path(torrent_id)} is missing; "
+                                "that torrent was not restored")
+                return None
+        except (OSError, ValueError) as exc:
+            if record.magnet is None:
                 warnings.append(f"saved torrent {self.source_path(torrent_id)} is unusable: {_why(exc)}; "
                                 "that torrent was not restored")
                 return None
-        return SavedTorrent(record, source)
+        return SavedTorrent(record, source)  # a magnet's source: its metadata, once fetched
 
     def load_settings(self) -> tuple[dict[str, Any], list[str]]:
         """The saved run-time settings and any warning about them."""

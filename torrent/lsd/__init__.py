@@ -1,0 +1,1 @@
+"""Local Service Discovery (BEP 14): peers on the LAN, found through multicast announces."""

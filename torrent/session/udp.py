@@ -1,0 +1,137 @@
+"""The session's UDP endpoint: one socket per address family on the listen port's number.
+
+The DHT and the UDP tracker client share it (uTP will too), as libtorrent's do: a NAT maps one port, and a
+peer told our port in a ``port`` message reaches the same node a tracker saw. Datagrams are told apart by
+their first bytes: a KRPC message is a bencoded dictionary (``d``); a UDP tracker reply carries the
+transaction id of a request we sent to that address (bytes 4-8, BEP 15); anything else is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("torrent.session")
+
+Address = tuple[Any, ...]
+_TRACKER_QUEUE = 64  # replies waiting for one tracker transaction; more is a flood
+_MAX_TRACKER_VIEWS = 256  # tracker transactions in flight on one endpoint
+
+
+class _TrackerView:
+    """What the tracker client sees: a ``DatagramEndpoint`` receiving only the replies to its requests."""
+
+    def __init__(self, endpoint: UdpEndpoint, addr: Address) -> None:
+        self._endpoint = endpoint
+        self.addr = (addr[0], addr[1])
+        self.received: asyncio.Queue[tuple[bytes, Address] | BaseException] = asyncio.Queue(_TRACKER_QUEUE)
+        self.tids: set[bytes] = set()
+
+    def send(self, data: bytes, addr: Address) -> None:
+        if len(data) >= 16:  # BEP 15: every request has its transaction id at bytes 12-16
+            tid = data[12:16]
+            self.tids.add(tid)
+            self._endpoint.routes[tid] = self
+        self._endpoint.sendto(data, addr)
+
+    def deliver(self, data: bytes, addr: Address) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.received.put_nowait((data, addr))
+
+    def close(self) -> None:
+        for tid in self.tids:
+            if self._endpoint.routes.get(tid) is self:
+                del self._endpoint.routes[tid]
+        self.tids.clear()
+
+
+class _Sender:
+    def __init__(self, endpoint: UdpEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        self._endpoint.sendto(data, addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        transport = self._endpoint.transport
+        return transport.get_extra_info(name, default) if transport is not None else default
+
+    def close(self) -> None:
+        pass  # the session closes the endpoint
+
+
+class UdpEndpoint(asyncio.DatagramProtocol):
+    """One bound UDP socket; ``on_krpc(data, addr)`` takes the DHT's datagrams."""
+
+    def __init__(self, on_krpc: Callable[[bytes, tuple[str, int]], None] | None = None) -> None:
+        self.on_krpc = on_krpc
+        self.transport: asyncio.DatagramTransport | None = None
+        self.routes: dict[bytes, _TrackerView] = {}
+        self.dropped = 0
+
+    @classmethod
+    async def open(cls, host: str, port: int, on_krpc: Callable[[bytes, tuple[str, int]], None] | None = None
+                   ) -> UdpEndpoint:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:  # beside the IPv4 socket on the same port, not over it
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+            sock.setblocking(False)
+            _, endpoint = await loop.create_datagram_endpoint(lambda: cls(on_krpc), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        return endpoint
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            try:
+                self.transport.sendto(data, addr[:2])
+            except OSError as exc:  # an address of the other family, a network that is down
+                log.debug("udp: cannot send to %s: %s", addr[0], exc)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        source = (addr[0], addr[1])
+        if data[:1] == b"d":
+            if self.on_krpc is not None:
+                self.on_krpc(data, source)
+                return
+        elif len(data) >= 8:
+            view = self.routes.get(data[4:8])
+            if view is not None and view.addr == source:
+                view.deliver(data, source)
+                return
+        self.dropped += 1
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp: %s", exc)
+
+    def sender(self) -> _Sender:
+        """A transport for the DHT node: it sends through this socket and cannot close it."""
+        return _Sender(self)
+
+    async def tracker_socket(self, family: int, addr: Address) -> _TrackerView:
+        """The tracker client's ``UdpSocketFactory``."""
+        if self.transport is None or len(self.routes) >= _MAX_TRACKER_VIEWS * 4:
+            raise OSError("the session's UDP socket is closed or busy")
+        return _TrackerView(self, addr)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None

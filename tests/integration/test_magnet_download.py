@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 from helpers import loopback_config_home
 from swarmkit import local_settings, make_torrent, run, same_tree, start_session, wait_complete, wait_for
 
 from torrent.codec import bencoding, metadata, wire
+from torrent.dht.node import DhtNode
 from torrent.peer.extensions import OUR_IDS
 from torrent.session import MetadataReceived, PeerSource
 
@@ -187,5 +189,40 @@ def test_the_cli_downloads_a_magnet_and_applies_only(tmp_path: Path) -> None:
         assert (out / f"{meta.name}.torrent").read_bytes().endswith(b"4:info" + meta.info_bytes + b"e")
         chosen = meta.files[1]
         assert (out.joinpath(*chosen.path)).read_bytes() == data_parent.joinpath(*chosen.path).read_bytes()
+
+    run(main())
+
+
+def test_a_magnet_alone_finds_its_seeder_through_the_dht(tmp_path: Path) -> None:
+    """No tracker, no x.pe, no --peer: a router node on 127.0.0.1, a seeder and a leecher bootstrapped
+    from it. The seeder announces itself; the leecher's get_peers finds it."""
+    meta, data_parent, torrent_file = make_torrent(tmp_path, 1_500_000, files=2)
+
+    async def main() -> None:
+        router = DhtNode()
+        host, port = await router.open("127.0.0.1", 0)
+        settings = local_settings(discovery__dht_bootstrap=f"{host}:{port}", discovery__dht_search_interval=5.0)
+        seeder = await start_session(tmp_path, "seed", settings)
+        leecher = await start_session(tmp_path, "leech", settings)
+        try:
+            await seeder.add(torrent_file, save_path=data_parent)
+            await wait_for(seeder, meta.info_hash_hex, lambda s: s.state == "seeding")
+            # The seeder's announce reached the router before the leecher asks.
+            for _ in range(100):
+                if router.store.peers(meta.info_hash, time.monotonic()):
+                    break
+                await asyncio.sleep(0.1)
+            tid = await leecher.add(magnet_of(meta), save_path=tmp_path / "down")
+            await wait_complete(leecher, tid, timeout=60)
+            peers = [p for p in leecher.peers(tid) if p.status == "connected"]
+            assert [p.source for p in peers] == [PeerSource.DHT.value]
+            assert leecher.snapshot().dht_nodes >= 1
+        finally:
+            await leecher.close()
+            await seeder.close()
+            router.close()
+        assert same_tree(data_parent / meta.name, tmp_path / "down" / meta.name)
+        # The routing table was saved with the session, for the next run.
+        assert (tmp_path / "state-leech" / "dht.dat").stat().st_size > 20
 
     run(main())

@@ -242,6 +242,9 @@ class DiscoverySettings:
     # BEP 14's IPv4 group; tests use a group and port of their own.
     lsd_address: str = _f("239.192.152.143:6771", "multicast group and port of local discovery", kind="hostports")
     port_map: bool = _f(True, "map the listen port on the router (UPnP IGD, NAT-PMP/PCP)")
+    port_map_gateway: str = _f("", "NAT-PMP/PCP gateway HOST:PORT (empty: the default route's, port 5351)",
+                               kind="hostports")
+    port_map_ssdp: str = _f("239.255.255.250:1900", "where UPnP gateways are searched for (SSDP)", kind="hostports")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from torrent.codec import wire
 from torrent.core.settings import DEFAULT_SETTINGS, Settings
-from torrent.peer.connection import PeerConnection
+from torrent.peer.connection import PeerConnection, keeps_new_connection
 from torrent.peer.extensions import PeerExtensions
 
 if TYPE_CHECKING:
@@ -45,8 +45,11 @@ class MetadataSwarm:
         if peer.remote_id == self.peer_id:
             self.host.note_self_address(peer.address)
             return "connected to ourselves"
-        if any(p.remote_id == peer.remote_id for p in self.peers):
-            return "duplicate connection"
+        twin = next((p for p in self.peers if p.remote_id == peer.remote_id), None)
+        if twin is not None:
+            if not keeps_new_connection(twin, peer, self.peer_id):
+                return "duplicate connection"
+            twin.close("duplicate connection (the peer's own dial is kept)")
         if len(self.peers) >= self.max_peers:
             return "too many peers"
         if not self.host.connection_allowed():
@@ -104,7 +107,10 @@ class MetadataSwarm:
         return peers
 
     def connected_addresses(self) -> list[tuple[str, int]]:
-        return [p.address for p in self.peers if p.address]
+        """Each peer's address, and for incoming peers their listen address too (not to be dialled again)."""
+        out = [p.address for p in self.peers if p.address]
+        out += [a for p in self.peers if not p.outgoing and (a := p.listen_address) is not None]
+        return out
 
     def close(self) -> None:
         self._closing = True

@@ -38,7 +38,7 @@ from torrent.core.settings import DEFAULT_SETTINGS, Settings
 from torrent.engine.choker import Choker, PeerView
 from torrent.engine.picker import Block, PiecePicker
 from torrent.engine.ratelimit import LimiterChain
-from torrent.peer.connection import PeerConnection
+from torrent.peer.connection import PeerConnection, keeps_new_connection
 from torrent.peer.extensions import NO_EXTENSIONS, PeerExtensions
 from torrent.storage.files import Storage
 from torrent.storage.journal import PieceJournal
@@ -179,8 +179,11 @@ class Swarm:
         identity = peer_identity(host, port if peer.outgoing else (peer.listen_port or port))
         if identity in self.banned:
             return f"banned: {self.ban_reasons.get(identity, 'sent bad data')}"
-        if any(p.remote_id == peer.remote_id for p in self.peers):
-            return "duplicate connection"
+        twin = next((p for p in self.peers if p.remote_id == peer.remote_id), None)
+        if twin is not None:
+            if not keeps_new_connection(twin, peer, self.peer_id):
+                return "duplicate connection"
+            twin.close("duplicate connection (the peer's own dial is kept)")
         if len(self.peers) >= self.max_peers:
             return "too many peers"
         if not self.host.connection_allowed():
@@ -628,8 +631,11 @@ class Swarm:
             return (missing - 1) * geometry.piece_length + geometry.piece_size(self.num_pieces - 1)
         return missing * geometry.piece_length
 
-    def connected_addresses(self) -> Iterable[tuple[str, int]]:
-        return (p.address for p in self.peers if p.address)
+    def connected_addresses(self) -> list[tuple[str, int]]:
+        """Each peer's address, and for incoming peers their listen address too (not to be dialled again)."""
+        out = [p.address for p in self.peers if p.address]
+        out += [a for p in self.peers if not p.outgoing and (a := p.listen_address) is not None]
+        return out
 
 
 

@@ -448,6 +448,15 @@ class PeerConnection(asyncio.BufferedProtocol):
         return self._client
 
     @property
+    def listen_address(self) -> tuple[str, int] | None:
+        """Where the peer accepts connections: the address we dialled, or for an incoming peer its host and
+        the listen port its extension handshake gave (``p``)."""
+        if self.outgoing or self.address is None:
+            return self.address
+        port = self.extension.p if self.extension is not None else None
+        return (self.address[0], port) if port else None
+
+    @property
     def label(self) -> str:
         """``host:port`` (``[v6]:port``), computed once."""
         if self._label is None:
@@ -461,6 +470,15 @@ class PeerConnection(asyncio.BufferedProtocol):
 
 
 _HAVE_KINDS = (wire.Have, wire.Bitfield, wire.HaveAll, wire.HaveNone)
+
+
+def keeps_new_connection(existing: PeerConnection, new: PeerConnection, our_id: bytes) -> bool:
+    """Two connections to one peer, each side having dialled the other at once: both sides keep the one
+    dialled by the larger peer id, so exactly one survives (each refusing the other's would leave none)."""
+    def dialler(peer: PeerConnection) -> bytes:
+        return our_id if peer.outgoing else (peer.remote_id or b"")
+
+    return dialler(new) > dialler(existing)
 
 
 def _packed_ip(host: str) -> bytes | None:

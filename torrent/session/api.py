@@ -110,6 +110,46 @@ class SessionSnapshot(NamedTuple):
     max_up: int
     alt_speed: bool  # the alternative limits are in force
     events_dropped: int  # events lost by slow subscribers, all of them together
+    dht_nodes: int | None = None  # nodes in the DHT routing tables (None: the DHT is off)
+    dht_lookups: int = 0  # DHT lookups running
+    udp_port: int | None = None  # the UDP endpoint's port (DHT, UDP trackers)
+    port_mapping: str = "off"  # "off", "mapping", "mapped by upnp|natpmp|pcp", "failed: why"
+    external_address: str | None = None  # "host:port" the router maps to us, when mapped
+    lsd: str = "off"  # local peer discovery: "on", "off", or why it is unavailable
+
+
+class DhtSnapshot(NamedTuple):
+    """The session's DHT node (``Session.dht_status``)."""
+
+    node_id: str  # hex
+    port: int  # UDP
+    nodes: int  # in the routing tables, every state
+    nodes_good: int
+    nodes_questionable: int
+    nodes_ipv6: int
+    buckets: int
+    info_hashes: int  # torrents other nodes announced to us
+    peers: int  # peers they announced
+    queries_in_flight: int
+    lookups_running: int
+    dropped: int  # datagrams refused: malformed, unmatched, over the rate limit
+    queries_in: int
+    replies_out: int
+    queries_out: int
+    replies_in: int
+    timeouts: int
+    external_ip: str | None  # as the nodes that answer us see it
+    bootstrap: str  # the routers, or why there are none
+
+
+class DhtLookup(NamedTuple):
+    """What ``Session.dht_lookup`` found for one info-hash."""
+
+    info_hash: str
+    peers: tuple[str, ...]  # "host:port"
+    nodes_asked: int
+    nodes_answered: int
+    seconds: float
 
 
 class TorrentSnapshot(NamedTuple):

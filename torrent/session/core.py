@@ -41,6 +41,8 @@ from torrent.engine.ratelimit import RateLimiter
 from torrent.peer.connection import PeerConnection
 from torrent.session import queueing, views
 from torrent.session.api import (
+    DhtLookup,
+    DhtSnapshot,
     DuplicateTorrentError,
     Event,
     FilePriority,
@@ -201,10 +203,23 @@ class Session:
             self.dht_port = first.port
         if discovery.lsd:
             await self._start_lsd()
-        if discovery.port_map and not (self.bind_address and ipaddress.ip_address(self.bind_address).is_loopback):
-            # A loopback-bound session has no router to ask.
-            self.port_mapper = PortMapper(self.listen_port, local_address=self.bind_address)
-            self.spawn(self._map_port(self.port_mapper))
+        if discovery.port_map:
+            self._start_port_mapping()
+
+    def _start_port_mapping(self) -> None:
+        discovery = self._settings.discovery
+        gateway = host_ports(discovery.port_map_gateway)[:1]
+        (ssdp,) = host_ports(discovery.port_map_ssdp)[:1] or [("239.255.255.250", 1900)]
+        loopback = self.bind_address is not None and ipaddress.ip_address(self.bind_address).is_loopback
+        if loopback and not gateway and not ipaddress.ip_address(ssdp[0]).is_loopback:
+            return  # a session kept on 127.0.0.1 has no router to ask
+        try:
+            self.port_mapper = PortMapper(self.listen_port or 0, local_address=self.bind_address,
+                                          ssdp_address=ssdp, natpmp_gateway=gateway[0] if gateway else None)
+        except ValueError as exc:
+            log.warning("port mapping is off: %s", exc)
+            return
+        self.spawn(self._map_port(self.port_mapper))
 
     async def _map_port(self, mapper: PortMapper) -> None:
         status = await mapper.start()
@@ -331,6 +346,37 @@ class Session:
     def dht_node_heard(self, host: str, port: int) -> None:
         if self._dht is not None:
             self._dht.node_heard(host, port)
+
+    def dht_status(self) -> DhtSnapshot | None:
+        """The DHT node's numbers, or None when the DHT is off."""
+        if self._dht is None or self._dht.node is None:
+            return None
+        stats = self._dht.node.stats()
+        values = {name: getattr(stats, name) for name in DhtSnapshot._fields if hasattr(stats, name)}
+        return DhtSnapshot(**values, port=self.dht_port or 0, bootstrap=self._dht.describe_bootstrap())
+
+    async def dht_ping(self, host: str, port: int) -> tuple[str, float]:
+        """Ping a DHT node: its id (hex) and the round trip in seconds. ``InvalidStateError`` when the DHT is
+        off; ``TorrentError`` when the node does not answer."""
+        node = self._dht_node("ping a DHT node")
+        started = time.monotonic()
+        node_id = await node.ping((host, port))
+        return node_id.hex(), time.monotonic() - started
+
+    async def dht_lookup(self, info_hash: bytes) -> DhtLookup:
+        """A get_peers lookup for ``info_hash`` (no announce): the peers and how it went."""
+        node = self._dht_node("look up peers in the DHT")
+        await self._dht.ready.wait()  # type: ignore[union-attr]
+        started = time.monotonic()
+        peers, lookup = await node.get_peers(info_hash)
+        return DhtLookup(info_hash.hex(), tuple(format_address(h, p) for h, p in peers), lookup.queries,
+                         len(lookup.result()), time.monotonic() - started)
+
+    def _dht_node(self, doing: str) -> DhtNode:
+        node = self.dht
+        if node is None:
+            raise InvalidStateError(f"cannot {doing}: the DHT is off (discovery.dht, or no UDP port)")
+        return node
 
     async def udp_tracker_socket(self, family: int, addr: tuple[Any, ...]) -> Any:
         """UDP trackers are asked from the shared endpoint (a fresh socket if there is none of that family)."""

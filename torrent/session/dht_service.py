@@ -109,6 +109,12 @@ class DhtService:
             self.ready.set()
         await node.maintain(self._routers)
 
+    def describe_bootstrap(self) -> str:
+        routers = self.settings.dht_bootstrap
+        if self.bootstrap_error:
+            return self.bootstrap_error
+        return routers or "no routers (the saved table and peers' port messages only)"
+
     async def search(self, info_hash: bytes, port: int) -> list[tuple[str, int]]:
         """Peers for ``info_hash``, and our announce to the nodes nearest it."""
         node = self.node

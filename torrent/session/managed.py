@@ -103,7 +103,8 @@ class ManagedTorrent:
         self.pex = PexExtension(connected=lambda: self.peer_owner.peers if self.peer_owner is not None else (),
                                 on_peers=lambda peers: self.add_peers(peers, PeerSource.PEX),
                                 enabled=lambda: not self.private and self.settings.discovery.pex)
-        extensions = [self.metadata, self.pex] if session.settings.discovery.pex else [self.metadata]
+        pex_on = session.settings.discovery.pex and not self.private  # BEP 27: no PEX on private torrents
+        extensions = [self.metadata, self.pex] if pex_on else [self.metadata]
         self.extensions = PeerExtensions(extensions, dht_port=None if self.private else session.dht_port,
                                          on_dht_node=session.dht_node_heard)
         self.dht_searching = False  # a DHT lookup for this torrent is running

@@ -69,6 +69,8 @@ def session_snapshot(session: Session, torrents: list[ManagedTorrent]) -> Sessio
             down += swarm.down_rate
             up += swarm.up_rate
             connections += len(swarm.peers)
+        elif t.metadata_swarm is not None:
+            connections += len(t.metadata_swarm.peers)
     addresses = []
     for server in session._servers:
         for sock in server.sockets:
@@ -79,7 +81,28 @@ def session_snapshot(session: Session, torrents: list[ManagedTorrent]) -> Sessio
         connections=connections, torrents=len(torrents), states=tuple(sorted(states.items())),
         free_space=tuple((d, _free_space(d)) for d in directories),
         max_down=int(session.download_limiter.rate), max_up=int(session.upload_limiter.rate),
-        alt_speed=session.alt_speed, events_dropped=session._bus.dropped)
+        alt_speed=session.alt_speed, events_dropped=session._bus.dropped,
+        **_discovery(session))
+
+
+def _discovery(session: Session) -> dict[str, object]:
+    node = session.dht
+    mapper = session.port_mapper
+    mapping = "off"
+    external = None
+    if mapper is not None:
+        status = mapper.status
+        mapping = status.state
+        if status.state == "mapped":
+            mapping = f"mapped by {status.method}"
+            if status.external_address and status.external_tcp_port:
+                external = format_address(status.external_address, status.external_tcp_port)
+        elif status.state == "failed" and status.error:
+            mapping = f"failed: {status.error}"
+    lsd = session.lsd.status if session.lsd is not None else "off"
+    return {"dht_nodes": sum(len(t) for t in node.tables.values()) if node is not None else None,
+            "dht_lookups": node.stats().lookups_running if node is not None else 0,
+            "udp_port": session.dht_port, "port_mapping": mapping, "external_address": external, "lsd": lsd}
 
 
 def _free_space(directory: str) -> int:

@@ -173,3 +173,32 @@ async def _wait_snapshot(session, predicate, timeout: float = 20):
         if predicate(snap) or time.monotonic() > deadline:
             return snap
         await asyncio.sleep(0.05)
+
+
+def test_peers_tell_each_other_their_dht_port(tmp_path: Path) -> None:
+    """No router at all: the BEP 5 port message alone puts each session's node in the other's table."""
+    meta, data_parent, torrent_file = make_torrent(tmp_path, 200_000, files=1)
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "seed")
+        leecher = await start_session(tmp_path, "leech")
+        try:
+            assert seeder.snapshot().dht_nodes == 0 and leecher.snapshot().dht_nodes == 0
+            assert seeder.snapshot().udp_port == seeder.listen_port  # TCP and UDP share the number
+            await seeder.add(torrent_file, save_path=data_parent)
+            await wait_for(seeder, meta.info_hash_hex, lambda s: s.state == "seeding")
+            tid = await leecher.add(torrent_file, save_path=tmp_path / "down",
+                                    peers=[("127.0.0.1", seeder.listen_port)])
+            await wait_complete(leecher, tid)
+            for session, other in ((seeder, leecher), (leecher, seeder)):
+                snap = await _wait_snapshot(session, lambda s: s.dht_nodes == 1)
+                assert snap.dht_nodes == 1
+                status = session.dht_status()
+                assert status is not None and status.nodes == 1
+                node_id, rtt = await session.dht_ping("127.0.0.1", other.dht_status().port)
+                assert node_id == other.dht_status().node_id and rtt < 5
+        finally:
+            await leecher.close()
+            await seeder.close()
+
+    run(main())

@@ -69,12 +69,14 @@ class PexExtension:
         if not self.trackers or not self.enabled():
             return
         now = self.clock()
+        due = [(peer, tracker) for peer, tracker in self.trackers.items() if tracker.due(now)]
+        if not due:
+            return
         current = list(_listen_addresses(self.connected()))
-        for peer, tracker in list(self.trackers.items()):
-            if tracker.due(now):
-                payload = tracker.poll(current, now)
-                if payload is not None:
-                    peer.send_extended(NAME, payload)
+        for peer, tracker in due:
+            payload = tracker.poll(current, now)
+            if payload is not None:
+                peer.send_extended(NAME, payload)
 
 
 def _listen_addresses(peers: Iterable[PeerConnection]) -> Iterable[tuple[str, int, int]]:

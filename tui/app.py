@@ -143,6 +143,7 @@ class TorrentApp(App[int]):
         self.filter_text = ""
         self.ticks = 0
         self._lines: dict[str, Text] = {}  # what the one-line widgets show now
+        self._session_row: Any = None  # the last session snapshot (the footer is redrawn from it on a resize)
         self.refresh_seconds: list[float] = []  # the last refreshes' cost, for the benchmark and the log
         self._quitting = False
         self.session_closed = False  # set once quitting has closed the session (else the caller must)
@@ -244,6 +245,13 @@ class TorrentApp(App[int]):
     def on_resize(self, event: Resize) -> None:
         if self.main_screen is not None and self.main_screen.is_attached:
             self._apply_layout()
+            self._show_status(event.size.width)  # ``self.size`` is still the old one here
+
+    def _show_status(self, width: int | None = None) -> None:
+        """The footer's totals, cut to the terminal's width (the line spans it, less a cell of padding a side)."""
+        if self._session_row is not None:
+            width = self.size.width if width is None else width
+            self._set_line("#status", status_text(self._session_row, max(width - 2, 0)))
 
     def _size_class(self) -> str:
         width, height = self.size
@@ -288,7 +296,8 @@ class TorrentApp(App[int]):
                             ((t.id, t.down_rate, t.up_rate) for t in rows))
         table = self.table
         table.set_rows(rows)
-        self._set_line("#status", status_text(session_row))
+        self._session_row = session_row
+        self._show_status()
         self.selected_id = table.cursor_key
         self._refresh_detail(now, session_row)
         self.ticks += 1

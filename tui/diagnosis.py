@@ -60,7 +60,11 @@ def summary(causes: Sequence[Cause]) -> str:
 def _state_cause(t: TorrentSnapshot) -> Cause:
     state = t.state
     if state == TorrentState.METADATA:
-        why = next((w for w in t.waiting_on if w.startswith("metadata")), "metadata from peers")
+        # The engine says where it looks ("metadata: searching the DHT (12 nodes); no peers yet"); any other
+        # first reason is still about the metadata.
+        why = next((w for w in t.waiting_on if w.startswith("metadata")), None)
+        if why is None:
+            why = f"metadata: {t.waiting_on[0]}" if t.waiting_on else "metadata from peers"
         return Cause("metadata", f"Waiting for {why}")
     if state == TorrentState.ERROR:
         return Cause("error", f"Error: {t.last_error}" if t.last_error else "Error")

@@ -359,7 +359,8 @@ def finish_our_download(h: Harness, proc: Proc, *, timeout: float) -> None:
 class LtPeer:
     """An in-process libtorrent session on 127.0.0.1, set up as REFERENCE-CLIENTS says."""
 
-    def __init__(self, lt: ModuleType, name: str) -> None:
+    def __init__(self, lt: ModuleType, name: str, settings: dict[str, Any] | None = None) -> None:
+        """``settings`` go over the loopback ones (``lt_dht.py`` turns the DHT on with them)."""
         self.lt = lt
         self.name = name
         cat = lt.alert_category
@@ -367,6 +368,7 @@ class LtPeer:
             **LIBTORRENT_LOOPBACK,
             "alert_mask": cat.error | cat.status | cat.peer | cat.connect | cat.storage,
             "user_agent": f"libtorrent interop {name}",
+            **(settings or {}),
         })
         self.port: int = self.session.listen_port()
         self.handles: list[Any] = []
@@ -391,12 +393,26 @@ class LtPeer:
     def _pop(self, session: Any) -> None:
         for alert in session.pop_alerts():
             self.events.append(f"{time.monotonic() - self.t0:7.2f} {type(alert).__name__}: {alert.message()}")
+            self.seen(alert)
         del self.events[:-2000]
 
-    def add(self, torrent: Path, save_path: Path) -> Any:
+    def seen(self, alert: Any) -> None:
+        """Each alert as it is popped, on the reader thread (a subclass copies what it needs: an
+        alert object is only valid until the next pop)."""
+
+    def add(self, torrent: Path, save_path: Path, *, flags: int = 0) -> Any:
+        """``flags``: libtorrent ``torrent_flags`` to set on top of the defaults."""
         params = self.lt.add_torrent_params()
         params.ti = self.lt.torrent_info(str(torrent))
+        return self._add(params, save_path, flags)
+
+    def add_magnet(self, uri: str, save_path: Path, *, flags: int = 0) -> Any:
+        """A magnet link: libtorrent fetches the metadata from the peers it finds."""
+        return self._add(self.lt.parse_magnet_uri(uri), save_path, flags)
+
+    def _add(self, params: Any, save_path: Path, flags: int) -> Any:
         params.save_path = str(save_path)
+        params.flags |= flags
         handle = self.session.add_torrent(params)
         self.handles.append(handle)
         return handle
@@ -468,7 +484,10 @@ def start_transmission(h: Harness, name: str, torrent: Path, download_dir: Path,
 
 # ---- aria2 -----------------------------------------------------------------------------
 
-def aria2_cmd(h: Harness, name: str, torrent: Path, directory: Path, *, seed: bool, udp_tracker: bool) -> list[str]:
+def aria2_cmd(h: Harness, name: str, torrent: Path | str, directory: Path, *, seed: bool, udp_tracker: bool,
+              dht_entry_point: tuple[str, int] | None = None) -> list[str]:
+    """``torrent``: a .torrent file or a magnet link. ``dht_entry_point``: the one DHT node aria2's DHT
+    starts from (otherwise its DHT, when on, has none and talks to nobody)."""
     exe = require_tool("aria2c")
     cmd = [exe, "--no-conf=true", f"--dir={directory}", f"--listen-port={free_port()}",
            "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
@@ -476,9 +495,11 @@ def aria2_cmd(h: Harness, name: str, torrent: Path, directory: Path, *, seed: bo
            "--file-allocation=none", "--summary-interval=0", "--console-log-level=info",
            "--max-overall-upload-limit=0", "--max-overall-download-limit=0",
            "--bt-tracker-connect-timeout=5", "--bt-tracker-timeout=10"]
-    if udp_tracker:  # aria2's UDP tracker client rides on its DHT socket
+    if udp_tracker or dht_entry_point:  # aria2's UDP tracker client rides on its DHT socket
         cmd += ["--enable-dht=true", f"--dht-listen-port={free_port()}",
                 f"--dht-file-path={h.tmp / (name + '-dht.dat')}"]
+        if dht_entry_point:
+            cmd += [f"--dht-entry-point={dht_entry_point[0]}:{dht_entry_point[1]}"]
     else:
         cmd += ["--enable-dht=false"]
     if seed:  # hash the data already there, then seed until stopped

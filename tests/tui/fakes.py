@@ -78,7 +78,8 @@ def make_session_snapshot(**over: Any) -> SessionSnapshot:
                                   uploaded=36 * MiB, listen_addresses=("0.0.0.0:6881", "[::]:6881"), connections=12,
                                   torrents=1, states=(("downloading", 1),),
                                   free_space=(("/home/user/Downloads", 120 * 1024 * MiB),), max_down=0, max_up=0,
-                                  alt_speed=False, events_dropped=0)
+                                  alt_speed=False, events_dropped=0, dht_nodes=0, dht_lookups=0, udp_port=6881,
+                                  port_mapping="off", external_address=None, lsd="on")
     values.update(over)
     return SessionSnapshot(**values)
 
@@ -234,7 +235,8 @@ def showcase_session() -> FakeSession:
         make_torrent(id="6" * 40, name="magnet 66666666…", state="metadata", progress=0.0, total_size=0,
                      wanted_size=0, verified=0, wanted_verified=0, down_rate=0.0, up_rate=0.0, eta=None, ratio=0.0,
                      peers=0, seeds=0, peers_known=0, seeds_known=None, queue_position=6, num_pieces=0,
-                     piece_length=0),
+                     piece_length=0,
+                     waiting_on=("metadata: searching the DHT (312 nodes), asking the trackers; no peers yet",)),
         make_torrent(id="7" * 40, name="wikipedia-en-2026-11.zim", state="error", progress=0.55,
                      total_size=110 * g, wanted_size=110 * g, down_rate=0.0, up_rate=0.0, eta=None, ratio=0.02,
                      peers=0, seeds=0, queue_position=7, last_error="disk full writing wikipedia-en-2026-11.zim"),
@@ -268,7 +270,9 @@ def showcase_session() -> FakeSession:
     session = FakeSession(rows, peers={SHOWCASE_ID: peers}, files={SHOWCASE_ID: files},
                           trackers={SHOWCASE_ID: trackers},
                           session=make_session_snapshot(torrents=len(rows), down_rate=15.8 * MiB, up_rate=3.9 * MiB,
-                                                        connections=52, max_up=4 * MiB,
+                                                        connections=52, max_up=4 * MiB, dht_nodes=312,
+                                                        dht_lookups=2, port_mapping="mapped by upnp",
+                                                        external_address="203.0.113.7:6881",
                                                         states=(("downloading", 2), ("seeding", 1), ("paused", 1),
                                                                 ("queued", 1), ("checking", 1), ("metadata", 1),
                                                                 ("error", 1))))

@@ -148,6 +148,18 @@ def test_metadata_uses_the_engines_reason() -> None:
     assert diagnose(make_torrent(state="metadata"), (), (), SESSION)[0].text == "Waiting for metadata from peers"
 
 
+def test_metadata_says_where_the_engine_looks() -> None:
+    """A magnet's line shows the engine's first reason as it is: the DHT search, the trackers, the peers."""
+    searching = "metadata: searching the DHT (12 nodes), asking the trackers; no peers yet"
+    torrent = make_torrent(state="metadata", total_size=0, num_pieces=0, peers=0, waiting_on=(searching,))
+    assert summary(diagnose(torrent, (), (), SESSION)) == "Waiting for " + searching
+    fetching = "metadata: 3 of 10 pieces from 2 peers"
+    assert diagnose(torrent._replace(waiting_on=("peer limit", fetching)), (), (), SESSION)[0].text == \
+        "Waiting for " + fetching  # the metadata's reason, wherever the engine put it
+    assert diagnose(torrent._replace(waiting_on=("searching the DHT (0 nodes)",)), (), (), SESSION)[0] == \
+        Cause("metadata", "Waiting for metadata: searching the DHT (0 nodes)")
+
+
 # ---- summary --------------------------------------------------------------------------------
 
 

@@ -85,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--json", action="store_true", help="machine-readable output")
     _add_settings_options(config)
 
+    dht = sub.add_parser(
+        "dht", help="the DHT: our node's status, ping a node, look up the peers of a torrent",
+        description="status (the default): start a node from the saved routing table and the routers, wait for "
+                    "the bootstrap, describe it. ping HOST:PORT: ask a node for its id. peers INFOHASH|MAGNET: a "
+                    "get_peers lookup (no announce). The routing table is saved in the state directory at exit.")
+    dht.add_argument("action", nargs="?", default="status", choices=("status", "ping", "peers"),
+                     help="what to do (default: status)")
+    dht.add_argument("target", nargs="?", metavar="HOST:PORT|INFOHASH|MAGNET",
+                     help="ping: the node's address; peers: the torrent's info-hash or magnet link")
+    dht.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                     help="status: wait at most this long for the bootstrap (default 10)")
+    dht.add_argument("--json", action="store_true", help="machine-readable output")
+    dht.add_argument("-v", "--verbose", action="count", default=0, help="log what the node does (-vv: everything)")
+    _add_settings_options(dht)
+
     demo = sub.add_parser("demo", help="make a sample torrent and download it from a local seeder")
     demo.add_argument("--dir", metavar="DIR", help="where to put the sample (default: a new temporary directory)")
     demo.add_argument("--size", default="256M", help="payload size (default 256M)")
@@ -170,8 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_config(args)
         if args.command == "tui":
             return cmd_tui(args)
-        parser.error("missing command: use 'info', 'create', 'download', 'seed', 'tui', 'config', 'demo' or 'bench' "
-                     "(see torrent --help)")
+        if args.command == "dht":
+            return cmd_dht(args)
+        parser.error("missing command: use 'info', 'create', 'download', 'seed', 'tui', 'dht', 'config', 'demo' or "
+                     "'bench' (see torrent --help)")
     except TorrentError as exc:
         print(f"torrent: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -401,6 +418,35 @@ def cmd_tui(args: argparse.Namespace) -> int:
                    exit_when_complete=args.exit_when_complete,
                    log_level=logging.ERROR if args.quiet else (logging.WARNING, logging.INFO,
                                                                                logging.DEBUG)[min(args.verbose, 2)])
+
+
+def cmd_dht(args: argparse.Namespace) -> int:
+    from torrent.cli.dht import DhtOptions, parse_info_hash, parse_node_address, run_dht
+    from torrent.cli.runner import setup_logging
+
+    target: tuple[str, int] | bytes | None = None
+    if args.action == "status":
+        if args.target is not None:
+            raise UsageError(f"torrent dht status takes no argument (got {args.target!r}); "
+                             "did you mean 'torrent dht ping HOST:PORT' or 'torrent dht peers INFOHASH'?")
+    elif args.target is None:
+        raise UsageError("torrent dht ping needs the node's HOST:PORT" if args.action == "ping"
+                         else "torrent dht peers needs an info-hash or a magnet link")
+    elif args.action == "ping":
+        target = parse_node_address(args.target)
+    else:
+        target = parse_info_hash(args.target)
+    if not 0 <= args.wait <= 600:
+        raise UsageError("--wait must be between 0 and 600 seconds")
+    if args.dht is False:
+        raise UsageError("--no-dht cannot go with torrent dht: the command looks at the DHT")
+    effective = effective_settings(args)
+    if not effective.settings.discovery.dht:
+        source = effective.sources.get("discovery.dht", "the settings")
+        raise UsageError(f"torrent dht needs the DHT, which is off (discovery.dht = false, from {source})")
+    setup_logging(False, args.verbose)
+    return run_dht(DhtOptions(action=args.action, target=target, wait=args.wait, json=args.json,
+                              state_dir=effective.state_dir, saved_settings=effective.saved), effective.settings)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -140,6 +140,7 @@ class DhtSnapshot(NamedTuple):
     timeouts: int
     external_ip: str | None  # as the nodes that answer us see it
     bootstrap: str  # the routers, or why there are none
+    bootstrapped: bool = False  # the first bootstrap is over (lookups for torrents wait for it)
 
 
 class DhtLookup(NamedTuple):

@@ -62,6 +62,7 @@ from torrent.session.api import (
     TorrentState,
     TrackerSnapshot,
     UnknownTorrentError,
+    format_address,
 )
 from torrent.session.binding import resolve_bind
 from torrent.session.dht_service import DhtService
@@ -353,7 +354,8 @@ class Session:
             return None
         stats = self._dht.node.stats()
         values = {name: getattr(stats, name) for name in DhtSnapshot._fields if hasattr(stats, name)}
-        return DhtSnapshot(**values, port=self.dht_port or 0, bootstrap=self._dht.describe_bootstrap())
+        return DhtSnapshot(**values, port=self.dht_port or 0, bootstrap=self._dht.describe_bootstrap(),
+                           bootstrapped=self._dht.ready.is_set())
 
     async def dht_ping(self, host: str, port: int) -> tuple[str, float]:
         """Ping a DHT node: its id (hex) and the round trip in seconds. ``InvalidStateError`` when the DHT is

@@ -54,22 +54,44 @@ def info_table(t: TorrentSnapshot) -> Table:
     return table
 
 
-def status_text(s: SessionSnapshot, dht_nodes: int | None = None) -> Text:
-    """The footer's totals: rates and limits, connections, listen ports, free space."""
-    text = Text()
-    text.append(f"↓ {fmt.rate(s.down_rate) or '0 B/s'}", style="bold")
+# What the footer gives up first when the terminal is too narrow for all of it (higher goes first): free
+# space, the router's address for us, the listen port, the rate limits, the DHT, the counts; never the rates.
+_DROP_FREE, _DROP_EXTERNAL, _DROP_PORT, _DROP_LIMITS, _DROP_DHT, _DROP_COUNTS, _KEEP = 7, 6, 5, 4, 3, 2, 0
+
+
+def status_text(s: SessionSnapshot, width: int | None = None) -> Text:
+    """The footer's totals: rates and limits, connections, the DHT, listen ports (and the address the router
+    maps them to), free space. Parts are dropped, least important first, until the line fits ``width``."""
+    parts: list[tuple[int, Text]] = [(_KEEP, Text(f"↓ {fmt.rate(s.down_rate) or '0 B/s'}", style="bold"))]
     if s.max_down:
-        text.append(f" (max {fmt.rate(s.max_down)})", style="dim")
-    text.append(f"  ↑ {fmt.rate(s.up_rate) or '0 B/s'}", style="bold")
+        parts.append((_DROP_LIMITS, Text(f" (max {fmt.rate(s.max_down)})", style="dim")))
+    parts.append((_KEEP, Text(f"  ↑ {fmt.rate(s.up_rate) or '0 B/s'}", style="bold")))
     if s.max_up:
-        text.append(f" (max {fmt.rate(s.max_up)})", style="dim")
+        parts.append((_DROP_LIMITS, Text(f" (max {fmt.rate(s.max_up)})", style="dim")))
     if s.alt_speed:
-        text.append("  [alt speed]", style="bold yellow")
-    text.append(f"  │ {s.torrents} torrents, {s.connections} peers")
+        parts.append((_DROP_COUNTS, Text("  [alt speed]", style="bold yellow")))
+    parts.append((_DROP_COUNTS, Text(f"  │ {s.torrents} torrents, {s.connections} peers")))
+    if s.dht_nodes is None:
+        parts.append((_DROP_DHT, Text("  │ DHT off", style="dim")))
+    else:  # no node yet: nothing to find peers with but trackers
+        parts.append((_DROP_DHT, Text(f"  │ DHT {s.dht_nodes:,}", style="" if s.dht_nodes else "yellow")))
     ports = sorted({a.rsplit(":", 1)[1] for a in s.listen_addresses})
-    text.append(f"  │ port {','.join(ports) if ports else 'none'}")
-    if dht_nodes is not None:
-        text.append(f"  │ DHT {dht_nodes} nodes")
-    for directory, free in s.free_space[:2]:
-        text.append(f"  │ free {fmt.size(free)}", style="dim")
-    return text
+    parts.append((_DROP_PORT, Text(f"  │ port {','.join(ports) if ports else 'none'}")))
+    if s.external_address:
+        parts.append((_DROP_EXTERNAL, Text(f" → {s.external_address}")))
+    for _directory, free in s.free_space[:2]:
+        parts.append((_DROP_FREE, Text(f"  │ free {fmt.size(free)}", style="dim")))
+    if width is None:
+        return Text("").join(p for _, p in parts)
+    # The most important parts first, each while it still fits (a short one may fit where a longer one did
+    # not); the router's address only beside its port.
+    kept: set[int] = set()
+    room = width
+    for i in sorted(range(len(parts)), key=lambda i: (parts[i][0], i)):
+        rank, part = parts[i]
+        if rank == _DROP_EXTERNAL and i - 1 not in kept:
+            continue
+        if rank == _KEEP or len(part) <= room:
+            kept.add(i)
+            room -= len(part)
+    return Text("").join(p for i, (_, p) in enumerate(parts) if i in kept)

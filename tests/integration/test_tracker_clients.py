@@ -30,6 +30,7 @@ from torrent.codec.tracker.announce import (
     TrackerTimeout,
     TrackerUnreachable,
 )
+from torrent.session.udp import UdpEndpoint
 from torrent.tracker.client import announce, scrape
 
 T = TypeVar("T")
@@ -97,6 +98,31 @@ def test_udp_swarm_with_opentracker(run: Run[Any], opentracker: Any) -> None:
 
 def test_udp_without_path_with_opentracker(run: Run[Any], opentracker: Any) -> None:
     run(swarm_scenario(f"udp://127.0.0.1:{opentracker.port}", opentracker.info_hash()))
+
+
+def test_udp_through_the_sessions_shared_endpoint(run: Run[Any], opentracker: Any) -> None:
+    """The session asks UDP trackers from the socket its DHT uses: replies reach the tracker client by
+    transaction id, KRPC reaches the DHT side, anything else is dropped."""
+    async def main() -> None:
+        krpc: list[bytes] = []
+        endpoint = await UdpEndpoint.open("127.0.0.1", 0, lambda data, addr: krpc.append(data))
+        try:
+            await swarm_scenario(opentracker.udp_url, opentracker.info_hash(),
+                                 udp_socket_factory=endpoint.tracker_socket)
+            assert endpoint.routes == {}  # every transaction's view closed with it
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+                ping = b"d1:ad2:id20:" + b"n" * 20 + b"e1:q4:ping1:t2:aa1:y1:qe"
+                other.sendto(ping, ("127.0.0.1", endpoint.port))
+                other.sendto(struct.pack(">II", 1, 0xDEAD) + b"x" * 12, ("127.0.0.1", endpoint.port))
+                for _ in range(100):
+                    if krpc and endpoint.dropped:
+                        break
+                    await asyncio.sleep(0.01)
+            assert krpc == [ping] and endpoint.dropped == 1
+        finally:
+            endpoint.close()
+
+    run(main())
 
 
 def test_http_and_udp_peers_meet(run: Run[Any], opentracker: Any) -> None:

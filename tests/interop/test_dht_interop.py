@@ -1,5 +1,6 @@
 """Trackerless interop on 127.0.0.1: the DHT (BEP 5), magnet links (BEP 9) and peer exchange (BEP 11)
-between our client and libtorrent (the PyPI wheel, in-process) and aria2 1.36.
+between our client and libtorrent 2.1 (the PyPI wheel, in-process), libtorrent 2.0 (Debian's
+python3-libtorrent, a process under /usr/bin/python3) and aria2 1.36.
 
 Nothing here leaves 127.0.0.1: every DHT starts from a router the test runs (our ``DhtNode`` or a
 libtorrent session), our sessions get ``swarmkit.local_settings`` (no public router, no LSD, no port
@@ -8,19 +9,21 @@ DHT restrictions that would keep all of 127.0.0.1 down to one node).
 
 Our client runs in-process (``torrent.session.Session``, on this test's event loop) so that a test can
 ask where it learned each peer (``PeerSnapshot.source``); libtorrent runs in-process on its own
-threads; aria2 and opentracker are processes, stopped by PID by the ``h`` harness (``clients.py``),
-which also prints everyone's log when a wait fails.
+threads; our CLI, Debian's libtorrent, aria2 and opentracker are processes, stopped by PID by the ``h``
+harness (``clients.py``), which also prints everyone's log when a wait fails.
 
-Transmission is not here: its DHT (jech/dht) drops every datagram from 127.0.0.0/8 as "martian", its
-magnet parser has no ``x.pe``, and it does not dial loopback peers a tracker gives it (see
-REFERENCE-CLIENTS.md), so on loopback it can fetch a magnet only from a peer that dials it, which tests
-nothing trackerless.
+Transmission 3.00 is not here: nothing trackerless of it works on loopback. Tried with a ``dht.bootstrap``
+file naming our router, it pings the router but drops the reply (its DHT, jech/dht, takes every datagram
+from 127.0.0.0/8 for a "martian") and stays "IPv4 DHT not ready (broken, 0 nodes)"; given a magnet with
+our seeder in ``x.pe`` it never dials it; and it does not dial loopback peers a tracker gives it either
+(REFERENCE-CLIENTS.md). It could fetch a magnet only from a peer that dials it, which tests no discovery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import time
@@ -28,6 +31,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -35,7 +39,8 @@ if str(Path(__file__).parent) not in sys.path:  # --import-mode=importlib does n
     sys.path.insert(0, str(Path(__file__).parent))
 import clients
 from clients import Harness
-from lt_dht import Address, LtDht, magnet, saved_info, start_lt, until
+from helpers import LIBTORRENT_LOOPBACK, loopback_config_home
+from lt_dht import LOOPBACK_DHT, Address, LtDht, magnet, saved_info, start_lt, until
 from swarmkit import local_settings, make_torrent, run, same_tree, start_session
 
 from torrent.dht.node import DhtNode
@@ -46,7 +51,10 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 MiB = 1024 * 1024
 SIZE = 3 * MiB + 12_345  # 32 KiB pieces (swarmkit), the last one short
 START = 30.0  # seconds for a client to check its data, or an announce to land
+MANY_FILES = 500  # with 16 KiB pieces, an info dictionary of 2 ut_metadata pieces
 TRANSFER = 60.0  # seconds for a magnet's metadata and a few MiB
+
+DEBIAN_PYTHON = "/usr/bin/python3"  # with Debian's python3-libtorrent (2.0)
 
 ROUTERS = pytest.mark.parametrize("router_kind", ["ours", "libtorrent"])
 
@@ -74,7 +82,8 @@ class Router:
 
 
 @contextlib.asynccontextmanager
-async def dht_router(h: Harness, lt: ModuleType, kind: str) -> AsyncIterator[Router]:
+async def dht_router(h: Harness, lt: ModuleType | None, kind: str) -> AsyncIterator[Router]:
+    """Our ``DhtNode`` ("ours") or a libtorrent session ("libtorrent": needs ``lt``) on 127.0.0.1."""
     if kind == "ours":
         node = DhtNode()
         address = await node.open("127.0.0.1", 0)
@@ -83,6 +92,7 @@ async def dht_router(h: Harness, lt: ModuleType, kind: str) -> AsyncIterator[Rou
         finally:
             node.close()
     else:
+        assert lt is not None
         peer = start_lt(h, lt, "lt-router", None)
         yield Router(peer.address, lt=peer)
 
@@ -115,7 +125,7 @@ def describe(session: Session, tid: str) -> str:
             f"{snap.waiting_on}, DHT nodes {session.snapshot().dht_nodes}\n{peers}")
 
 
-async def lt_seeding(h: Harness, peer: LtDht | clients.LtPeer, handle: Any) -> None:
+async def lt_seeding(h: Harness, peer: clients.LtPeer, handle: Any) -> None:
     await until(h, f"libtorrent {peer.name} to check the original data and seed it",
                 lambda: handle.status().is_seeding or handle.status().errc.value() != 0, timeout=START)
     if not handle.status().is_seeding:
@@ -129,7 +139,8 @@ def test_our_magnet_finds_a_libtorrent_seeder_through_the_dht(h: Harness, lt: Mo
                                                                router_kind: str) -> None:
     """libtorrent seeds and announces itself to the router; our client, given a bare magnet link (no
     tracker, no x.pe, no peer), finds it with get_peers, fetches the metadata from it, then the data."""
-    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=3)
+    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=MANY_FILES, piece_length=16 * 1024)
+    assert len(meta.info_bytes) > 16 * 1024  # ut_metadata in more than one piece
     down = tmp_path / "down"
 
     async def main() -> None:
@@ -158,7 +169,8 @@ def test_libtorrent_fetches_a_magnet_from_our_seeder_through_the_dht(h: Harness,
                                                                       router_kind: str) -> None:
     """The reverse: our seeder announces itself; libtorrent, given the bare magnet link, finds us in the
     DHT and gets the metadata (ut_metadata) and every byte from us."""
-    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=3)
+    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=MANY_FILES, piece_length=16 * 1024)
+    assert len(meta.info_bytes) > 16 * 1024
     out = tmp_path / "lt"
 
     async def main() -> None:
@@ -185,18 +197,83 @@ def test_libtorrent_fetches_a_magnet_from_our_seeder_through_the_dht(h: Harness,
     run(main())
 
 
+def test_the_cli_downloads_a_magnet_from_libtorrent_through_the_dht(h: Harness, lt: ModuleType,
+                                                                     tmp_path: Path) -> None:
+    """What a user runs: ``torrent download MAGNET --dht-bootstrap HOST:PORT`` as a process, against a
+    libtorrent seeder announced to our router."""
+    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=3)
+    out = tmp_path / "cli"
+    env = {**os.environ, "XDG_CONFIG_HOME": loopback_config_home(tmp_path / "config")}
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            router = await stack.enter_async_context(dht_router(h, None, "ours"))
+            seeder = start_lt(h, lt, "lt-seed", router.address)
+            await lt_seeding(h, seeder, seeder.add(torrent_file, data_parent))
+            await until(h, "libtorrent's announce to reach the router",
+                        lambda: router.holds(meta.info_hash, seeder.port), timeout=START)
+            cli = h.spawn("ours-cli", clients.torrent_cmd(
+                "download", magnet(meta.info_hash_hex, meta.name), "-o", out, "--no-seed", "--port", "0",
+                "--bind", "127.0.0.1", "--dht-bootstrap", router.spec, "--no-lsd", "--no-port-map",
+                "--set", "discovery.dht_search_interval=5", "--state-dir", tmp_path / "cli-state"), env=env)
+            await until(h, "our CLI to download the magnet and exit", lambda: not cli.alive(), timeout=TRANSFER,
+                        interval=0.2)
+            if cli.popen.returncode != 0 or "Traceback" in cli.text():
+                h.fail(f"our CLI exited with status {cli.popen.returncode}")
+            assert f"{meta.name}: metadata received (3 files, " in cli.text()
+        assert saved_info(out / f"{meta.name}.torrent") == meta.info_bytes
+        h.check_same(data_parent / meta.name, out / meta.name, "our CLI (a magnet, from libtorrent)")
+
+    run(main())
+
+
+def test_debian_libtorrent_fetches_a_magnet_from_our_seeder_through_the_dht(h: Harness, tmp_path: Path) -> None:
+    """The other libtorrent of this machine: Debian's python3-libtorrent (2.0), a process under
+    /usr/bin/python3 (``lt_magnet_peer.py``), fetches a bare magnet from our seeder through the DHT."""
+    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=MANY_FILES, piece_length=16 * 1024)
+    out = tmp_path / "lt20"
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            router = await stack.enter_async_context(dht_router(h, None, "ours"))
+            ours = await our_session(stack, tmp_path, "ours", router)
+            tid = await ours.add(torrent_file, save_path=data_parent)
+            await until(h, "our seeder to check its data", lambda: seeding(ours, tid), timeout=START)
+            await until(h, "our announce to reach the router", lambda: router.holds(meta.info_hash, ours.listen_port),
+                        timeout=START)
+            settings = {**LIBTORRENT_LOOPBACK, **LOOPBACK_DHT, "dht_bootstrap_nodes": router.spec}
+            peer = h.spawn("lt20-leech", [DEBIAN_PYTHON, Path(__file__).with_name("lt_magnet_peer.py"),
+                                          magnet(meta.info_hash_hex), out, json.dumps(settings)])
+            await until(h, "Debian's libtorrent to download the magnet from our seeder and exit",
+                        lambda: not peer.alive(), timeout=TRANSFER, interval=0.2)
+            text = peer.text()
+            if "No module named 'libtorrent'" in text:
+                pytest.fail(f"{DEBIAN_PYTHON} cannot import libtorrent: install the Debian package "
+                            "'python3-libtorrent' (scripts/test.sh installs it)", pytrace=False)
+            if peer.popen.returncode != 0:
+                h.fail(f"Debian's libtorrent exited with status {peer.popen.returncode}")
+            lines = text.splitlines()
+            assert lines[0].startswith("version 2.0"), lines[0]
+            assert "metadata" in lines and lines[-1] == "done", lines
+            assert any(line.startswith("dht-peers ") and int(line.split()[1]) >= 1 for line in lines), lines
+        h.check_same(data_parent / meta.name, out / meta.name, "Debian's libtorrent (a magnet, from our seeder)")
+
+    run(main())
+
+
 # ---- 3: aria2 ----------------------------------------------------------------------------------
 
 def test_aria2_fetches_a_magnet_from_our_seeder_through_the_dht(h: Harness, tmp_path: Path) -> None:
     """aria2, given the bare magnet and our router as its only DHT entry point, finds our seeder with
     get_peers, announces itself there, and fetches the metadata and the data from us. (aria2 takes no
     ``x.pe`` from a magnet: the DHT is its one way to us without a tracker.)"""
-    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=3)
+    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=MANY_FILES, piece_length=16 * 1024)
+    assert len(meta.info_bytes) > 16 * 1024
     out = tmp_path / "aria2"
 
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
-            router = await stack.enter_async_context(dht_router(h, None, "ours"))  # type: ignore[arg-type]
+            router = await stack.enter_async_context(dht_router(h, None, "ours"))
             assert router.node is not None
             ours = await our_session(stack, tmp_path, "ours", router)
             tid = await ours.add(torrent_file, save_path=data_parent)
@@ -224,19 +301,16 @@ def test_aria2_fetches_a_magnet_from_our_seeder_through_the_dht(h: Harness, tmp_
 
 # ---- 4: one DHT of both implementations --------------------------------------------------------
 
-async def found_by(h: Harness, session: Session, info_hash: bytes, peer: Address, *, timeout: float) -> None:
-    """A get_peers lookup by our session's DHT node finds ``peer``, within ``timeout`` (an announce takes a
-    lookup of its own first)."""
-    node = session.dht
-    assert node is not None
+async def found_by(h: Harness, session: Session, info_hash: bytes, peer: str, *, timeout: float) -> None:
+    """Our session's get_peers lookup (``Session.dht_lookup``) finds ``peer`` ("host:port") within
+    ``timeout`` (an announce runs a lookup of its own first)."""
     deadline = time.monotonic() + timeout
     while True:
-        peers, lookup = await node.get_peers(info_hash)
-        if peer in peers:
+        result = await session.dht_lookup(info_hash)
+        if peer in result.peers:
             return
         if time.monotonic() >= deadline:
-            h.fail(f"our get_peers for {info_hash.hex()} did not find {peer} within {timeout:g} s: found {peers} "
-                   f"after {lookup.queries} queries")
+            h.fail(f"our get_peers for {info_hash.hex()} did not find {peer} within {timeout:g} s: {result}")
         await asyncio.sleep(0.3)
 
 
@@ -247,7 +321,7 @@ def test_a_dht_of_three_of_ours_and_libtorrent(h: Harness, lt: ModuleType, tmp_p
 
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
-            router = await stack.enter_async_context(dht_router(h, lt, "ours"))
+            router = await stack.enter_async_context(dht_router(h, None, "ours"))
             assert router.node is not None
             a = await our_session(stack, tmp_path, "a", router)
             b = await our_session(stack, tmp_path, "b", router)
@@ -289,8 +363,8 @@ def test_a_dht_of_three_of_ours_and_libtorrent(h: Harness, lt: ModuleType, tmp_p
             # libtorrent announces; our sessions' get_peers find it.
             lt_hash = os.urandom(20)
             libtorrent.announce(lt_hash, 6881)
-            await found_by(h, a, lt_hash, ("127.0.0.1", 6881), timeout=15)
-            await found_by(h, b, lt_hash, ("127.0.0.1", 6881), timeout=5)
+            await found_by(h, a, lt_hash, "127.0.0.1:6881", timeout=15)
+            await found_by(h, b, lt_hash, "127.0.0.1:6881", timeout=5)
             stored = [name for name, node in ours.items() if node is not None and
                       ("127.0.0.1", 6881) in node.store.peers(lt_hash, time.monotonic())]
             assert stored, "none of our nodes took libtorrent's announce_peer"
@@ -311,6 +385,45 @@ def test_a_dht_of_three_of_ours_and_libtorrent(h: Harness, lt: ModuleType, tmp_p
     run(main())
 
 
+def test_port_messages_put_each_node_in_the_others_table(h: Harness, lt: ModuleType, tmp_path: Path) -> None:
+    """No router at all: our session and a libtorrent seeder, each with its DHT on and an empty routing
+    table, meet as peers (ours is told libtorrent's address). The BEP 5 ``port`` messages they exchange
+    put each one's DHT node in the other's table, as a node that answered."""
+    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=3)
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            seeder = start_lt(h, lt, "lt-seed", None)
+            await lt_seeding(h, seeder, seeder.add(torrent_file, data_parent))
+            ours = await our_session(stack, tmp_path, "ours", None)
+            node = ours.dht
+            assert node is not None and len(node.table) == 0
+            tid = await ours.add(torrent_file, save_path=tmp_path / "ours")
+            await ours.add_peers(tid, [("127.0.0.1", seeder.port)])
+            lt_id = seeder.node_id
+
+            def ours_knows_lt() -> bool:
+                entry = node.table.get(bytes.fromhex(lt_id))
+                return entry is not None and entry.contact[1:] == seeder.address and entry.last_reply is not None
+
+            await until(h, "libtorrent's port message to put its node in our table", ours_knows_lt, timeout=15,
+                        context=lambda: f"our table: {node.table.contacts()}")
+
+            def lt_knows_ours() -> bool:
+                live = seeder.find("live_nodes")
+                if live and (node.node_id.hex(), ("127.0.0.1", ours.dht_port)) in live[-1].nodes:
+                    return True
+                seeder.live_nodes()
+                return False
+
+            await until(h, "our port message to put our node in libtorrent's table", lt_knows_ours, timeout=15,
+                        interval=0.3, context=lambda: f"libtorrent's live nodes: {seeder.find('live_nodes')[-1:]}")
+            await until(h, "our leecher to complete", lambda: complete(ours, tid), timeout=TRANSFER,
+                        context=lambda: describe(ours, tid))
+
+    run(main())
+
+
 # ---- 5: peer exchange --------------------------------------------------------------------------
 
 def lt_connected(handle: Any, lt: ModuleType) -> dict[int, Any]:
@@ -321,8 +434,9 @@ def lt_connected(handle: Any, lt: ModuleType) -> dict[int, Any]:
 
 def test_our_leecher_learns_libtorrent_peers_through_pex(h: Harness, lt: ModuleType, tmp_path: Path) -> None:
     """A libtorrent seed and two libtorrent leechers; the first leecher knows the other two, who have PEX
-    off (so they never hear of us and dial us). Our leecher, its DHT off, is told of the first leecher
-    only: that one's ut_pex names the others, and we dial them."""
+    off (so they never hear of us and dial us). Our leecher, its DHT off, has a magnet link whose only
+    peer (``x.pe``) is the first leecher: that one gives us the metadata, and its ut_pex names the
+    others, whom we dial."""
     meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=3)
     no_pex = lt.torrent_flags.disable_pex
     down = tmp_path / "ours"
@@ -343,8 +457,7 @@ def test_our_leecher_learns_libtorrent_peers_through_pex(h: Harness, lt: ModuleT
                         lambda: {seed.port, other.port} <= set(lt_connected(first_handle, lt)), timeout=START)
 
             ours = await our_session(stack, tmp_path, "ours", None, discovery__dht=False)
-            tid = await ours.add(torrent_file, save_path=down)
-            await ours.add_peers(tid, [("127.0.0.1", first.port)])
+            tid = await ours.add(magnet(meta.info_hash_hex, meta.name, [("127.0.0.1", first.port)]), save_path=down)
             seen: set[tuple[str, str]] = set()  # (address, source) of every peer seen connected
 
             def learned() -> bool:
@@ -354,8 +467,10 @@ def test_our_leecher_learns_libtorrent_peers_through_pex(h: Harness, lt: ModuleT
             await until(h, "our leecher to dial the peers libtorrent's PEX named", learned, timeout=20,
                         context=lambda: f"seen connected: {sorted(seen)}\n{describe(ours, tid)}")
             assert (f"127.0.0.1:{first.port}", PeerSource.MANUAL.value) in seen
+            seed_handle.set_upload_limit(0)
             await until(h, "our leecher to complete", lambda: complete(ours, tid), timeout=TRANSFER,
                         context=lambda: describe(ours, tid))
+        assert saved_info(down / f"{meta.name}.torrent") == meta.info_bytes
         assert same_tree(data_parent / meta.name, down / meta.name)
 
     run(main())
@@ -363,9 +478,9 @@ def test_our_leecher_learns_libtorrent_peers_through_pex(h: Harness, lt: ModuleT
 
 def test_libtorrent_learns_our_peers_through_pex(h: Harness, lt: ModuleType, tmp_path: Path) -> None:
     """Our seeder (upload limited, its DHT off) with two libtorrent leechers that dialled it, PEX off.
-    A third libtorrent leecher, PEX on, told of our seeder only, learns the other two from our ut_pex
-    (their listen ports, from their extension handshakes) and dials them: libtorrent marks them as
-    peers from PEX."""
+    A third libtorrent leecher, PEX on, has a magnet link whose only peer (``x.pe``) is our seeder: it
+    gets the metadata from us, learns the other two from our ut_pex (their listen ports, from their
+    extension handshakes) and dials them: libtorrent marks them as peers from PEX."""
     meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=3)
     no_pex = lt.torrent_flags.disable_pex
     out = tmp_path / "lt"
@@ -384,8 +499,7 @@ def test_libtorrent_learns_our_peers_through_pex(h: Harness, lt: ModuleType, tmp
                         timeout=START, context=lambda: describe(ours, tid))
 
             leecher = h.lt_peer(lt, "lt-pex")
-            handle = leecher.add(torrent_file, out)
-            handle.connect_peer(("127.0.0.1", ours.listen_port))
+            handle = leecher.add_magnet(magnet(meta.info_hash_hex, meta.name, [("127.0.0.1", ours.listen_port)]), out)
             wanted = {other.port for other in others}
 
             def from_pex() -> set[int]:
@@ -393,9 +507,67 @@ def test_libtorrent_learns_our_peers_through_pex(h: Harness, lt: ModuleType, tmp
 
             await until(h, "libtorrent to dial the peers our PEX named", lambda: wanted <= from_pex(), timeout=20,
                         context=lambda: f"libtorrent's peers: {[(p.ip, p.source) for p in handle.get_peer_info()]}")
+            await ours.set_torrent_limits(tid, max_up=0)
             await until(h, "the PEX-taught libtorrent leecher to complete", lambda: handle.status().is_seeding,
                         timeout=TRANSFER, context=leecher.progress_line)
             leecher.close()
         h.check_same(data_parent / meta.name, out / meta.name, "libtorrent (taught by our PEX)")
+
+    run(main())
+
+
+# ---- 6: a dead tracker -------------------------------------------------------------------------
+
+def test_a_swarm_outlives_its_only_tracker(h: Harness, lt: ModuleType, tmp_path: Path) -> None:
+    """opentracker is the torrent's only tracker. A libtorrent seed and our first leecher announce to it
+    (and to the DHT), then it is killed. Our second leecher and a libtorrent leecher start after, from a
+    magnet link naming only that tracker: every announce of theirs fails, and they find the swarm (and
+    the metadata) through the DHT and PEX, and complete."""
+    port = clients.free_port()
+    url = f"http://127.0.0.1:{port}/announce"
+    meta, data_parent, torrent_file = make_torrent(tmp_path, SIZE, files=3, trackers=[url])
+    tracker = clients.start_opentracker(h, port, [meta.info_hash_hex])
+    uri = magnet(meta.info_hash_hex, meta.name) + f"&tr={quote(url, safe='')}"
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            router = await stack.enter_async_context(dht_router(h, None, "ours"))
+            seed = start_lt(h, lt, "lt-seed", router.address)
+            await lt_seeding(h, seed, seed.add(torrent_file, data_parent))
+            await until(h, "the libtorrent seed to announce to opentracker", lambda: (tracker.scrape(
+                meta.info_hash_hex) or (0, 0))[0] >= 1, timeout=START, interval=0.3)
+            first = await our_session(stack, tmp_path, "first", router)
+            first_tid = await first.add(torrent_file, save_path=tmp_path / "first")
+
+            def tracker_gave_the_seed() -> bool:
+                status = first.trackers(first_tid)[0]
+                return status.status == "working" and (status.peers or 0) >= 1
+
+            await until(h, "opentracker to give our first leecher the seed", tracker_gave_the_seed, timeout=START,
+                        context=lambda: str(first.trackers(first_tid)))
+            tracker.proc.stop()  # by PID: the swarm's only tracker is gone
+            assert not tracker.proc.alive()
+
+            late = await our_session(stack, tmp_path, "late", router)
+            late_tid = await late.add(uri, save_path=tmp_path / "late")
+            lt_late = start_lt(h, lt, "lt-late", router.address)
+            lt_handle = lt_late.add_magnet(uri, tmp_path / "lt-late")
+            await until(h, "our late leecher to complete without the tracker", lambda: complete(late, late_tid),
+                        timeout=TRANSFER, context=lambda: describe(late, late_tid))
+            await until(h, "libtorrent's late leecher to complete without the tracker",
+                        lambda: lt_handle.status().is_seeding, timeout=TRANSFER, context=lt_late.progress_line)
+            await until(h, "our first leecher to complete", lambda: complete(first, first_tid), timeout=TRANSFER,
+                        context=lambda: describe(first, first_tid))
+
+            sources = {p.address: p.source for p in late.peers(late_tid)}
+            assert PeerSource.TRACKER.value not in sources.values(), sources
+            assert sources.get(f"127.0.0.1:{seed.port}") in (PeerSource.DHT.value, PeerSource.PEX.value), sources
+            announce = late.trackers(late_tid)[0]
+            assert announce.url == url and announce.status == "error" and announce.last_announce is None, announce
+            assert any(r.count >= 1 for r in lt_late.find("torrent_dht_reply", meta.info_hash_hex))
+            lt_late.close()
+        assert saved_info(tmp_path / "late" / f"{meta.name}.torrent") == meta.info_bytes
+        for where in ("first", "late", "lt-late"):
+            h.check_same(data_parent / meta.name, tmp_path / where / meta.name, where)
 
     run(main())

@@ -23,11 +23,17 @@ class FakePeer:
             self.bitfield = Bitfield(8)
             self.bitfield.set_all()
         self.sent: list[pex.PexMessage] = []
+        self.connected_at = 100.0
+        self.downloaded = self.uploaded = Meter()
 
     def send_extended(self, name: str, payload: bytes) -> bool:
         assert name == "ut_pex"
         self.sent.append(pex.parse(payload))
         return True
+
+
+class Meter:
+    total = 0
 
 
 class Clock:
@@ -105,3 +111,6 @@ def test_both_sides_keep_the_connection_dialled_by_the_larger_peer_id() -> None:
     theirs_h = FakePeer("l", 2, outgoing=False, remote_id=low)
     assert not keeps_new_connection(mine_h, theirs_h, high)  # type: ignore[arg-type]
     assert keeps_new_connection(theirs_h, mine_h, high)  # type: ignore[arg-type]
+    # A second connection later (a retry, a client that dials after being dialled): the first one stays.
+    theirs.connected_at = mine.connected_at + 5
+    assert not keeps_new_connection(mine, theirs, low)  # type: ignore[arg-type]

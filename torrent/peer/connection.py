@@ -472,9 +472,18 @@ class PeerConnection(asyncio.BufferedProtocol):
 _HAVE_KINDS = (wire.Have, wire.Bitfield, wire.HaveAll, wire.HaveNone)
 
 
+SIMULTANEOUS = 1.0  # seconds: a second connection to a peer within this is a simultaneous dial
+
+
 def keeps_new_connection(existing: PeerConnection, new: PeerConnection, our_id: bytes) -> bool:
-    """Two connections to one peer, each side having dialled the other at once: both sides keep the one
-    dialled by the larger peer id, so exactly one survives (each refusing the other's would leave none)."""
+    """A second connection to a peer we are connected to. When each side dialled the other at once, both
+    keep the one dialled by the larger peer id, so exactly one survives (each refusing the other's would
+    leave none). Otherwise (a retry, another client's second dial) the established one stays, as the
+    other side keeps it too."""
+    if new.connected_at - existing.connected_at > SIMULTANEOUS or existing.downloaded.total or \
+            existing.uploaded.total:
+        return False
+
     def dialler(peer: PeerConnection) -> bytes:
         return our_id if peer.outgoing else (peer.remote_id or b"")
 

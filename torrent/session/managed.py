@@ -922,7 +922,8 @@ class ManagedTorrent:
                 log.info("%s: DHT: %d peers", self.name, len(peers))
                 self.add_peers(peers, PeerSource.DHT)
             owner = self.peer_owner
-            short = owner is None or not owner.peers or self.metainfo is None
+            # Short of peers: a magnet, or a download nobody serves; a seed waits for leechers to find it.
+            short = self.metainfo is None or (not self.is_complete() and (owner is None or not owner.peers))
             await asyncio.sleep(settings.dht_search_interval if short else settings.dht_announce_interval)
 
     # ---- closing --------------------------------------------------------------------------

@@ -226,3 +226,25 @@ def test_a_magnet_alone_finds_its_seeder_through_the_dht(tmp_path: Path) -> None
         assert (tmp_path / "state-leech" / "dht.dat").stat().st_size > 20
 
     run(main())
+
+
+def test_a_magnets_peers_show_before_its_metadata(tmp_path: Path) -> None:
+    meta, _, _ = make_torrent(tmp_path, 100_000, files=1)
+
+    async def main() -> None:
+        mute = FakeMetadataPeer(meta, "mute")
+        port = await mute.start()
+        session = await start_session(tmp_path, "s")
+        try:
+            tid = await session.add(magnet_of(meta, peers=[port]), save_path=tmp_path / "d")
+            snap = await wait_for(session, tid, lambda s: s.peers == 1, timeout=10)
+            assert snap.state == "metadata"
+            (peer,) = [p for p in session.peers(tid) if p.status == "connected"]
+            assert peer.address == f"127.0.0.1:{port}" and peer.source == PeerSource.MANUAL.value
+            assert session.snapshot().connections == 1
+            assert snap.waiting_on[0].startswith("metadata: 0 of 1 pieces from 1 peers")
+        finally:
+            await session.close()
+            mute.close()
+
+    run(main())

@@ -144,11 +144,14 @@ def torrent_snapshot(t: ManagedTorrent, now: float) -> TorrentSnapshot:
         down_rate, up_rate = swarm.down_rate, swarm.up_rate
         seeds = swarm.picker.num_seeds
         peers = len(swarm.peers)
+    elif t.metadata_swarm is not None:
+        peers = len(t.metadata_swarm.peers)
     wanted_size = t.wanted_size
     remaining = wanted_size - wanted_verified
     eta = 0.0 if remaining <= 0 else (remaining / down_rate if down_rate > 0 else None)
     progress = wanted_verified / wanted_size if wanted_size else (1.0 if meta is not None else 0.0)
-    known = len(t.candidates) + sum(1 for p in swarm.peers if not p.outgoing) if swarm else len(t.candidates)
+    owner = t.peer_owner
+    known = len(t.candidates) + sum(1 for p in owner.peers if not p.outgoing) if owner else len(t.candidates)
     reported = [s.complete for s in t.tiers.status() if s.complete is not None]
     return TorrentSnapshot(
         id=t.id, name=t.name, state=t.state.value, progress=progress, total_size=total, wanted_size=wanted_size,
@@ -192,6 +195,13 @@ def peer_snapshots(t: ManagedTorrent, now: float) -> tuple[PeerSnapshot, ...]:
                 peer.down_rate, peer.up_rate, peer.downloaded.total, peer.uploaded.total,
                 bitfield.count() / n if bitfield is not None else 0.0, outstanding(peer), len(state.serving),
                 now - peer.connected_at, candidate.failures if candidate else 0, None, None))
+    elif t.metadata_swarm is not None:
+        for peer in t.metadata_swarm.peers:  # a magnet's peers: the metadata comes from them
+            connected.add(peer.address)  # type: ignore[arg-type]
+            out.append(PeerSnapshot(
+                peer.label, peer.client, "connected", peer.source, not peer.outgoing, peer.am_choking,
+                peer.am_interested, peer.peer_choking, peer.peer_interested, False, 0.0, 0.0, 0, 0, 0.0, 0, 0,
+                now - peer.connected_at, 0, None, None))
     for address, candidate in t.candidates.items():
         if address in connected:
             continue

@@ -202,3 +202,19 @@ def test_peers_tell_each_other_their_dht_port(tmp_path: Path) -> None:
             await seeder.close()
 
     run(main())
+
+
+def test_a_torrent_remembers_a_bounded_number_of_pex_addresses(tmp_path: Path) -> None:
+    """What peers say through PEX fills at most ``discovery.max_pex_peers`` candidates."""
+    async def main() -> None:
+        session = await start_session(tmp_path, "s", local_settings(discovery__max_pex_peers=30))
+        try:
+            tid = await session.add("magnet:?xt=urn:btih:" + "ab" * 20, save_path=tmp_path, paused=True)
+            torrent = session._torrents[tid]
+            torrent._pex_peers([("10.1.0.%d" % i, 6881) for i in range(1, 26)])
+            torrent._pex_peers([("10.2.0.%d" % i, 6881) for i in range(1, 26)])
+            assert len(torrent.candidates) == 30
+        finally:
+            await session.close()
+
+    run(main())

@@ -114,3 +114,4 @@ def test_both_sides_keep_the_connection_dialled_by_the_larger_peer_id() -> None:
     # A second connection later (a retry, a client that dials after being dialled): the first one stays.
     theirs.connected_at = mine.connected_at + 5
     assert not keeps_new_connection(mine, theirs, low)  # type: ignore[arg-type]
+

@@ -101,7 +101,7 @@ class ManagedTorrent:
                                           on_metadata=self._metadata_received,
                                           request_timeout=session.settings.peer.metadata_timeout)
         self.pex = PexExtension(connected=lambda: self.peer_owner.peers if self.peer_owner is not None else (),
-                                on_peers=lambda peers: self.add_peers(peers, PeerSource.PEX),
+                                on_peers=self._pex_peers,
                                 enabled=lambda: not self.private and self.settings.discovery.pex)
         pex_on = session.settings.discovery.pex and not self.private  # BEP 27: no PEX on private torrents
         extensions = [self.metadata, self.pex] if pex_on else [self.metadata]
@@ -595,6 +595,14 @@ class ManagedTorrent:
             self.candidates.add(address, source, now)
         if self.peer_owner is not None:
             self.connect_more(now)
+
+    def _pex_peers(self, peers: Sequence[Address]) -> None:
+        """Addresses other peers gave us, up to ``discovery.max_pex_peers`` remembered at once: a peer's
+        word costs us memory and connection attempts, so it is bounded apart from the trackers'."""
+        room = self.settings.discovery.max_pex_peers - sum(
+            1 for _, c in self.candidates.items() if c.source is PeerSource.PEX)
+        if room > 0:
+            self.add_peers(list(peers)[:room], PeerSource.PEX)
 
     def connect_more(self, now: float) -> None:
         swarm = self.peer_owner

@@ -13,12 +13,11 @@ is not built: the project's test command always builds it.
 
 from __future__ import annotations
 
-from functools import cached_property
-from types import SimpleNamespace
-
 import os
 import tempfile
+from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 

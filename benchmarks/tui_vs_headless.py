@@ -54,6 +54,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tui_pty, beside this script
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project, when run from elsewhere
 
+from tui_pty import PtyChild  # noqa: E402
+
 from torrent.bench import _compile_bytecode, _prepare  # noqa: E402  (the payload and torrent, bytecode)
 from torrent.bench.processes import Child  # noqa: E402
 from torrent.bench.swarm import LOOPBACK_CONFIG, free_port  # noqa: E402
@@ -61,7 +63,6 @@ from torrent.codec.metainfo import Metainfo  # noqa: E402
 from torrent.core import hashing  # noqa: E402
 from torrent.core.errors import BenchError  # noqa: E402
 from torrent.core.units import format_size, parse_size  # noqa: E402
-from tui_pty import PtyChild  # noqa: E402
 
 MODES = ("headless", "tui")
 GIB = 1 << 30

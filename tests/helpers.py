@@ -8,9 +8,9 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 
-from torrent.core import speedups
 from torrent.bench.lt_peer import LOOPBACK_SETTINGS as LIBTORRENT_LOOPBACK  # noqa: F401  (re-exported)
 from torrent.bench.swarm import LOOPBACK_CONFIG
+from torrent.core import speedups
 
 
 def loopback_config_home(directory: Path) -> str:

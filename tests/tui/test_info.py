@@ -4,7 +4,7 @@ first, when the terminal is narrow; the app redraws it for the new width when th
 from __future__ import annotations
 
 import pytest
-from fakes import MiB, FakeSession, make_session_snapshot, make_torrent
+from fakes import FakeSession, MiB, make_session_snapshot, make_torrent
 
 from tui.app import TorrentApp
 from tui.widgets.info import status_text

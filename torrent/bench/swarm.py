@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from torrent.core import hashing
 from torrent.bench import lt_peer
 from torrent.bench.processes import Child
-from torrent.core.errors import BenchError
 from torrent.codec.metainfo import Metainfo
+from torrent.core import hashing
+from torrent.core.errors import BenchError
 
 OURS = "ours"
 LIBTORRENT = "libtorrent"

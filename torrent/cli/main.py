@@ -558,8 +558,7 @@ class _HashProgress:
     def __enter__(self) -> _HashProgress:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn,
-                                       TransferSpeedColumn)
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
             self._progress = Progress(
                 "[progress.description]{task.description}", BarColumn(), DownloadColumn(binary_units=True),

@@ -70,7 +70,8 @@ def _join6(sock: socket.socket, group: str, port: int, index: int, ttl: int) -> 
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     _bind(sock, group, port, "::")
     packed_index = struct.pack("@I", index)
-    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, socket.inet_pton(socket.AF_INET6, group) + packed_index)
+    membership = socket.inet_pton(socket.AF_INET6, group) + packed_index
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, membership)
     if index:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, packed_index)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)

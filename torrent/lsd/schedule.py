@@ -51,7 +51,8 @@ class AnnounceSchedule:
 
     def take(self, now: float, limit: int) -> list[bytes]:
         """Up to ``limit`` torrents to announce in one datagram at ``now``, the longest overdue first,
-        in the order added among equals, and recorded as announced; none when the last datagram went less than ``gap`` ago."""
+        in the order added among equals, and recorded as announced; none when the last datagram went less
+        than ``gap`` ago."""
         if now < self._next_send or limit <= 0:
             return []
         due = heapq.nsmallest(limit, (h for h, t in self._due.items() if t <= now), key=self._due.__getitem__)

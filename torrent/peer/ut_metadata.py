@@ -45,7 +45,8 @@ class MetadataExtension:
     name = NAME
 
     def __init__(self, info_hash: bytes, info: bytes | None, *, on_metadata: Callable[[bytes], None],
-                 clock: Callable[[], float] = time.monotonic, request_timeout: float = DEFAULT_SETTINGS.peer.metadata_timeout,
+                 clock: Callable[[], float] = time.monotonic,
+                 request_timeout: float = DEFAULT_SETTINGS.peer.metadata_timeout,
                  max_size: int = metadata.MAX_METADATA) -> None:
         self.info_hash = info_hash
         self.info = info

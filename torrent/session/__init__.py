@@ -11,6 +11,8 @@ from torrent.core.settings import DEFAULT_SETTINGS, Settings
 from torrent.session.api import (
     BlockDetail,
     CommandError,
+    DhtLookup,
+    DhtSnapshot,
     DuplicateTorrentError,
     Event,
     FilePriority,
@@ -26,8 +28,6 @@ from torrent.session.api import (
     PieceState,
     QueueMove,
     SessionSnapshot,
-    DhtLookup,
-    DhtSnapshot,
     StateChanged,
     StorageFailed,
     TorrentAdded,

@@ -27,7 +27,6 @@ from torrent import __version__
 from torrent.codec import metainfo as metainfo_codec
 from torrent.codec.magnet import Magnet, parse_magnet
 from torrent.codec.metainfo import Metainfo
-from torrent.dht.node import DhtNode
 from torrent.core.errors import ListenError, MetainfoError, StorageError, TorrentError
 from torrent.core.settings import (
     DEFAULT_SETTINGS,
@@ -37,8 +36,11 @@ from torrent.core.settings import (
     parse_value,
     with_values,
 )
+from torrent.dht.node import DhtNode
 from torrent.engine.ratelimit import RateLimiter
+from torrent.lsd.service import LocalDiscovery
 from torrent.peer.connection import PeerConnection
+from torrent.portmap import PortMapper
 from torrent.session import queueing, views
 from torrent.session.api import (
     DhtLookup,
@@ -66,13 +68,11 @@ from torrent.session.api import (
 )
 from torrent.session.binding import resolve_bind
 from torrent.session.dht_service import DhtService
-from torrent.session.udp import UdpEndpoint
-from torrent.lsd.service import LocalDiscovery
-from torrent.portmap import PortMapper
 from torrent.session.events import EventBus, Subscription
 from torrent.session.managed import ACTIVE, ManagedTorrent
 from torrent.session.schedule import effective_limits
 from torrent.session.state import SavedTorrent, StateStore, TorrentRecord
+from torrent.session.udp import UdpEndpoint
 from torrent.storage.journal import journal_path
 from torrent.storage.resume import resume_path
 from torrent.tracker.client import open_datagram_endpoint

@@ -20,18 +20,18 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torrent.codec.geometry import BLOCK_SIZE
 from torrent.codec import bencoding
 from torrent.codec import metainfo as metainfo_codec
+from torrent.codec.geometry import BLOCK_SIZE
 from torrent.codec.magnet import Magnet
 from torrent.codec.metainfo import Metainfo
 from torrent.codec.paths import sanitize_component
 from torrent.core.bitfield import Bitfield
 from torrent.core.errors import StorageError, TorrentError
 from torrent.core.settings import Settings
+from torrent.engine.metadata_swarm import MetadataSwarm
 from torrent.engine.picker import piece_priorities
 from torrent.engine.ratelimit import LimiterChain, RateLimiter
-from torrent.engine.metadata_swarm import MetadataSwarm
 from torrent.engine.swarm import Swarm
 from torrent.peer.connection import PeerConnection
 from torrent.peer.extensions import PeerExtensions
@@ -722,7 +722,8 @@ class ManagedTorrent:
         if plan is None:
             return
         try:
-            await announce(plan[0], self._request(Event.STOPPED, plan[0]), timeout=self.settings.tracker.stopped_timeout,
+            await announce(plan[0], self._request(Event.STOPPED, plan[0]),
+                           timeout=self.settings.tracker.stopped_timeout,
                            limits=self.settings.limits, local_host=self.session.bind_address,
                            udp_socket_factory=self.session.udp_tracker_socket)
         except TrackerError as exc:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -246,5 +248,29 @@ def test_a_magnets_peers_show_before_its_metadata(tmp_path: Path) -> None:
         finally:
             await session.close()
             mute.close()
+
+    run(main())
+
+
+def test_the_cli_says_what_a_magnet_without_peers_is_doing(tmp_path: Path) -> None:
+    async def main() -> None:
+        router = DhtNode()
+        host, port = await router.open("127.0.0.1", 0)
+        env = {**os.environ, "XDG_CONFIG_HOME": loopback_config_home(tmp_path / "cfg")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "torrent", "download", "magnet:?xt=urn:btih:" + "ef" * 20 + "&dn=lonely",
+            "--bind", "127.0.0.1", "--port", "0", "--dht-bootstrap", f"{host}:{port}", "-o", str(tmp_path / "out"),
+            "--state-dir", str(tmp_path / "st"), stderr=asyncio.subprocess.PIPE, env=env)
+        try:
+            assert proc.stderr is not None
+            line = await asyncio.wait_for(proc.stderr.readline(), 20)
+            assert re.fullmatch(r"lonely: metadata: searching the DHT \(\d+ nodes\); no peers yet\n", line.decode())
+        finally:
+            proc.send_signal(signal.SIGINT)
+            rest = await asyncio.wait_for(proc.stderr.read(), 20)  # type: ignore[union-attr]
+            await proc.wait()
+            router.close()
+        assert proc.returncode == 130
+        assert rest.decode().splitlines()[-1] == "lonely: stopping"
 
     run(main())

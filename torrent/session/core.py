@@ -700,7 +700,10 @@ class Session:
         """Change settings while running (dotted keys; values as in the config
         file or as text). The whole tree is replaced at once, and the change is
         saved with the session so it survives a restart. Listening changes
-        (``network.listen_port``, ``network.bind``) apply at the next start."""
+        (``network.listen_port``, ``network.bind``) and turning the DHT, local
+        discovery or port mapping on or off (``discovery.dht``, ``.lsd``,
+        ``.port_map`` and their addresses) apply at the next start; PEX and the
+        DHT's intervals apply at once."""
         parsed = {key: parse_value(key, value) for key, value in values.items()}
         new = with_values(self._settings, parsed)
         check_relations(new)

@@ -25,6 +25,9 @@ STATE_FILE = "dht.dat"
 MAX_STATE = 1 << 20  # bytes: a full table of both families is ~60 KB
 MAX_PORT_PINGS = 8  # pings of nodes heard from peers in flight
 MAX_PORT_QUEUE = 64  # and waiting
+# Torrents' searches at once: a session restoring a thousand torrents must not send a thousand lookups
+# (each up to dht_lookup_max_queries queries) in the same second.
+SEARCHES_AT_ONCE = 4
 
 
 class DhtService:
@@ -39,6 +42,7 @@ class DhtService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._port_queue: dict[tuple[str, int], None] = {}
         self._pinging = 0
+        self._search_slots = asyncio.Semaphore(SEARCHES_AT_ONCE)
 
     def start(self, transports: dict[int, object]) -> DhtNode:
         """``transports``: address family (4, 6) → a send-only transport on the shared endpoint."""
@@ -120,8 +124,9 @@ class DhtService:
         node = self.node
         if node is None:
             return []
-        self.searches += 1
-        peers, _ = await node.find_and_announce(info_hash, port)
+        async with self._search_slots:
+            self.searches += 1
+            peers, _ = await node.find_and_announce(info_hash, port)
         return peers
 
     def node_heard(self, host: str, port: int) -> None:

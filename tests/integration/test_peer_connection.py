@@ -324,3 +324,19 @@ def test_receive_buffer_grows_only_while_reads_fill_it() -> None:
     assert sizes[:3] == [RECV_BUFFER_MIN, 2 * RECV_BUFFER_MIN, 2 * RECV_BUFFER_MIN]
     assert sizes[-2:] == [RECV_BUFFER_MAX, RECV_BUFFER_MAX]
     assert not peer.closed and leech.attached == [peer]
+
+
+@pytest.mark.parametrize("message", [wire.build_have(10**9), wire.build_request(10**9, 0, 16384),
+                                     wire.build_bitfield(b"\xff" * 100)], ids=["have", "request", "bitfield"])
+def test_an_incoming_peer_is_checked_against_the_piece_count_from_its_first_message(message: bytes) -> None:
+    """The handshake and a message with an impossible index in one read: before the handshake named the
+    torrent the parser could not know the piece count, so it waits for it instead of passing the message."""
+    seed = Owner(b"S" * 20, Bitfield(NUM_PIECES))
+    peer = PeerConnection(None, resolver=lambda info_hash: seed)  # incoming; no transport: sends go nowhere
+    data = wire.Handshake(INFO_HASH, b"L" * 20).to_bytes() + wire.build_have(3) + message
+    buffer = peer.get_buffer(-1)
+    buffer[:len(data)] = data
+    peer.buffer_updated(len(data))
+    assert peer.closed and (peer.close_reason or "").startswith("protocol error: ")
+    assert "out of range" in peer.close_reason or "bitfield" in peer.close_reason
+    assert seed.attached == [peer]  # the handshake itself was fine

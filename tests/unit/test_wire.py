@@ -742,3 +742,20 @@ def test_bencode_error_is_chained() -> None:
     with pytest.raises(ProtocolError) as info:
         wire.parse_extended_handshake(b"d1:m")
     assert isinstance(info.value.__cause__, BencodeError)
+
+
+def test_held_after_the_handshake_until_the_piece_count_is_known() -> None:
+    stream = HANDSHAKE.to_bytes() + wire.build_have(7) + wire.build_have(12) + wire.build_keepalive()
+    for cut in (10, 68, 70, len(stream)):  # the handshake split or whole, the rest in the same read or not
+        parser = WireParser(hold_after_handshake=True)
+        events = parser.feed(stream[:cut]) + (parser.feed(stream[cut:]) if cut < len(stream) else [])
+        assert events == [HANDSHAKE] and parser.holding
+        assert parser.feed(b"") == []  # still held
+        parser.num_pieces = 10
+        with pytest.raises(WireError, match="index 12 out of range for 10 pieces"):
+            parser.resume()
+    parser = WireParser(hold_after_handshake=True)
+    parser.feed(stream)
+    parser.num_pieces = 20
+    assert parser.resume() == [Have(7), Have(12), KeepAlive()] and not parser.holding
+    assert parser.feed(wire.build_have(19)) == [Have(19)]

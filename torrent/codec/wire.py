@@ -789,6 +789,8 @@ class WireParser:
         "_num_pieces",
         "_bitfield_length",
         "_awaiting_handshake",
+        "_hold",
+        "holding",
         "_buf",
         "_error",
     )
@@ -799,7 +801,11 @@ class WireParser:
         *,
         expect_handshake: bool = True,
         num_pieces: int | None = None,
+        hold_after_handshake: bool = False,
     ) -> None:
+        """``hold_after_handshake``: stop at the handshake and keep the bytes after it until ``resume``,
+        so that the caller can set ``num_pieces`` (learned from the handshake's info-hash) before the
+        messages that came in the same read are checked against it."""
         self._max_message = limits.wire_max_message
         self._max_request = limits.wire_max_request
         self._max_extended = limits.wire_max_extended
@@ -807,6 +813,8 @@ class WireParser:
         self._bitfield_length = -1
         self.num_pieces = num_pieces
         self._awaiting_handshake = expect_handshake
+        self._hold = hold_after_handshake and expect_handshake
+        self.holding = False  # the handshake was parsed and what follows waits for ``resume``
         # Holds only the unfinished tail of the last unit fed (see feed).
         self._buf = bytearray()
         self._error: str | None = None
@@ -846,6 +854,16 @@ class WireParser:
             self._error = str(exc)
             raise
 
+    def resume(self) -> list[Event]:
+        """The events of the bytes held back after the handshake, checked against ``num_pieces`` as it
+        is now."""
+        if not self.holding:
+            return []
+        self.holding = False
+        held = bytes(self._buf)
+        self._buf.clear()
+        return self.feed(held)
+
     def _feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         events: list[Event] = []
         buf = self._buf
@@ -855,18 +873,23 @@ class WireParser:
         with view as mv:
             total = len(mv)
             off = 0
+            if self.holding:
+                buf += mv
+                return events
             # Complete the buffered unit by topping the buffer up with just
             # the bytes it lacks, then parse the rest of ``data`` in place:
             # message bytes are copied into the buffer only when they
             # straddle two feeds.
-            while buf and off < total:
+            while buf and off < total and not self.holding:
                 take = min(self._missing(), total - off)
                 buf += mv[off : off + take]
                 off += take
                 with memoryview(buf) as bmv:
                     used = self._parse(bmv, 0, len(buf), events, True)
                 del buf[:used]
-            if off < total:
+            if self.holding:
+                buf += mv[off:]
+            elif off < total:
                 used = self._parse(mv, off, total, events, False)
                 buf += mv[used:]
         return events
@@ -892,6 +915,9 @@ class WireParser:
             events.append(_handshake_at(mv, pos))
             pos += HANDSHAKE_LENGTH
             self._awaiting_handshake = False
+            if self._hold:
+                self.holding = True
+                return pos
 
         append = events.append
         unpack_len = _U32.unpack_from

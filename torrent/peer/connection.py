@@ -77,7 +77,10 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.on_close: Callable[[PeerConnection], None] | None = None  # the dialler's, called once on close
         self._settings = settings
         self._recv_max = settings.peer.recv_buffer_max
-        self._parser = wire.WireParser(settings.limits, num_pieces=owner.num_pieces if owner else None)
+        # Incoming: the piece count is known only once the handshake names the torrent, so what follows
+        # it in the same read waits until then (a have for piece 10**9 must fail the check, not pass it).
+        self._parser = wire.WireParser(settings.limits, num_pieces=owner.num_pieces if owner else None,
+                                       hold_after_handshake=owner is None)
         self._rview = memoryview(bytearray(settings.peer.recv_buffer_min))
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -141,30 +144,40 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         now = self.last_received = time.monotonic()
-        blocks: list[wire.Piece] = []
         try:
             view = self._rview
             if nbytes == len(view) and nbytes < self._recv_max:
                 # Parsing consumes or copies all of this read: the next one may use a new buffer.
                 self._rview = memoryview(bytearray(min(2 * nbytes, self._recv_max)))
-            for event in self._parser.feed(view[:nbytes]):
-                # Blocks are nearly all a leecher receives: they go to the
-                # owner together, once per read, in order with other messages.
-                if type(event) is wire.Piece:
-                    blocks.append(event)
-                    continue
-                if blocks:
-                    self._blocks(blocks, now)
-                    blocks = []
-                    if self.closed:
-                        return
-                self._dispatch(event)
+            events = self._parser.feed(view[:nbytes])
+            if self._parser.holding:
+                self._handle(events, now)  # the handshake: it tells the parser the piece count
                 if self.closed:
                     return
-            if blocks:
-                self._blocks(blocks, now)
+                events = self._parser.resume()
+            self._handle(events, now)
         except ProtocolError as exc:
             self.close(f"protocol error: {exc}")
+
+    def _handle(self, events: list[wire.Event], now: float) -> None:
+        """Events of one read, in order; blocks go to the owner together."""
+        blocks: list[wire.Piece] = []
+        for event in events:
+            # Blocks are nearly all a leecher receives: they go to the
+            # owner together, once per read, in order with other messages.
+            if type(event) is wire.Piece:
+                blocks.append(event)
+                continue
+            if blocks:
+                self._blocks(blocks, now)
+                blocks = []
+                if self.closed:
+                    return
+            self._dispatch(event)
+            if self.closed:
+                return
+        if blocks:
+            self._blocks(blocks, now)
 
     def _blocks(self, blocks: list[wire.Piece], now: float) -> None:
         self.last_block = now

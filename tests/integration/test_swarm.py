@@ -114,6 +114,25 @@ class FakePeer:
             pass
 
 
+    async def dial(self, port: int) -> None:
+        """Connect to a leecher (it sees an incoming peer) and serve it as ``answer`` says."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        self.writers.append(writer)
+        self.writer = writer
+        writer.write(wire.Handshake(self.meta.info_hash, self.peer_id).to_bytes())
+        writer.write(wire.build_have_all() + wire.build_unchoke())
+        parser = wire.WireParser(num_pieces=self.meta.num_pieces)
+        try:
+            while chunk := await reader.read(65536):
+                for event in parser.feed(chunk):
+                    if isinstance(event, wire.Request):
+                        self.requests += 1
+                        self.answer(self, event)
+                await writer.drain()
+        except (ConnectionError, wire.ProtocolError):
+            pass
+
+
 def honest(peer: FakePeer, r: wire.Request) -> None:
     peer.writer.write(wire.build_piece(r.index, r.begin, peer.block(r.index, r.begin, r.length)))
 
@@ -173,6 +192,47 @@ def test_swarm_with_liars_completes_and_bans_only_the_corrupter(tmp_path: Path) 
         assert same_tree(data / "payload", tmp_path / "out" / "payload")
 
     run(main())
+
+
+def test_a_liar_that_dialled_in_is_banned_alone(tmp_path: Path) -> None:
+    """On loopback every peer has our IP: the ban must name the liar's own address, not our listen port,
+    or the honest seeder dialling in after it is refused too."""
+    meta, data, torrent = make_torrent(tmp_path, 2 * 1024 * 1024)
+    payload = b"".join((data / Path(*f.path)).read_bytes() for f in meta.files)
+
+    async def main() -> None:
+        liar = FakePeer(meta, payload, corrupt)
+        seeder = await start_session(tmp_path, "s")
+        leecher = await start_session(tmp_path, "l")
+        events = leecher.subscribe()
+        dialled = None
+        try:
+            await seeder.add(torrent, save_path=data)
+            lid = await leecher.add(torrent, save_path=tmp_path / "out")
+            await wait_for(leecher, lid, lambda s: s.state == "downloading")
+            dialled = asyncio.ensure_future(liar.dial(leecher.listen_port))
+            await wait_for(leecher, lid, lambda s: s.banned == 1, timeout=20, what="the liar's ban")
+            await seeder.add_peers(meta.info_hash_hex, [("127.0.0.1", leecher.listen_port)])
+            snap = await wait_complete(leecher, lid, timeout=30)
+            assert snap.banned == 1
+            banned = [e for e in _drain(events) if isinstance(e, PeerBanned)]
+            assert len(banned) == 1 and banned[0].address != f"127.0.0.1:{leecher.listen_port}"
+        finally:
+            await leecher.close()
+            await seeder.close()
+            liar.close()
+            if dialled is not None:
+                dialled.cancel()
+        assert same_tree(data / "payload", tmp_path / "out" / "payload")
+
+    run(main())
+
+
+def _drain(sub) -> list:
+    out = []
+    while (event := sub.get_nowait()) is not None:
+        out.append(event)
+    return out
 
 
 async def _raw_peer(port: int, meta: Metainfo, messages: list[bytes], *, info_hash: bytes | None = None) -> bytes:

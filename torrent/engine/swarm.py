@@ -176,7 +176,9 @@ class Swarm:
             self.host.note_self_address(peer.address)
             return "connected to ourselves"
         host, port = peer.address or ("?", 0)
-        identity = peer_identity(host, port if peer.outgoing else (peer.listen_port or port))
+        # Its own address: on loopback, where every peer shares the IP, the port it dialled from or that we
+        # dialled (``listen_port`` is ours, the same for every incoming peer: a ban under it refused them all).
+        identity = peer_identity(host, port)
         if identity in self.banned:
             return f"banned: {self.ban_reasons.get(identity, 'sent bad data')}"
         twin = next((p for p in self.peers if p.remote_id == peer.remote_id), None)

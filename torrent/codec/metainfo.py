@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,10 @@ from torrent.codec.paths import sanitize_component, sanitize_path
 from torrent.core.settings import DEFAULT_LIMITS, Limits
 
 DIGEST_SIZE = 20
+# ``creation date`` is seconds since 1970 (UTC). A value outside 1970-01-01..9999-12-31 names no date any
+# calendar or ``datetime`` can show (10**20 and -10**15 overflow it), so it is read as absent (None): every
+# front end may format a Metainfo's creation_date without guarding it.
+MAX_CREATION_DATE = 253_402_300_799  # 9999-12-31 23:59:59 UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +74,12 @@ class Metainfo:
     has_v2: bool = False
     info_bytes: bytes = field(default=b"", repr=False)
     geometry: Geometry = field(init=False, repr=False)
+    _payload_length: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "geometry", Geometry(self.piece_length, tuple(f.length for f in self.files)))
+        # Asked by every snapshot: summed once, not over 100 000 files twice a second.
+        object.__setattr__(self, "_payload_length", sum(f.length for f in self.files if not f.is_padding))
 
     @property
     def info_hash_hex(self) -> str:
@@ -84,7 +92,7 @@ class Metainfo:
     @property
     def payload_length(self) -> int:
         """Bytes the user gets: BEP 47 pad files excluded."""
-        return sum(f.length for f in self.files if not f.is_padding)
+        return self._payload_length
 
     @property
     def num_pieces(self) -> int:
@@ -113,16 +121,53 @@ class Metainfo:
 
 
 def read_file(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """The bytes of a .torrent file (bounded); I/O failures become MetainfoError."""
+    """The bytes of a .torrent file; anything but a regular file (a directory, a FIFO, a device such as
+    /dev/zero) and anything over ``limits.bencode_max_size`` bytes is refused with a MetainfoError, as
+    are I/O failures.
+
+    The file is opened without blocking, so a FIFO with no writer is refused at once instead of hanging,
+    and at most the limit plus one byte is ever read, even from a file that grows while we read it.
+    """
+    name = os.fspath(path)
+    limit = limits.bencode_max_size
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > limits.bencode_max_size:
-                raise MetainfoError(f"{os.fspath(path)}: {size} bytes is too large for a .torrent file "
-                                    f"(limit {limits.bencode_max_size})")
-            return fh.read(limits.bencode_max_size + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+                     | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
-        raise MetainfoError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+        raise MetainfoError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise MetainfoError(f"{name} is {_file_kind(st.st_mode)}, not a .torrent file")
+        size = st.st_size
+        if size > limit:
+            raise MetainfoError(f"{name}: {size} bytes is too large for a .torrent file "
+                                f"(limit {limit} bytes, limits.bencode_max_size)")
+        chunks: list[bytes] = []
+        got = 0
+        while got <= limit:
+            chunk = os.read(fd, min(limit + 1 - got, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        if got > limit:
+            raise MetainfoError(f"{name}: more than {limit} bytes is too large for a .torrent file "
+                                f"(limit {limit} bytes, limits.bencode_max_size)")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise MetainfoError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "something other than a regular file"
 
 
 def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Metainfo:
@@ -208,7 +253,7 @@ def parse_info(info: dict[bytes, Any], info_bytes: bytes, top: dict[bytes, Any] 
         web_seeds=_web_seeds(top.get(b"url-list")),
         comment=_decode_text(top.get(b"comment.utf-8") or top.get(b"comment")),
         created_by=_decode_text(top.get(b"created by")),
-        creation_date=top.get(b"creation date") if type(top.get(b"creation date")) is int else None,
+        creation_date=_creation_date(top.get(b"creation date")),
         source=_decode_text(info.get(b"source")),
         has_v2=info.get(b"meta version") == 2,
         info_bytes=info_bytes,
@@ -252,6 +297,13 @@ def _parse_files(raw: Any, root: str, limits: Limits) -> tuple[FileEntry, ...]:
         files.append(FileEntry(full, length, offset, attr, symlink))
         offset += length
     return tuple(files)
+
+
+def _creation_date(value: Any) -> int | None:
+    """Seconds since 1970, or None when absent, not an integer, or outside MAX_CREATION_DATE's range."""
+    if type(value) is not int or not 0 <= value <= MAX_CREATION_DATE:
+        return None
+    return value
 
 
 def _length(value: Any, what: str) -> int:

@@ -300,8 +300,16 @@ class ManagedTorrent:
         self.last_error = None
         loop = asyncio.get_running_loop()
         if self.storage is None:
-            self.storage = Storage(meta, self.save_path, settings=self.settings.storage,
-                                   file_wanted=self.file_wanted)
+            # Off the loop: proving 100 000 paths stay inside the download directory takes seconds.
+            settings, save_path = self.settings.storage, self.save_path
+            try:
+                storage = await loop.run_in_executor(None, lambda: Storage(meta, save_path, settings=settings,
+                                                                           file_wanted=self.file_wanted))
+            except (StorageError, OSError) as exc:
+                self.fail(str(exc) if isinstance(exc, StorageError) else f"cannot open the files: {exc}")
+                return
+            if self.storage is None:
+                self.storage = storage
         storage = self.storage
         resume_file = self.session.resume_path(self.id)
         journal_file = self.session.journal_path(self.id)

@@ -123,8 +123,9 @@ class Storage:
         self._file_wanted = file_wanted or (lambda index: True)
         self._files = metainfo.files
         # Resolved once: pad files have no path on disk.
+        resolved: dict[Path, Path] = {}
         self.paths: tuple[Path | None, ...] = tuple(
-            None if f.is_padding else safe_join(self.root, f.path) for f in self._files)
+            None if f.is_padding else safe_join(self.root, f.path, resolved) for f in self._files)
         self._lock = threading.Lock()
         # One writer at a time: the kernel serialises buffered writes to a
         # file anyway, and two threads racing for the inode lock spin on it
@@ -564,7 +565,11 @@ class Storage:
         any symlink. Returns (fd, writable), or (None, False) if it does not
         exist and ``create`` is false."""
         entry = self._files[file_index]
-        path = safe_join(self.root, entry.path)  # re-check: the tree may have changed
+        path = self.paths[file_index]
+        assert path is not None
+        # No second resolve here: the walk below opens each component with O_NOFOLLOW from the download
+        # directory's own descriptor, so a symlink planted since the paths were proven is refused, not
+        # followed (and resolving 100 000 paths again cost seconds).
         parts = path.relative_to(self.root).parts
         root_fd = self._get_root_fd(create)
         if root_fd is None:

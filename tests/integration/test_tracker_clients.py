@@ -7,16 +7,20 @@ Nothing here touches an address outside 127.0.0.0/8.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import gzip
 import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import uvloop
+from swarmkit import FakeTracker, local_settings, make_torrent, start_session, wait_for
 
 from torrent import __version__
 from torrent.codec.bencoding import encode
@@ -515,3 +519,177 @@ def test_udp_scrape_in_batches_over_one_connection(run: Run) -> None:
             assert r.files[hashes[74]].complete == 0 and r.files[hashes[79]].incomplete == 20
 
     run(scenario())
+
+
+# ---- hostile answers never escape as anything but TrackerError (issue 13, case 6) ----------
+
+@pytest.mark.parametrize("location", [
+    "http://[::1",                     # urljoin/urlsplit: ValueError "Invalid IPv6 URL"
+    "http://[::1]x/announce",          # urlsplit: ValueError on what follows the bracket
+    "http://127.0.0.1:99999/announce",  # port out of range
+    "http://127.0.0.1:port/announce",   # port not a number
+    "http://" + "a" * 64 + ".invalid/announce",  # IDNA: a label over 63 characters
+    "http://a..invalid/announce",      # IDNA: an empty label
+    "http://nul\x00host.invalid/announce",  # getaddrinfo: embedded NUL
+    "http:///announce",                # no host
+])
+def test_http_redirect_to_a_malformed_url_is_a_tracker_error(run: Run[Any], location: str) -> None:
+    answer = reply(b"", "302 Found", f"Location: {location}\r\n")
+
+    async def scenario() -> None:
+        async with http_tracker(lambda head: answer) as (url, _):
+            with pytest.raises(TrackerError) as info:
+                await announce(url, req(HASH, b"x", 1), timeout=5)
+            assert str(info.value).startswith(f"tracker {url}: ") and "\n" not in str(info.value)
+            with pytest.raises(TrackerError):
+                await scrape(url, [HASH], timeout=5)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("url", [
+    "http://[::1/announce", "udp://[::1:80/announce", "http://" + "a" * 64 + ".invalid/announce",
+    "udp://" + "a" * 64 + ".invalid:80/announce", "http://nul\x00host.invalid/announce",
+    "udp://nul\x00host.invalid:80/announce", "https://127.0.0.1:0/announce",
+])
+def test_malformed_tracker_urls_are_tracker_errors(run: Run[Any], url: str) -> None:
+    async def scenario() -> None:
+        with pytest.raises(TrackerError):
+            await announce(url, req(HASH, b"x", 1), timeout=5)
+
+    run(scenario())
+
+
+def test_http_absurd_numbers_are_bounded(run: Run) -> None:
+    huge = 10**400
+    body = encode({b"interval": huge, b"min interval": huge, b"complete": huge, b"incomplete": -3,
+                   b"peers": bytes([127, 0, 0, 7, 0x1F, 0x90, 127, 0, 0, 8, 0, 0])})
+
+    async def scenario() -> None:
+        async with http_tracker(lambda head: reply(body)) as (url, _):
+            r = await announce(url, req(HASH, b"x", 1), timeout=5)
+        assert r.peers == (("127.0.0.7", 8080),)  # port 0 dropped
+        assert 0 < r.interval < 1 << 32 and r.min_interval is not None and r.min_interval < 1 << 32
+        assert r.complete is not None and r.complete < 1 << 32 and r.incomplete is None
+
+    run(scenario())
+
+
+# ---- an unresolvable host leaves no future behind (issue 13, case 8) ------------------------
+
+# Over 255 bytes in all (each label within 63): the C resolver refuses it without asking
+# any name server, so the failure is a real gaierror that never leaves this machine.
+UNRESOLVABLE = ".".join(["a" * 63] * 5) + ".invalid"
+
+
+def collect_loop_errors() -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+    return errors
+
+
+async def settle() -> None:
+    """Let the resolver threads finish, then collect what nobody holds any more."""
+    for _ in range(3):
+        await asyncio.sleep(0.1)
+        gc.collect()
+
+
+@pytest.mark.parametrize("scheme", ["http", "udp"])
+def test_unresolvable_host_leaves_no_unretrieved_future(run: Run[Any], scheme: str) -> None:
+    url = f"{scheme}://{UNRESOLVABLE}:6969/announce"
+
+    async def scenario() -> None:
+        errors = collect_loop_errors()
+        with pytest.raises(TrackerUnreachable, match="cannot resolve host"):
+            await announce(url, req(HASH, b"x", 1), timeout=5, local_host="127.0.0.1")
+        # Cut short while the name is being resolved: by the caller, or by the overall timeout.
+        for steps in range(6):
+            task = asyncio.ensure_future(announce(url, req(HASH, b"x", 1), timeout=5))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TrackerError):
+                await task
+        for timeout in (0.0001, 0.0005, 0.001, 0.002):
+            with contextlib.suppress(TrackerError):
+                await announce(url, req(HASH, b"x", 1), timeout=timeout)
+        await settle()
+        assert [c.get("message") for c in errors] == []
+
+    run(scenario())
+    gc.collect()
+
+
+def test_session_closing_during_an_announce_to_an_unresolvable_host(tmp_path: Path) -> None:
+    async def scenario(tmp_path: Path) -> None:
+        errors = collect_loop_errors()
+        url = f"http://{UNRESOLVABLE}/announce"
+        _, save, torrent_file = make_torrent(tmp_path, 64 * 1024, files=1, trackers=[[url]])
+        session = await start_session(tmp_path, "a", local_settings(tracker__stopped_timeout=0.5))
+        try:
+            tid = await session.add(torrent_file, save_path=save)
+            for _ in range(100_000):  # until the first announce is under way
+                if any(t.status == "updating" for t in session.trackers(tid)):
+                    break
+                await asyncio.sleep(0)
+        finally:
+            await session.close()
+        await settle()
+        assert [c.get("message") for c in errors] == []
+
+    for name, factory in LOOPS.items():
+        with asyncio.Runner(loop_factory=factory) as r:
+            r.run(asyncio.wait_for(scenario(tmp_path / name), SCENARIO_DEADLINE))
+        gc.collect()
+
+
+def test_session_announcer_survives_absurd_interval_and_malformed_redirect(tmp_path: Path) -> None:
+    """The peers of a reply with ``interval`` 10**400 are used and the next announce is
+    scheduled; a redirect to ``http://[::1`` is a tracker error in the snapshot, and a
+    re-announce still goes out."""
+    huge = 10**400
+
+    async def scenario(tmp_path: Path) -> None:
+        peer_port = closed_port()
+        tracker = FakeTracker(peers=[("127.0.0.1", peer_port)], interval=huge)
+        await tracker.start()
+        async with http_tracker(lambda head: reply(b"", "302 Found", "Location: http://[::1\r\n")) as (bad, heads):
+            _, save, torrent_file = make_torrent(tmp_path, 64 * 1024, files=1, trackers=[[tracker.url], [bad]])
+            settings = local_settings(tracker__stopped_timeout=0.5, tracker__backoff_base=1.0,
+                                      tracker__backoff_max=1.0)
+            session = await start_session(tmp_path, "a", settings)
+            try:
+                tid = await session.add(torrent_file, save_path=save)
+                snap = await wait_for(session, tid, lambda s: s.peers_known >= 1, timeout=10,
+                                      what="the tracker's peer to be known")
+                (good,) = [t for t in session.trackers(tid) if t.url == tracker.url]
+                assert good.status == "working" and good.peers == 1 and good.last_error is None
+                assert good.next_announce is not None and good.next_announce < time.time() + 2 * 86400
+                assert snap.state == "seeding"
+                tracker.close()  # the first tier fails from now on, then the second is asked
+
+                def status(url: str) -> str:
+                    return next(t.status for t in session.trackers(tid) if t.url == url)
+
+                await session.announce(tid)
+                await wait_for(session, tid, lambda s: status(tracker.url) == "error", timeout=10,
+                               what="the closed tracker's error")
+                await session.announce(tid)
+                await wait_for(session, tid, lambda s: status(bad) == "error", timeout=10,
+                               what="the redirecting tracker's error")
+                (redirecting,) = [t for t in session.trackers(tid) if t.url == bad]
+                assert redirecting.last_error is not None and "malformed URL" in redirecting.last_error
+                asked = len(heads)  # the announcer lives on: re-announces reach it again
+                deadline = time.monotonic() + 10
+                while len(heads) == asked and time.monotonic() < deadline:
+                    await session.announce(tid)
+                    await asyncio.sleep(0.3)
+                assert len(heads) > asked
+            finally:
+                await session.close()
+                tracker.close()
+
+    for name, factory in LOOPS.items():
+        with asyncio.Runner(loop_factory=factory) as r:
+            r.run(asyncio.wait_for(scenario(tmp_path / name), SCENARIO_DEADLINE))

@@ -17,6 +17,7 @@ from torrent.codec.bencoding import encode
 from torrent.core.settings import Limits
 from torrent.codec.tracker.announce import (
     DEFAULT_INTERVAL,
+    MAX_TRACKER_NUMBER,
     AnnounceRequest,
     Event,
     ScrapeStats,
@@ -585,3 +586,25 @@ def test_parse_qsl_sanity_of_built_url() -> None:
     pairs = parse_qsl(urlsplit(build_announce_url("http://t/a?x=1", req(event=Event.STARTED))).query)
     assert [k for k, _ in pairs] == ["x", "info_hash", "peer_id", "port", "uploaded", "downloaded", "left",
                                      "compact", "event", "key"]
+
+
+def test_absurd_numbers_are_clamped_and_bad_entries_dropped() -> None:
+    """Bencoded integers have no bound: 10**400 is read as ``MAX_TRACKER_NUMBER`` (what BEP 15
+    could carry), negative counts as absent, peers on port 0 are dropped."""
+    huge = 10**400
+    r = parse_announce_response(encode({
+        b"interval": huge, b"min interval": huge, b"complete": huge, b"incomplete": -5,
+        b"peers": [{b"ip": b"10.0.0.1", b"port": 0}, {b"ip": b"10.0.0.2", b"port": 6881},
+                   {b"ip": b"10.0.0.3", b"port": huge}, {b"ip": b"10.0.0.4", b"port": -1}],
+        b"peers6": bytes(16) + b"\0\0",
+    }))
+    assert (r.interval, r.min_interval, r.complete, r.incomplete) == (
+        MAX_TRACKER_NUMBER, MAX_TRACKER_NUMBER, MAX_TRACKER_NUMBER, None)
+    assert r.peers == (("10.0.0.2", 6881),)
+    with pytest.raises(TrackerResponseError, match="not a non-negative integer") as info:
+        parse_announce_response(encode({b"interval": -huge}))
+    assert len(str(info.value)) < 100
+    s = parse_scrape_response(encode({b"files": {HASH: {b"complete": huge, b"downloaded": -1, b"incomplete": 2}},
+                                      b"flags": {b"min_request_interval": huge}}))
+    assert s.files[HASH] == ScrapeStats(complete=MAX_TRACKER_NUMBER, downloaded=0, incomplete=2)
+    assert s.min_request_interval == MAX_TRACKER_NUMBER

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from torrent.codec.tracker.announce import AnnounceResponse, TrackerFailure, TrackerTimeout
 from torrent.core.settings import TrackerSettings
-from torrent.tracker.tiers import TrackerTiers
+from torrent.tracker.tiers import MAX_ANNOUNCE_INTERVAL, TrackerTiers
 
 DEFAULTS = TrackerSettings()
 BACKOFF_BASE, BACKOFF_MAX, MIN_ANNOUNCE_INTERVAL = DEFAULTS.backoff_base, DEFAULTS.backoff_max, \
@@ -232,3 +232,18 @@ def test_random_outcomes_keep_invariants(steps: list[tuple[bool, float]]) -> Non
             if s.retry_at is not None:
                 assert s.retry_at - now <= BACKOFF_MAX
     assert sorted(u for tier in t.tiers for u in tier) == sorted(urls)
+
+
+@pytest.mark.parametrize("huge", [10**400, 2**63, 2**31 - 1])
+def test_absurd_intervals_are_clamped_to_a_day(huge: int) -> None:
+    """A tracker's ``interval`` and ``min interval`` of 10**400 once raised OverflowError
+    (float clock + int) and killed the announcer: they now mean "in a day" at most."""
+    t = tiers([A, B])
+    t.on_success(A, AnnounceResponse(interval=huge, min_interval=huge, peers=(("1.2.3.4", 5),)), 1000.0)
+    assert t.next_announce(1000.0) == (A, 1000.0 + MAX_ANNOUNCE_INTERVAL)
+    assert t.next_announce(1000.0, urgent=True) == (A, 1000.0 + MAX_ANNOUNCE_INTERVAL)
+    (status, _) = t.status()
+    assert status.failures == 0 and status.peers == 1
+    t2 = tiers([A], min_announce_interval=10 * MAX_ANNOUNCE_INTERVAL)  # a floor above the ceiling
+    t2.on_success(A, AnnounceResponse(interval=0), 0.0)
+    assert t2.next_announce(0.0) == (A, float(MAX_ANNOUNCE_INTERVAL))

@@ -34,6 +34,7 @@ from torrent.codec.tracker.announce import (
     TrackerResponseError,
     TrackerTimeout,
     TrackerUnreachable,
+    display_text,
 )
 
 __all__ = [
@@ -99,13 +100,58 @@ def _request_target(parts: Any) -> str:
     return "".join(chr(b) if 0x21 <= b <= 0x7E else f"%{b:02X}" for b in raw)
 
 
-async def _http_get(url: str, *, limits: Limits, ssl_context: ssl.SSLContext | None,
-                    local_host: str | None) -> http.HttpResponse:
+def _split_url(url: str) -> Any:
+    """``urlsplit`` whose complaints (an unclosed ``[``, a bad port…) are a ``TrackerError``."""
     try:
         parts = urlsplit(url)
-        port = parts.port
+        _ = parts.port  # parsed lazily: a bad port raises here
     except ValueError as exc:
         raise TrackerError(f"bad tracker URL ({exc})") from None
+    return parts
+
+
+async def _resolve(host: str, port: int, kind: int) -> list[tuple[int, Address]]:
+    """``(family, sockaddr)`` for each address of ``host``, from the loop's ``getaddrinfo``.
+
+    Resolving here, and connecting to the numeric addresses, keeps the lookup a
+    future this task awaits: cancelled with it, never left behind. (uvloop's
+    ``create_connection`` resolves in futures of its own that it does not cancel
+    when the caller is cancelled; one failing later was "Future exception was
+    never retrieved … gaierror".)
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=kind)
+    except OSError as exc:
+        raise _os_error(exc, host, port) from None
+    except ValueError:  # IDNA (an empty or over-long label: UnicodeError), an embedded NUL
+        raise TrackerUnreachable(f"invalid host name {host!r}") from None
+    if not infos:
+        raise TrackerUnreachable(f"cannot resolve host {host!r} (no addresses)")
+    return [(family, sockaddr) for family, _, _, _, sockaddr in infos]
+
+
+async def _open_connection(host: str, port: int, *, tls: ssl.SSLContext | None,
+                           local_host: str | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Resolve ``host``, then try its addresses in order until one connects."""
+    error: OSError | None = None
+    for family, sockaddr in await _resolve(host, port, socket.SOCK_STREAM):
+        try:
+            return await asyncio.open_connection(sockaddr[0], sockaddr[1], family=family, ssl=tls,
+                                                 server_hostname=host if tls else None,
+                                                 local_addr=(local_host, 0) if local_host else None)
+        except OSError as exc:
+            error = exc
+        except ValueError as exc:  # e.g. a server_hostname ssl will not take
+            raise TrackerUnreachable(f"cannot connect to {host!r} ({exc})") from None
+    assert error is not None
+    raise _os_error(error, host, port)
+
+
+async def _http_get(url: str, *, limits: Limits, ssl_context: ssl.SSLContext | None,
+                    local_host: str | None) -> http.HttpResponse:
+    parts = _split_url(url)
+    port = parts.port
     scheme = parts.scheme.lower()
     host = parts.hostname
     if not host:
@@ -126,14 +172,7 @@ async def _http_get(url: str, *, limits: Limits, ssl_context: ssl.SSLContext | N
     context = (ssl_context or ssl.create_default_context()) if tls else None
     parser = http.HttpResponseParser(max_header_size=limits.tracker_max_header,
                                      max_body_size=limits.tracker_max_response)
-    try:
-        reader, writer = await asyncio.open_connection(host, port, ssl=context,
-                                                       server_hostname=host if tls else None,
-                                                       local_addr=(local_host, 0) if local_host else None)
-    except OSError as exc:
-        raise _os_error(exc, host, port) from None
-    except UnicodeError:  # IDNA: an empty or over-long label
-        raise TrackerUnreachable(f"invalid host name {host!r}") from None
+    reader, writer = await _open_connection(host, port, tls=context, local_host=local_host)
     try:
         writer.write(request)
         await writer.drain()
@@ -164,8 +203,13 @@ async def _http_fetch(url: str, *, limits: Limits, ssl_context: ssl.SSLContext |
             raise TrackerHTTPError(resp.status, f"{resp.reason} (redirect without a Location)".strip())
         if hop == max_redirects:
             raise TrackerResponseError(f"more than {max_redirects} redirects")
-        target = urljoin(current, resp.location)
-        if urlsplit(target).scheme.lower() not in ("http", "https"):
+        try:
+            target = urljoin(current, resp.location)
+            scheme = urlsplit(target).scheme.lower()
+        except ValueError:  # e.g. "http://[::1": urljoin parses the target
+            raise TrackerResponseError(f"redirect to a malformed URL {display_text(resp.location, limit=100)!r}") \
+                from None
+        if scheme not in ("http", "https"):
             raise TrackerResponseError(f"redirect to a non-HTTP URL {target[:100]!r}")
         current = target
     if not 200 <= resp.status < 300:
@@ -264,17 +308,7 @@ async def run_udp_transaction(tx: udp.UdpTrackerTransaction, endpoint: DatagramE
 
 
 async def _udp_resolve(host: str, port: int) -> tuple[int, Address]:
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except OSError as exc:
-        raise _os_error(exc, host, port) from None
-    except UnicodeError:  # IDNA: an empty or over-long label
-        raise TrackerUnreachable(f"invalid host name {host!r}") from None
-    if not infos:
-        raise TrackerUnreachable(f"cannot resolve host {host!r} (no addresses)")
-    family, _, _, _, sockaddr = infos[0]
-    return family, sockaddr
+    return (await _resolve(host, port, socket.SOCK_DGRAM))[0]
 
 
 class _Progress:
@@ -382,6 +416,7 @@ async def scrape(url: str, info_hashes: Iterable[bytes], *, timeout: float = DEF
         if not hashes:
             return ScrapeResponse()
         if scheme in ("http", "https"):
+            _split_url(url)
             target = http.scrape_url(url)
             if target is None:
                 raise TrackerError("tracker does not support scrape (its URL path does not end in 'announce')")

@@ -14,9 +14,9 @@ at ``backoff_max`` (60 s doubling to an hour by default; reset by a success).
 When every tracker has failed in a round, the next round begins as soon as
 the earliest backoff expires. After a success the next round is due after the
 tracker's ``interval`` (never less than ``min_interval`` nor
-``min_announce_interval``); an urgent announce (an event such as
-``completed``, or a user's "re-announce") may go as soon as ``min interval``
-allows.
+``min_announce_interval``, never more than ``MAX_ANNOUNCE_INTERVAL``, a day);
+an urgent announce (an event such as ``completed``, or a user's
+"re-announce") may go as soon as ``min interval`` allows.
 
 Failures never raise: they are recorded, with the last error's message, for
 display. Passing a URL this object does not know is a bug (ValueError).
@@ -34,12 +34,18 @@ from torrent.codec.tracker.announce import AnnounceResponse, TrackerError
 from torrent.core.settings import TrackerSettings
 
 __all__ = [
+    "MAX_ANNOUNCE_INTERVAL",
     "SUPPORTED_SCHEMES",
     "TrackerStatus",
     "TrackerTiers",
 ]
 
 SUPPORTED_SCHEMES = frozenset({"http", "https", "udp"})
+
+# The longest a tracker's ``interval`` or ``min interval`` can make us wait: a day.
+# Real trackers ask for 15-60 minutes; a larger value is a broken or hostile tracker,
+# and a torrent that stopped hearing of new peers for longer would look dead.
+MAX_ANNOUNCE_INTERVAL = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +195,12 @@ class TrackerTiers:
         tier.remove(t)
         tier.insert(0, t)  # BEP 12: a working tracker moves to the front of its tier
         self._tried.clear()
-        min_interval = response.min_interval or 0
+        # Whatever the tracker said (its numbers are only bounded by the codec), the next
+        # regular announce comes within [min_announce_interval, MAX_ANNOUNCE_INTERVAL].
+        floor = min(self.settings.min_announce_interval, MAX_ANNOUNCE_INTERVAL)
+        min_interval = min(response.min_interval or 0, MAX_ANNOUNCE_INTERVAL)
         self._earliest = now + min_interval
-        self._due = now + max(response.interval, min_interval, self.settings.min_announce_interval)
+        self._due = now + min(max(response.interval, min_interval, floor), MAX_ANNOUNCE_INTERVAL)
 
     def on_failure(self, url: str, error: BaseException | str, now: float) -> None:
         t = self._get(url)

@@ -37,6 +37,7 @@ __all__ = [
     "TrackerResponseError",
     "TrackerHTTPError",
     "DEFAULT_INTERVAL",
+    "MAX_TRACKER_NUMBER",
     "display_text",
     "parse_compact_peers",
     "parse_compact_peers6",
@@ -51,6 +52,11 @@ Peer = tuple[str, int]
 # we then re-announce after 30 minutes, the value most trackers send
 # (opentracker: about 30 min, libtorrent's default for a missing interval).
 DEFAULT_INTERVAL = 1800
+
+# The largest number (seconds, peer counts) a tracker's answer is read as: BEP 15
+# carries them in signed 32-bit fields, and a bencoded integer has no bound at all
+# (``interval`` 10**400 once overflowed the float clock). Larger values are clamped.
+MAX_TRACKER_NUMBER = 2**31 - 1
 
 # ---- errors -----------------------------------------------------------------
 

@@ -13,7 +13,8 @@ No sockets, no clocks: ``torrent.tracker.client`` does the I/O. Parsers raise
 ``TrackerError`` subclasses without a URL; the client names the tracker.
 
 Leniency, decided once: a successful response without ``interval`` gets
-``DEFAULT_INTERVAL`` (1800 s); optional counts (``complete``, ``incomplete``,
+``DEFAULT_INTERVAL`` (1800 s); numbers above ``MAX_TRACKER_NUMBER`` are read
+as that; optional counts (``complete``, ``incomplete``,
 ``min interval``) of the wrong type are ignored; ``peers`` and ``peers6`` of
 the wrong shape are errors, except single bad entries of a dict-model list,
 which are dropped.
@@ -33,6 +34,7 @@ from torrent.core.errors import BencodeError
 from torrent.core.settings import DEFAULT_LIMITS, Limits
 from torrent.codec.tracker.announce import (
     DEFAULT_INTERVAL,
+    MAX_TRACKER_NUMBER,
     AnnounceRequest,
     AnnounceResponse,
     Event,
@@ -153,8 +155,9 @@ def _check_failure(data: dict[bytes, Any]) -> None:
 
 
 def _optional_count(data: dict[bytes, Any], key: bytes) -> int | None:
+    """A non-negative integer (clamped to ``MAX_TRACKER_NUMBER``), or None when absent or not one."""
     value = data.get(key)
-    return value if type(value) is int and value >= 0 else None
+    return min(value, MAX_TRACKER_NUMBER) if type(value) is int and value >= 0 else None
 
 
 def parse_announce_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> AnnounceResponse:
@@ -164,7 +167,9 @@ def parse_announce_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Ann
 
     interval = data.get(b"interval", DEFAULT_INTERVAL)
     if type(interval) is not int or interval < 0:
-        raise TrackerResponseError(f"'interval' is {interval!r}, not a non-negative integer")
+        raise TrackerResponseError(f"'interval' is {display_text(repr(interval), limit=40)}, "
+                                   "not a non-negative integer")
+    interval = min(interval, MAX_TRACKER_NUMBER)
 
     peers: list[tuple[str, int]] = []
     raw = data.get(b"peers")

@@ -31,6 +31,7 @@ from textual.widgets import Footer, Input, RichLog, Static, Tab, TabbedContent, 
 from torrent.codec import metainfo
 from torrent.codec.magnet import parse_magnet
 from torrent.core.errors import TorrentError
+from torrent.core.text import printable
 from torrent.core.units import parse_size
 from torrent.session import (
     Event,
@@ -203,7 +204,8 @@ class TorrentApp(App[int]):
                 await self.session.start()
                 self.started = True
         except TorrentError as exc:
-            self.exit_message = f"torrent: error: {exc}"  # printed by the caller once the screen is gone
+            # printed by the caller once the screen is gone
+            self.exit_message = f"torrent: error: {printable(str(exc))}"
             self.exit(2)
             return
         self.events = self.session.subscribe()
@@ -322,10 +324,10 @@ class TorrentApp(App[int]):
         except TorrentError:
             return  # removed between the list and now: the next tick drops it
         causes = diagnose(torrent, peers, trackers, session_row)
-        line = Text(summary(causes))
+        line = Text(printable(summary(causes)))  # quotes tracker and peer errors
         if causes:
             line.stylize("bold" if any(c.code in SLOW_CODES for c in causes) else "dim")
-        self._set_line("#why", Text.assemble((f"{torrent.name}: ", "bold"), line))
+        self._set_line("#why", Text.assemble((f"{printable(torrent.name)}: ", "bold"), line))
         if not self.part("#detail").display:
             return
         tab = self.part("#detail", TabbedContent).active
@@ -406,8 +408,14 @@ class TorrentApp(App[int]):
     def log_line(self, message: str, level: str = "info") -> None:
         style = {"error": "bold red", "warning": "yellow", "critical": "bold red"}.get(level, "")
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
-        line = Text.assemble((stamp + " ", "dim"), (f"{level:<7} ", style or "dim"), message)
+        # Text, not markup; the message quotes torrents, trackers and peers: its controls are escaped.
+        line = Text.assemble((stamp + " ", "dim"), (f"{level:<7} ", style or "dim"), printable(message))
         self.part("#log", RichLog).write(line)
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Every toast quotes a name or an error from outside: shown as written (no markup), controls escaped."""
+        super().notify(printable(message), title=printable(title), severity=severity, timeout=timeout, markup=False)
 
     # ---- selection ----------------------------------------------------------------------
 

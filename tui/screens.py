@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,6 +24,7 @@ from textual.widgets.selection_list import Selection
 
 from torrent.codec import metainfo
 from torrent.core.errors import TorrentError
+from torrent.core.text import printable
 from tui import format as fmt
 
 Submit = Callable[..., Awaitable[str | None]]
@@ -84,7 +86,7 @@ class Dialog(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes=self.frame_classes):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(Text(self.title_text), classes="dialog-title")  # may hold a torrent's name: no markup
             yield from self.body()
             yield Static("", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
@@ -101,7 +103,7 @@ class Dialog(ModalScreen):
 
     def show_error(self, message: str | None) -> None:
         error = self.query_one(".dialog-error", Static)
-        error.update(message or "")
+        error.update(Text(printable(message or "")))  # errors quote paths and torrents: no markup, no controls
         error.display = bool(message)
 
     async def finish(self, result: Any, *args: Any) -> None:
@@ -160,7 +162,7 @@ class AddDialog(Dialog):
             shown = [(i, f) for i, f in enumerate(self.meta.files) if not f.is_padding]
             if len(shown) > 1:  # choose the files first
                 files.clear_options()
-                files.add_options([Selection(f"{fmt.size(f.length):>10}  {f.display_path}", i, True)
+                files.add_options([Selection(Text(f"{fmt.size(f.length):>10}  {printable(f.display_path)}"), i, True)
                                    for i, f in shown])
                 files.display = True
                 files.border_title = "Files to download (space toggles)"
@@ -188,13 +190,13 @@ class ConfirmRemove(Dialog):
 
     def __init__(self, names: Sequence[str]) -> None:
         super().__init__()
-        self.names = list(names)
+        self.names = [printable(n) for n in names]  # shown as Text (no markup)
         what = self.names[0] if len(self.names) == 1 else f"{len(self.names)} torrents"
         self.title_text = f"Remove {what}?"
 
     def body(self) -> ComposeResult:
         if len(self.names) > 1:
-            yield Static("\n".join(f"  {n}" for n in self.names[:8]) + ("\n  …" if len(self.names) > 8 else ""))
+            yield Static(Text("\n".join(f"  {n}" for n in self.names[:8]) + ("\n  …" if len(self.names) > 8 else "")))
         yield Static("Removing keeps the downloaded files unless you choose to delete them.")
 
     def on_mount(self) -> None:
@@ -312,6 +314,7 @@ class ColumnsDialog(Dialog):
 
 
 def one_line(exc: BaseException) -> str:
+    """An error as one printable line (control characters from a torrent or a path escaped)."""
     if isinstance(exc, OSError) and exc.strerror:
-        return f"cannot read {exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return printable(f"cannot read {exc.filename}: {exc.strerror}" if exc.filename else exc.strerror)
+    return printable(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__

@@ -297,3 +297,24 @@ async def test_commands_reach_the_session_for_the_selected_torrent() -> None:
     for command in ("recheck", "announce", "force_start", "queue_move", "set_sequential", "set_alt_speed"):
         assert command in made, command
     assert ("queue_move", A, "down") in [(c[0], c[1], str(c[2])) for c in session.calls if c[0] == "queue_move"]
+
+
+async def test_add_dialog_refuses_a_fifo_and_a_device_at_once(tmp_path: Path) -> None:
+    """The dialog reads the file on the UI thread: a FIFO without a writer used to freeze the app."""
+    import os
+
+    fifo = tmp_path / "pipe.torrent"
+    os.mkfifo(fifo)
+    app = TorrentApp(three(), refresh_hz=20, download_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("a")
+        await pilot.pause()
+        source = app.screen.query_one("#source", Input)
+        error = app.screen.query_one(".dialog-error", Static)
+        for path, what in ((fifo, "is a FIFO (named pipe), not a .torrent file"),
+                           ("/dev/zero", "/dev/zero is a character device, not a .torrent file")):
+            source.value = str(path)
+            await click_button(pilot, "#add")
+            await pilot.pause()
+            assert what in str(error.render()) and isinstance(app.screen, AddDialog)

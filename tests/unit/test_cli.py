@@ -532,3 +532,109 @@ def test_a_bad_magnet_link_is_one_line(tmp_path: Path) -> None:
     (line,) = proc.stderr.strip().splitlines()
     assert line == ("torrent: error: invalid info-hash 'nothex' in magnet link: expected 40 hex or 32 base32 "
                     "characters")
+
+
+# ---- hostile input: dates, files that are not files, terminal escapes (issue 13) ----------------------------
+
+
+@pytest.mark.parametrize("date", [10**20, -10**15, 10**400], ids=["1e20", "-1e15", "1e400"])
+def test_info_with_an_impossible_creation_date(tmp_path: Path, date: int) -> None:
+    path = tmp_path / "dated.torrent"
+    write_torrent(path, {"name": "x.bin", "piece length": PIECE, "length": len(ONE_PIECE),
+                         "pieces": hashlib.sha1(ONE_PIECE).digest()}, **{"creation date": date})
+    out = ok("info", path).stdout
+    assert re.search(r"^Name:\s+x\.bin$", out, re.MULTILINE) and "Created on" not in out
+    assert json.loads(ok("info", "--json", path).stdout)["creation_date"] is None
+
+
+def test_info_and_download_refuse_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.torrent"
+    os.mkfifo(fifo)  # nobody ever writes to it: opening it for reading used to wait for ever
+    for args in (("info", fifo), ("info", "/dev/zero"), ("download", "/dev/zero", "-o", tmp_path),
+                 ("download", fifo, "-o", tmp_path)):
+        proc = subprocess.run([sys.executable, "-m", "torrent", *map(str, args)], capture_output=True, text=True,
+                              env=config_env(tmp_path), timeout=30, check=False)
+        line = assert_user_error(proc)
+        assert "not a .torrent file" in line and ("FIFO" in line or "/dev/zero is a character device" in line)
+
+
+def test_download_caps_the_torrent_size_by_the_setting(tmp_path: Path, single_torrent: tuple[Path, str]) -> None:
+    path, _ = single_torrent
+    proc = subprocess.run([sys.executable, "-m", "torrent", "download", str(path), "-o", str(tmp_path), "--set",
+                           "limits.bencode_max_size=100"], capture_output=True, text=True, env=config_env(tmp_path),
+                          timeout=30, check=False)
+    line = assert_user_error(proc)
+    assert "too large" in line and "limit 100 bytes, limits.bencode_max_size" in line
+
+
+HOSTILE = "\x1b]0;pwned\x07|\x1b[2J|\r|\x9b|[red]x[/red]"
+HOSTILE_SHOWN = "\\x1b]0;pwned\\x07|\\x1b[2J|\\x0d|\\x9b|[red]x[/red]"
+RAW_CONTROLS = (b"\x1b", b"\x07", b"\r", "\x9b".encode())
+
+
+@pytest.fixture
+def hostile_torrent(tmp_path: Path) -> Path:
+    info = {"name": "evil" + HOSTILE, "piece length": PIECE, "pieces": piece_hashes(ONE_PIECE, PIECE),
+            "files": [{"length": len(ONE_PIECE), "path": ["file" + HOSTILE]}]}
+    path = tmp_path / "evil.torrent"
+    write_torrent(path, info, announce="http://t/" + HOSTILE, comment="c" + HOSTILE,
+                  **{"created by": "b" + HOSTILE, "url-list": ["http://w/" + HOSTILE]})
+    return path
+
+
+def test_info_escapes_control_sequences_from_the_torrent(hostile_torrent: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "torrent", "info", str(hostile_torrent)], capture_output=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert not any(raw in proc.stdout for raw in RAW_CONTROLS), proc.stdout
+    out = proc.stdout.decode()
+    for label, value in (("Comment", "c"), ("Created by", "b")):
+        assert re.search(rf"^{label}:\s+{re.escape(value + HOSTILE_SHOWN)}$", out, re.MULTILINE), out
+    for shown in ("tier 1: http://t/" + HOSTILE_SHOWN, "  http://w/" + HOSTILE_SHOWN):
+        assert shown in out
+    # names and paths pass the path sanitizer first (C0 controls become "_"), which keeps C1 ones
+    assert re.search(r"^Name:\s+evil.*\\x9b\|\[red\]x", out, re.MULTILINE), out
+    assert re.search(r"/file.*\\x9b\|\[red\]x", out), out
+
+
+def test_info_json_escapes_control_sequences_and_keeps_the_values(hostile_torrent: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "torrent", "info", "--json", str(hostile_torrent)],
+                          capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert not any(raw in proc.stdout for raw in RAW_CONTROLS), proc.stdout
+    data = json.loads(proc.stdout)
+    assert data["comment"] == "c" + HOSTILE and data["created_by"] == "b" + HOSTILE
+    assert data["trackers"] == [["http://t/" + HOSTILE]] and data["web_seeds"] == ["http://w/" + HOSTILE]
+
+
+def test_info_escapes_a_magnets_display_name() -> None:
+    from urllib.parse import quote
+
+    uri = f"magnet:?xt=urn:btih:{'a' * 40}&dn={quote(HOSTILE)}&tr={quote('http://t/' + HOSTILE)}"
+    proc = subprocess.run([sys.executable, "-m", "torrent", "info", uri], capture_output=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert not any(raw in proc.stdout for raw in RAW_CONTROLS), proc.stdout
+    assert re.search(rf"^Name:\s+{re.escape(HOSTILE_SHOWN)}$", proc.stdout.decode(), re.MULTILINE)
+
+
+def test_error_lines_escape_what_they_quote(tmp_path: Path) -> None:
+    path = tmp_path / ("bad\x1b[2J.torrent")
+    path.write_bytes(b"d4:infoi1ee")
+    proc = subprocess.run([sys.executable, "-m", "torrent", "info", str(path)], capture_output=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 2 and b"\x1b" not in proc.stderr
+    assert "bad\\x1b[2J.torrent" in proc.stderr.decode()
+
+
+def test_runner_lines_and_log_messages_escape_names_and_errors() -> None:
+    import logging
+
+    from tests.tui.fakes import make_torrent
+    from torrent.cli.runner import _line, _PrintableFormatter
+
+    line = _line(make_torrent(name="n" + HOSTILE, last_error="tracker said " + HOSTILE))
+    assert line.startswith("n" + HOSTILE_SHOWN + ":") and "[tracker said " + HOSTILE_SHOWN + "]" in line
+    record = logging.LogRecord("torrent.tracker", logging.WARNING, __file__, 1, "tracker %s: %s", ("http://t/",
+                               HOSTILE), None)
+    assert _PrintableFormatter("torrent: %(message)s").format(record) == f"torrent: tracker http://t/: {HOSTILE_SHOWN}"

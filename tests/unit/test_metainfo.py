@@ -509,3 +509,53 @@ def test_magnet_round_trips_through_parse_magnet() -> None:
     assert parsed.trackers == ("http://a/ann?x=1&y=2", "udp://b:80")
     assert parsed.web_seeds == ("http://seed/",)
     assert parsed.exact_length == 40000
+
+
+# --- creation date and what read_file accepts (issue 13) -----------------------------------
+
+
+@pytest.mark.parametrize("date", [10**20, -10**15, 10**400, -1, 253_402_300_800])
+def test_creation_date_out_of_range_reads_as_absent(date: int) -> None:
+    """A date no calendar can show (datetime overflows) is None, so every front end can format the value."""
+    m = metainfo.parse(torrent(single_info(), {b"creation date": date}))
+    assert m.creation_date is None
+
+
+@pytest.mark.parametrize("date", [0, 1_700_000_000, 253_402_300_799])
+def test_creation_date_in_range_is_kept(date: int) -> None:
+    from datetime import datetime, timezone
+
+    m = metainfo.parse(torrent(single_info(), {b"creation date": date}))
+    assert m.creation_date == date
+    datetime.fromtimestamp(date, timezone.utc)  # formattable
+
+
+@pytest.mark.timeout(10)  # before the fix, open() waited for a writer for ever
+def test_read_file_refuses_a_fifo_without_a_writer_at_once(tmp_path: Path) -> None:
+    import time
+
+    fifo = tmp_path / "pipe.torrent"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(MetainfoError, match="FIFO") as info:
+        metainfo.read_file(fifo)
+    assert time.monotonic() - started < 2
+    assert str(fifo) in str(info.value) and "not a .torrent file" in str(info.value)
+
+
+def test_read_file_refuses_a_device_such_as_dev_zero() -> None:
+    with pytest.raises(MetainfoError, match="/dev/zero is a character device"):
+        metainfo.load("/dev/zero")
+
+
+def test_read_file_refuses_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(MetainfoError, match="is a directory"):
+        metainfo.read_file(tmp_path)
+
+
+def test_read_file_caps_at_the_settings_limit_and_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "big.torrent"
+    path.write_bytes(b"d" + b"0" * 200)
+    with pytest.raises(MetainfoError, match=r"limit 100 bytes, limits\.bencode_max_size"):
+        metainfo.read_file(path, limits=Limits(bencode_max_size=100))
+    assert metainfo.read_file(path, limits=Limits(bencode_max_size=201)) == b"d" + b"0" * 200

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import uvloop
 
 from torrent.core.errors import TorrentError, UsageError
+from torrent.core.text import printable
 from torrent.session import DhtLookup, DhtSnapshot, Session, SessionSnapshot, Settings, to_jsonable
 
 T = TypeVar("T")
@@ -101,8 +102,8 @@ async def _main(options: DhtOptions, settings: Settings) -> int:
             raise DhtFailed("the DHT node could not start: no UDP port could be opened (see the warnings above)")
         action = {"status": _status, "ping": _ping, "peers": _peers}[options.action]
         return await _unless_stopped(action(session, options), stop)
-    except DhtFailed as exc:
-        print(f"torrent: error: {exc}", file=sys.stderr)
+    except DhtFailed as exc:  # may quote a node's error message
+        print(f"torrent: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except _Interrupted:
         print("torrent: interrupted", file=sys.stderr)
@@ -182,7 +183,7 @@ def render_status(d: DhtSnapshot, s: SessionSnapshot, *, restored: int, waited: 
         ("Port mapping", s.port_mapping + (f" ({s.external_address})" if s.external_address else "")),
     ]
     width = max(len(k) for k, _ in rows) + 2
-    return "\n".join(f"{k + ':':<{width}}{v}" for k, v in rows)
+    return "\n".join(f"{k + ':':<{width}}{printable(v)}" for k, v in rows)
 
 
 def _dht(session: Session) -> DhtSnapshot:
@@ -208,7 +209,7 @@ async def _ping(session: Session, options: DhtOptions) -> int:
         print(json.dumps({"address": shown, "ip": address[0], "node_id": node_id, "seconds": round(seconds, 6)},
                          indent=2))
     else:
-        print(f"{shown}: node {node_id} answered in {seconds * 1000:.1f} ms")
+        print(printable(f"{shown}: node {node_id} answered in {seconds * 1000:.1f} ms"))
     return 0
 
 
@@ -240,7 +241,7 @@ async def _peers(session: Session, options: DhtOptions) -> int:
 def render_lookup(lookup: DhtLookup) -> str:
     found = f"{len(lookup.peers)} peer{'s' if len(lookup.peers) != 1 else ''}" if lookup.peers else "no peers"
     lines = [f"{lookup.info_hash}: {found}"]
-    lines += [f"  {peer}" for peer in lookup.peers]
+    lines += [f"  {printable(str(peer))}" for peer in lookup.peers]
     took = f"{lookup.seconds:.2f} s" if lookup.seconds >= 1 else f"{lookup.seconds * 1000:.0f} ms"
     lines.append(f"asked {lookup.nodes_asked} nodes, {lookup.nodes_answered} answered, in {took}")
     return "\n".join(lines)

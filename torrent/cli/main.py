@@ -19,6 +19,7 @@ from typing import Any
 from torrent import __version__
 from torrent.core import speedups
 from torrent.core.errors import TorrentError, UsageError
+from torrent.core.text import printable, printable_json
 from torrent.core.units import format_size, parse_size
 
 EXIT_USAGE = 2
@@ -189,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_dht(args)
         parser.error("missing command: use 'info', 'create', 'download', 'seed', 'tui', 'dht', 'config', 'demo' or "
                      "'bench' (see torrent --help)")
-    except TorrentError as exc:
-        print(f"torrent: error: {exc}", file=sys.stderr)
+    except TorrentError as exc:  # the message may quote a torrent, a magnet link or a peer: escaped
+        print(f"torrent: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("torrent: interrupted", file=sys.stderr)
@@ -230,7 +231,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
         data = _metainfo_dict(metainfo.load(args.source))
     if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        print(printable_json(json.dumps(data, indent=2, ensure_ascii=False)))
     else:
         print(_render_info(data))
     return 0
@@ -275,7 +276,10 @@ def _magnet_dict(m: Any) -> dict[str, Any]:
 
 
 def _render_info(d: dict[str, Any]) -> str:
-    rows: list[tuple[str, str]] = [("Name", d["name"] or "(unknown until metadata arrives)")]
+    """The human form; every text from the torrent or magnet goes through ``printable`` (no raw control
+    characters reach the terminal)."""
+    p = printable
+    rows: list[tuple[str, str]] = [("Name", p(d["name"]) if d["name"] else "(unknown until metadata arrives)")]
     rows.append(("Info-hash", d["info_hash"] or "-"))
     if d.get("info_hash_v2"):
         rows.append(("Info-hash v2", d["info_hash_v2"]))
@@ -288,8 +292,8 @@ def _render_info(d: dict[str, Any]) -> str:
             rows.append(("Format", "hybrid v1 + v2 (v1 part used)"))
         for key, label in (("comment", "Comment"), ("created_by", "Created by"), ("source", "Source")):
             if d[key]:
-                rows.append((label, d[key]))
-        if d["creation_date"] is not None:
+                rows.append((label, p(d[key])))
+        if d["creation_date"] is not None:  # the codec keeps only dates datetime can show (else None)
             from datetime import datetime, timezone
 
             when = datetime.fromtimestamp(d["creation_date"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -300,20 +304,20 @@ def _render_info(d: dict[str, Any]) -> str:
     if d["kind"] == "torrent":
         files = [f for f in d["files"] if not f["padding"]]
         out.append(f"Files ({len(files)}):")
-        out += [f"  {format_size(f['length']):>10}  {f['path']}" for f in files]
+        out += [f"  {format_size(f['length']):>10}  {p(f['path'])}" for f in files]
     if d["trackers"]:
         out.append("Trackers:")
         for i, tier in enumerate(d["trackers"], 1):
-            out += [f"  tier {i}: {url}" for url in tier]
+            out += [f"  tier {i}: {p(url)}" for url in tier]
     if d.get("peers"):
         out.append("Peers:")
-        out += [f"  {p}" for p in d["peers"]]
+        out += [f"  {p(peer)}" for peer in d["peers"]]
     if d["web_seeds"]:
         out.append("Web seeds:")
-        out += [f"  {u}" for u in d["web_seeds"]]
+        out += [f"  {p(u)}" for u in d["web_seeds"]]
     if d.get("select_only") is not None:
         out.append(f"Select only: files {', '.join(map(str, d['select_only']))}")
-    out.append(f"Magnet: {d['magnet']}")
+    out.append(f"Magnet: {p(d['magnet'])}")
     return "\n".join(out)
 
 
@@ -342,6 +346,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     is_magnet = args.torrent.lower().startswith("magnet:")
     if is_magnet and seeding:
         raise UsageError("seed needs the .torrent file: a magnet link does not say what the data is")
+    effective = effective_settings(args)
     if is_magnet:
         from torrent.codec.magnet import parse_magnet
 
@@ -349,14 +354,13 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         if magnet.info_hash is None:
             raise UsageError("this magnet link has only a v2 hash (btmh); v2 torrents are not supported yet")
         file_count = 0
-    else:
-        file_count = len(metainfo.load(args.torrent).files)
+    else:  # a regular file within limits.bencode_max_size, or a one-line error
+        file_count = len(metainfo.load(args.torrent, limits=effective.settings.limits).files)
     only = _parse_indexes(args.only) if not seeding and args.only else None
     if only is not None and file_count:
         bad = [i for i in only if not 0 <= i < file_count]
         if bad:
             raise UsageError(f"no file #{bad[0]}: the torrent has files 0..{file_count - 1} (see torrent info)")
-    effective = effective_settings(args)
     options = RunOptions(
         download_dir=Path(args.dir if seeding else args.output),
         seed=True if seeding else args.seed,
@@ -404,12 +408,12 @@ def cmd_tui(args: argparse.Namespace) -> int:
         raise UsageError("--refresh must be between 0.1 and 30 per second")
     from torrent.codec import magnet, metainfo
 
+    effective = effective_settings(args)
     for source in [*args.sources, *args.seed]:  # bad input is a one-line error before the screen opens
         if source.lower().startswith("magnet:"):
             magnet.parse_magnet(source)
         else:
-            metainfo.load(source)
-    effective = effective_settings(args)
+            metainfo.load(source, limits=effective.settings.limits)
     return run_tui([str(Path(s).resolve()) if not s.lower().startswith("magnet:") else s for s in args.sources],
                    download_dir=Path(args.output).resolve(),
                    seed=[(str(Path(s).resolve()), Path(args.dir).resolve()) for s in args.seed],

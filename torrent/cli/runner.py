@@ -21,6 +21,7 @@ from typing import Any
 
 import uvloop
 
+from torrent.core.text import printable
 from torrent.core.units import format_size
 from torrent.session import (
     Event,
@@ -66,7 +67,17 @@ def setup_logging(quiet: bool, verbose: int) -> None:
     """One line per message on stderr: warnings (tracker failures, bans, disk
     errors) by default, errors only when quiet, more with each -v."""
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="torrent: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("torrent: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log messages quote trackers, peers and torrents: their control characters are escaped (a
+    traceback, formatted apart from the message, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        return printable(super().formatMessage(record))
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -117,11 +128,11 @@ async def _drive(session: Session, torrent_id: str, options: RunOptions, stop: a
             verified = session.piece_map(torrent_id).states.count(PieceState.HAVE)
             # The bench waits for "listening on port" before it starts a leecher.
             if not options.quiet:
-                print(f"{snap.name}: listening on port {session.listen_port}, {verified} of {snap.num_pieces} "
-                      "pieces verified on disk", file=sys.stderr, flush=True)
+                print(f"{printable(snap.name)}: listening on port {session.listen_port}, {verified} of "
+                      f"{snap.num_pieces} pieces verified on disk", file=sys.stderr, flush=True)
         if snap.state == TorrentState.SEEDING.value and not options.seed:
             if not options.quiet:  # it was complete on disk
-                print(f"{snap.name}: {_complete_line(session, snap, 0)}", file=sys.stderr)
+                print(f"{printable(snap.name)}: {_complete_line(session, snap, 0)}", file=sys.stderr)
             return 0
         if display.enabled:
             display.update(snap)
@@ -140,7 +151,7 @@ async def _drive(session: Session, torrent_id: str, options: RunOptions, stop: a
                     return outcome
     snap = session.torrent(torrent_id)
     if not options.quiet:
-        print(f"{snap.name}: stopping", file=sys.stderr)
+        print(f"{printable(snap.name)}: stopping", file=sys.stderr)
     return 0 if snap.state == TorrentState.SEEDING.value else 130
 
 
@@ -156,8 +167,8 @@ async def _metadata_received(session: Session, torrent_id: str, options: RunOpti
     snap = session.torrent(torrent_id)
     files = session.files(torrent_id)
     if not options.quiet:
-        print(f"{snap.name}: metadata received ({len(files)} files, {format_size(snap.total_size)}); saved as "
-              f"{Path(snap.save_path) / snap.name}.torrent", file=sys.stderr, flush=True)
+        print(printable(f"{snap.name}: metadata received ({len(files)} files, {format_size(snap.total_size)}); "
+                        f"saved as {Path(snap.save_path) / snap.name}.torrent"), file=sys.stderr, flush=True)
     if options.only_files is not None:
         bad = [i for i in options.only_files if not 0 <= i < len(files)]
         if bad:
@@ -176,18 +187,20 @@ def _react(session: Session, torrent_id: str, event: Event, options: RunOptions)
     snap = session.torrent(torrent_id)
     if isinstance(event, TorrentCompleted):
         if not options.quiet:
-            print(f"{snap.name}: {_complete_line(session, snap, event.downloaded)}", file=sys.stderr, flush=True)
+            print(f"{printable(snap.name)}: {_complete_line(session, snap, event.downloaded)}", file=sys.stderr,
+                  flush=True)
         return None if options.seed else 0
     if isinstance(event, StorageFailed):
-        print(f"torrent: error: {snap.name}: {event.message}", file=sys.stderr, flush=True)
+        print(printable(f"torrent: error: {snap.name}: {event.message}"), file=sys.stderr, flush=True)
         return 1
     if isinstance(event, StateChanged):
         if event.new == TorrentState.ERROR.value:
-            print(f"torrent: error: {snap.name}: {event.reason or snap.last_error}", file=sys.stderr, flush=True)
+            print(printable(f"torrent: error: {snap.name}: {event.reason or snap.last_error}"), file=sys.stderr,
+                  flush=True)
             return 1
         if event.new == TorrentState.PAUSED.value and event.reason:
             if not options.quiet:
-                print(f"{snap.name}: {event.reason}", file=sys.stderr, flush=True)
+                print(printable(f"{snap.name}: {event.reason}"), file=sys.stderr, flush=True)
             return 0
     return None
 
@@ -282,6 +295,11 @@ async def _demo(torrent: Path, data_parent: Path, download_dir: Path, settings: 
 
 
 def _line(s: TorrentSnapshot) -> str:
+    """A plain progress line; the name and the last error (from a tracker or a peer) are escaped."""
+    return printable(_raw_line(s))
+
+
+def _raw_line(s: TorrentSnapshot) -> str:
     if s.state == TorrentState.METADATA.value:
         return f"{s.name}: {s.waiting_on[0] if s.waiting_on else 'fetching metadata'}"
     return (f"{s.name}: {100 * s.progress:5.1f}%  down {format_size(s.down_rate)}/s  up {format_size(s.up_rate)}/s  "
@@ -312,17 +330,19 @@ class _Display:
             from rich.console import Console
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      DownloadColumn(binary_units=True), TextColumn("{task.fields[info]}"),
+            # No markup: a name such as "[link=…]x" is shown as written, and printable escapes controls.
+            self._progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                                      DownloadColumn(binary_units=True),
+                                      TextColumn("{task.fields[info]}", markup=False),
                                       console=Console(stderr=True))
             self._progress.start()
-            self._task = self._progress.add_task(s.name, total=s.wanted_size or None, info="")
+            self._task = self._progress.add_task(printable(s.name), total=s.wanted_size or None, info="")
         info = (f"↓ {format_size(s.down_rate)}/s ↑ {format_size(s.up_rate)}/s  "
                 f"peers {s.peers} seeds {s.seeds}  ETA {_eta(s)}")
         if s.state == TorrentState.CHECKING.value and s.checking_progress is not None:
             info = f"checking {100 * s.checking_progress:.0f}%"
         elif s.state == TorrentState.METADATA.value and s.waiting_on:
-            info = s.waiting_on[0]
+            info = printable(s.waiting_on[0])
         if s.banned:
             info += f"  banned {s.banned}"
         self._progress.update(self._task, completed=s.wanted_verified, total=s.wanted_size or None, info=info)

@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from torrent.core.text import printable
 from torrent.session import FilePriority, FileSnapshot
 from tui import format as fmt
 from tui.view import TorrentView
@@ -79,9 +80,9 @@ class FilesTree(Tree[int | None]):
             for depth in range(1, len(parts)):
                 key = "/".join(parts[:depth])
                 if key not in self.dirs:
-                    self.dirs[key] = parent.add(parts[depth - 1], None, expand=True)
+                    self.dirs[key] = parent.add(Text(printable(parts[depth - 1])), None, expand=True)
                 parent = self.dirs[key]
-            self.leaves[f.index] = parent.add_leaf(parts[-1], f.index)
+            self.leaves[f.index] = parent.add_leaf(Text(printable(parts[-1])), f.index)  # Text: no markup
 
     def _files_under(self, node: TreeNode[int | None]) -> list[int]:
         if node.data is not None:
@@ -96,7 +97,7 @@ class FilesTree(Tree[int | None]):
         size = sum(self.files[i].size for i in indexes)
         verified = sum(self.files[i].verified for i in indexes)
         fraction = verified / size if size else 1.0
-        text = Text(path.rsplit("/", 1)[-1] + "/", style="bold")
+        text = Text(printable(path.rsplit("/", 1)[-1]) + "/", style="bold")
         text.append(f"  {fmt.size(size)}  {fmt.percent(fraction)}", style="dim")
         return text
 
@@ -133,7 +134,7 @@ class FilesTree(Tree[int | None]):
 def _file_label(f: FileSnapshot) -> Text:
     name = f.path.rsplit("/", 1)[-1]
     mark, style = MARK.get(f.priority, (f.priority, ""))
-    text = Text(name, style="dim strike" if f.priority == FilePriority.SKIP.value else "")
+    text = Text(printable(name), style="dim strike" if f.priority == FilePriority.SKIP.value else "")
     text.append(f"  {fmt.size(f.size)}  ", style="dim")
     text.append(fmt.bar(f.progress, 10), style="green" if f.progress >= 1 else "cyan")
     text.append(f" {fmt.percent(f.progress):>6}  ")

@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from torrent.core.text import printable
 from torrent.session import SessionSnapshot, TorrentSnapshot
 from tui import format as fmt
 from tui.view import TorrentView
@@ -48,9 +49,9 @@ def info_table(t: TorrentSnapshot) -> Table:
                                                     ("force-started", t.forced)) if on) or "-"),
     ]
     if t.last_error:
-        rows.insert(0, ("Error", Text(t.last_error, style="bold red")))
-    for key, value in rows:
-        table.add_row(key, value)
+        rows.insert(0, ("Error", Text(printable(t.last_error), style="bold red")))
+    for key, value in rows:  # a str cell would be read as Rich markup: names and comments go in as Text
+        table.add_row(key, value if isinstance(value, Text) else Text(printable(value)))
     return table
 
 

@@ -30,6 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
+from torrent.core.text import printable
 from torrent.core.units import format_size
 from torrent.session import BlockDetail, CommandError, FileSnapshot, PieceDetail, PieceMap, PieceState
 from tui.view import TorrentView
@@ -542,7 +543,7 @@ class PieceMapView(Vertical, can_focus=True):
         torrent = self._view.torrent  # type: ignore[union-attr]
         if self._cursor.zoom is Zoom.FILE:
             file = self._ranges[self._cursor.file]
-            return Text(f"File {self._cursor.file + 1} of {len(self._ranges)}: {file.path} · "
+            return Text(f"File {self._cursor.file + 1} of {len(self._ranges)}: {printable(file.path)} · "
                         f"pieces {first:,}–{stop - 1:,} ({stop - first:,})")
         return Text(f"Whole torrent · {len(self._cells):,} pieces of {format_size(torrent.piece_length)}")
 

@@ -24,6 +24,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from torrent.core.text import printable
+
 Row = Any  # a snapshot named tuple
 
 
@@ -401,7 +403,9 @@ class KeyedTable(ScrollView, can_focus=True):
                 style = base + self.get_component_rich_style(f"keyed-table--{tone}", partial=True) if tone else base
             else:
                 text, style = value, base
-            segments.append(Segment(_fit(text, w, column.align), style))
+            # Segments reach the terminal as they are (no markup), so names, URLs and messages from
+            # torrents, trackers and peers only need their control characters escaped.
+            segments.append(Segment(_fit(printable(text), w, column.align), style))
             segments.append(Segment(" ", base))
         return Strip(segments).adjust_cell_length(width, base).crop(0, width)
 

@@ -519,3 +519,41 @@ def test_cli_says_what_was_selected_and_quiet_prints_nothing(tmp_path: Path) -> 
         assert same_tree(data / "payload", tmp_path / "all" / "payload")
 
     run(main())
+
+
+def test_request_and_cancel_pairs_cost_the_seeder_no_disk_reads(tmp_path: Path) -> None:
+    """The amplification attack: 20 000 requests, each cancelled at once, for pieces all over the torrent.
+    A read is started only for requests at the head of a peer's queue when their turn comes, so cancelled
+    ones cost nothing (they used to start a whole-piece read each)."""
+    meta, data, torrent = make_torrent(tmp_path, 4 * 1024 * 1024)
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s")
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_for(seeder, sid, lambda s: s.state == "seeding")
+            storage = seeder._torrents[sid].storage  # the engine's own, to count its reads
+            reads: list[int] = []
+            read_piece = storage.read_piece
+            storage.read_piece = lambda index: (reads.append(index), read_piece(index))[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", seeder.listen_port)
+            writer.write(wire.Handshake(meta.info_hash, b"-AT0001-" + os.urandom(12)).to_bytes())
+            writer.write(wire.build_interested())
+            parser = wire.WireParser(num_pieces=meta.num_pieces)
+            while not any(isinstance(e, wire.Unchoke) for e in parser.feed(await reader.read(65536))):
+                pass
+            attack = b"".join(wire.build_request(k % meta.num_pieces, 0, 16384) +
+                              wire.build_cancel(k % meta.num_pieces, 0, 16384) for k in range(20_000))
+            writer.write(attack)
+            await writer.drain()
+            writer.write(wire.build_request(5, 0, 16384))  # one honest request after it: still served
+            await writer.drain()
+            got = b""
+            while wire.build_piece_header(5, 0, 16384) not in got:
+                got += await asyncio.wait_for(reader.read(1 << 20), 10)
+            writer.close()
+            assert len(reads) <= 4, f"{len(reads)} piece reads for 0 requests left standing and 1 honest one"
+        finally:
+            await seeder.close()
+
+    run(main())

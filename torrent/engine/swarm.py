@@ -46,6 +46,9 @@ from torrent.storage.verifier import PieceVerifier
 
 log = logging.getLogger(__name__)
 
+READ_AHEAD = 2  # pieces per peer read before their turn to be sent
+READ_AHEAD_SCAN = 64  # queued requests looked at to find them
+
 
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:
     """Whom a ban applies to: the IP, except on loopback where many honest
@@ -85,7 +88,6 @@ class PeerState:
     identity: object
     serving: deque[tuple[int, int, int]] = field(default_factory=deque)  # requests queued for upload
     serve_task: asyncio.Task[None] | None = None
-    read_ahead: int = -1  # piece of the last request, whose read has been started
     snubbed: bool = False
 
 
@@ -323,10 +325,9 @@ class Swarm:
         if len(state.serving) >= max_requests:
             peer.close(f"more than {max_requests} requests queued")
             return
+        # No read here: the serving task reads the pieces at the head of the queue (and the next one
+        # ahead), so a request cancelled before its turn never costs a disk read.
         state.serving.append((index, begin, length))
-        if index != state.read_ahead:
-            state.read_ahead = index
-            self._cached_piece(index)  # read ahead: the disk works while earlier blocks go out
         if state.serve_task is None or state.serve_task.done():
             state.serve_task = asyncio.get_running_loop().create_task(self._serve(peer, state))
 
@@ -527,6 +528,7 @@ class Swarm:
             if not peer.drained.is_set():
                 await peer.drained.wait()
                 continue
+            self._read_ahead(serving)
             # With a limit, a block at a time keeps the rate smooth.
             limited = limiter.rate
             limit = BLOCK_SIZE if limited else self.settings.peer.send_batch_bytes
@@ -560,6 +562,19 @@ class Swarm:
                 except StorageError as exc:
                     self.host.storage_failed(self, exc)
                     return
+
+    def _read_ahead(self, serving: deque[tuple[int, int, int]]) -> None:
+        """Start the reads of the first ``READ_AHEAD`` pieces queued for a peer: the disk works while the
+        blocks before them go out. A peer's reads in flight are bounded by that, not by its requests."""
+        pieces: list[int] = []
+        for scanned, (index, _, _) in enumerate(serving):
+            if index not in pieces:
+                pieces.append(index)
+                self._cached_piece(index)
+                if len(pieces) == READ_AHEAD:
+                    break
+            if scanned >= READ_AHEAD_SCAN:
+                break
 
     def _cached_piece(self, index: int) -> asyncio.Future[bytearray]:
         """The whole piece, read once for all of its blocks (and all peers):

@@ -13,6 +13,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -554,6 +555,54 @@ def test_request_and_cancel_pairs_cost_the_seeder_no_disk_reads(tmp_path: Path) 
             writer.close()
             assert len(reads) <= 4, f"{len(reads)} piece reads for 0 requests left standing and 1 honest one"
         finally:
+            await seeder.close()
+
+    run(main())
+
+
+def test_a_peer_that_never_reads_its_rejects_is_paused_then_dropped(tmp_path: Path) -> None:
+    """300 000 requests while choked, each answered with a reject the attacker never reads: past
+    peer.write_buffer_max queued the seeder stops reading from it (its memory stops growing), and after
+    peer.write_stall_timeout it drops it; an honest leecher is served all along."""
+    meta, data, torrent = make_torrent(tmp_path, 2 * 1024 * 1024)
+    limits = local_settings(peer__write_high_water=64 * 1024, peer__write_buffer_max=256 * 1024,
+                            peer__write_stall_timeout=3.0)
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s", limits)
+        leecher = await start_session(tmp_path, "l")
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_for(seeder, sid, lambda s: s.state == "seeding")
+            reader, writer = await asyncio.open_connection("127.0.0.1", seeder.listen_port)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read: the rejects pile up
+            writer.write(wire.Handshake(meta.info_hash, b"-AT0001-" + os.urandom(12)).to_bytes())
+            flood = wire.build_request(1, 0, 16384) * 300_000  # 5.1 MB
+            writer.write(flood)
+            swarm = seeder._torrents[sid].swarm  # the engine's own, to see the connection's backlog
+            peak = 0
+            seen = False
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                attackers = [p for p in swarm.peers if p.remote_id and p.remote_id.startswith(b"-AT")]
+                seen = seen or bool(attackers)
+                if seen and not attackers:
+                    break
+                if not attackers:
+                    await asyncio.sleep(0.01)
+                    continue
+                peak = max(peak, attackers[0].transport.get_write_buffer_size())
+                await asyncio.sleep(0.02)
+            assert not attackers, "the attacker was never dropped"
+            # The queue stopped growing at most one read's worth of rejects past the limit (the kernel's
+            # buffers take a few MB of the 5.1 MB; without the limit the rest would queue here).
+            assert 256 * 1024 < peak < 256 * 1024 + 1024 * 1024
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            await wait_complete(leecher, lid, timeout=30)
+            writer.close()
+        finally:
+            await leecher.close()
             await seeder.close()
 
     run(main())

@@ -115,6 +115,11 @@ class PeerSettings:
     max_requests: int = _f(500, "requests queued per peer, both ways", min=1, max=65535)
     write_high_water: int = _f(1 * MiB, "bytes queued to a socket before sending pauses", kind="bytes",
                                min=16 * KiB)
+    # Serving stops at the high-water mark, so only a peer that never reads what it provokes (rejects,
+    # choke toggles) queues more: past this we stop reading from it until it drains.
+    write_buffer_max: int = _f(2 * MiB, "bytes queued to a peer before we stop reading from it", kind="bytes",
+                               min=64 * KiB)
+    write_stall_timeout: float = _f(60.0, "seconds a peer may leave that queue full before it is dropped", min=1.0)
     # The receive buffer starts small and doubles each time a read fills it:
     # a fast peer's reads then carry 64 blocks each (the leecher used 7 % less
     # CPU at 1 MiB than at 256 KiB, median of 10 interleaved loopback runs),
@@ -436,7 +441,8 @@ def with_values(settings: Settings, values: Mapping[str, Any]) -> Settings:
 
 
 # Pairs that must be ordered: (smaller, larger).
-_ORDERED = (("peer.recv_buffer_min", "peer.recv_buffer_max"), ("network.retry_first", "network.retry_max"),
+_ORDERED = (("peer.recv_buffer_min", "peer.recv_buffer_max"), ("peer.write_high_water", "peer.write_buffer_max"),
+            ("network.retry_first", "network.retry_max"),
             ("tracker.backoff_base", "tracker.backoff_max"), ("limits.min_piece_length", "limits.max_piece_length"))
 
 

@@ -88,6 +88,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.drained: asyncio.Event = asyncio.Event()
         self.drained.set()
         self._outbox: list[bytes] = []  # send_soon's messages, flushed at the end of the loop iteration
+        self._reading_paused = False  # by _check_backlog, until what we queued drains
 
         self.remote_id: bytes | None = None
         self.supports_fast = False
@@ -198,6 +199,26 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.drained.set()
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _check_backlog(self) -> None:
+        """A peer that provokes messages (rejects, choke toggles) and never reads them would grow our
+        memory with each: past ``write_buffer_max`` queued we read nothing more from it until it drains,
+        and drop it if it does not within ``write_stall_timeout``."""
+        transport = self.transport
+        if self._reading_paused or transport is None or \
+                transport.get_write_buffer_size() <= self._settings.peer.write_buffer_max:
+            return
+        self._reading_paused = True
+        transport.pause_reading()
+        timeout = self._settings.peer.write_stall_timeout
+        asyncio.get_running_loop().call_later(timeout, self._check_stall, transport)
+
+    def _check_stall(self, transport: object) -> None:
+        if self._reading_paused and self.transport is transport and not self.closed:
+            self.close(f"read nothing we sent for {self._settings.peer.write_stall_timeout:g} s")
 
     # ---- sending -----------------------------------------------------------
 
@@ -205,6 +226,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
             self.last_sent = time.monotonic()
+            if not self.drained.is_set():  # only past the high-water mark is the backlog worth a look
+                self._check_backlog()
 
     def send_soon(self, data: bytes) -> None:
         """Queue a small message: those queued in one loop iteration leave in

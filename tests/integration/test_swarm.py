@@ -606,3 +606,50 @@ def test_a_peer_that_never_reads_its_rejects_is_paused_then_dropped(tmp_path: Pa
             await seeder.close()
 
     run(main())
+
+
+def test_an_idle_crowd_does_not_shut_an_honest_leecher_out(tmp_path: Path) -> None:
+    """Slot exhaustion: as many connections as the seeder allows, each saying "interested" and then only
+    keep-alives. A newcomer takes the place of one that moved nothing, and the choker's drawn ties give
+    it a slot; the rest of the crowd stays connected."""
+    meta, data, torrent = make_torrent(tmp_path, 1024 * 1024)
+    crowd_size = 10
+    settings = local_settings(torrent__max_peers=crowd_size, torrent__evict_idle_after=1.0,
+                              torrent__rechoke_interval=1.0)
+
+    async def idle_peer(port: int, stop: asyncio.Event) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(wire.Handshake(meta.info_hash, b"-ID0001-" + os.urandom(12)).to_bytes())
+        writer.write(wire.build_interested())
+        try:
+            while not stop.is_set():
+                writer.write(wire.build_keepalive())
+                try:
+                    await asyncio.wait_for(reader.read(65536), 0.5)  # read, so no back-pressure applies
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s", settings)
+        leecher = await start_session(tmp_path, "l")
+        stop = asyncio.Event()
+        crowd = []
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_for(seeder, sid, lambda s: s.state == "seeding")
+            crowd = [asyncio.ensure_future(idle_peer(seeder.listen_port, stop)) for _ in range(crowd_size)]
+            await wait_for(seeder, sid, lambda s: s.peers == crowd_size)
+            await asyncio.sleep(1.5)  # the crowd is now idle for longer than evict_idle_after
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            await wait_complete(leecher, lid, timeout=30)
+            assert seeder.torrent(sid).peers == crowd_size  # one idle peer made room; the rest stayed
+        finally:
+            stop.set()
+            await asyncio.gather(*crowd, return_exceptions=True)
+            await leecher.close()
+            await seeder.close()
+        assert same_tree(data / "payload", tmp_path / "out" / "payload")
+
+    run(main())

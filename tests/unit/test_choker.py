@@ -75,3 +75,21 @@ def test_seeding_rotates_among_peers_of_similar_rate() -> None:
 def test_slots_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Choker(upload_slots=0)
+
+
+def test_a_newcomer_gets_the_optimistic_slot_at_the_next_draw_however_large_the_idle_crowd() -> None:
+    crowd = [PeerView(f"idle{i}", True, 0.0, 0.0, 600.0) for i in range(60)]
+    choker = Choker(upload_slots=4, rng=random.Random(7))
+    for _ in range(6):  # two optimistic periods with the crowd alone
+        choker.rechoke(crowd, seeding=True)
+    newcomer = PeerView("new", True, 0.0, 0.0, 2.0)
+    draws = []
+    for _ in range(3):  # one optimistic period (optimistic_every rounds)
+        unchoked = choker.rechoke([*crowd, newcomer], seeding=True)
+        draws.append("new" in unchoked)
+    assert any(draws)
+    # Idle peers take turns: over many periods, no crowd member is left out for ever.
+    turns = set()
+    for _ in range(3 * 70):
+        turns.add(choker.rechoke(crowd, seeding=True) and choker.optimistic)
+    assert len(turns) == 60

@@ -139,7 +139,10 @@ class TorrentSettings:
     rechoke_interval: float = _f(10.0, "seconds between rechokes", min=1.0)
     optimistic_every: int = _f(3, "rechokes per optimistic unchoke rotation", min=1)
     new_peer_age: float = _f(60.0, "seconds a peer counts as new for the optimistic draw", min=0.0)
-    new_peer_weight: int = _f(3, "how much likelier a new peer is to be drawn", min=1)
+    # At max_peers a newcomer takes the place of a peer that moved no payload either way for this long
+    # and has nothing we want: connections that only say "interested" must not hold the torrent shut.
+    evict_idle_after: float = _f(60.0, "seconds without payload after which a peer may make room for another",
+                                 min=1.0)
     random_first: int = _f(4, "pieces picked at random before rarest first", min=0)
     endgame_requesters: int = _f(2, "peers one block may be requested from in endgame (1: no endgame)", min=1)
     read_cache_bytes: int = _f(32 * MiB, "whole pieces kept for serving their blocks", kind="bytes", min=0)

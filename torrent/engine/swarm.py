@@ -188,7 +188,7 @@ class Swarm:
             if not keeps_new_connection(twin, peer, self.peer_id):
                 return "duplicate connection"
             twin.close("duplicate connection (the peer's own dial is kept)")
-        if len(self.peers) >= self.max_peers:
+        if len(self.peers) >= self.max_peers and not self._make_room():
             return "too many peers"
         if not self.host.connection_allowed():
             return "too many connections in this session"
@@ -196,6 +196,18 @@ class Swarm:
         peer.identity = identity
         self.host.peer_attached(self, peer)
         return None
+
+    def _make_room(self) -> bool:
+        """At the peer limit: close the longest-idle peer that moved no payload either way for
+        ``evict_idle_after`` and has nothing we want; False if every peer is worth keeping."""
+        now = time.monotonic()
+        idle_after = self.settings.torrent.evict_idle_after
+        idle = [p for p in self.peers if not p.am_interested and not p.downloaded.total and not p.uploaded.total
+                and now - p.connected_at > idle_after]
+        if not idle:
+            return False
+        min(idle, key=lambda p: p.connected_at).close("made room for a newcomer: no payload either way")
+        return True
 
     def adopt(self, peers: Iterable[PeerConnection]) -> None:
         """Take connections made while the metadata was fetched (``MetadataSwarm.hand_over``)."""

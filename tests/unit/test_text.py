@@ -51,3 +51,8 @@ def test_plain_json_dumps_leaves_c1_controls_raw() -> None:
     """Why printable_json exists: json.dumps escapes C0 but not CSI (U+009B), which xterm obeys."""
     assert "\x9b" in json.dumps("\x9b", ensure_ascii=False)
     assert "\x9b" not in printable_json(json.dumps("\x9b", ensure_ascii=False))
+
+
+def test_printable_json_escapes_del_in_ascii_text() -> None:
+    """Found by the property test: DEL is ASCII, and the all-ASCII shortcut let it through."""
+    assert printable_json(json.dumps({"name": "a\x7fb"}, ensure_ascii=False)) == '{"name": "a\\u007fb"}'

@@ -7,7 +7,7 @@ clears the screen, a lone CSI byte ``\\x9b`` starts a sequence on some
 terminals, ``\\r`` overwrites the line). Every front end passes such text
 through ``printable`` before it reaches a terminal; Rich markup is a separate
 matter, for the TUI to handle with ``Text`` objects or ``rich.markup.escape``.
-JSON output needs nothing: ``json.dumps`` escapes control characters itself.
+JSON output goes through ``printable_json``: ``json.dumps`` escapes only C0.
 """
 
 from __future__ import annotations
@@ -41,6 +41,6 @@ def printable_json(dumped: str) -> str:
     """JSON text from ``json.dumps(..., ensure_ascii=False)`` with the characters it leaves raw that a
     terminal acts on (DEL, C1 controls such as CSI ``\\x9b``, the bidi controls, line separators) written
     as ``\\uXXXX`` escapes; the JSON means the same, and other non-ASCII text stays readable."""
-    if dumped.isascii():
+    if dumped.isascii() and "\x7f" not in dumped:  # DEL is ASCII too
         return dumped
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)

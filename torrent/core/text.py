@@ -40,7 +40,7 @@ _UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 def printable_json(dumped: str) -> str:
     """JSON text from ``json.dumps(..., ensure_ascii=False)`` with the characters it leaves raw that a
     terminal acts on (DEL, C1 controls such as CSI ``\\x9b``, the bidi controls, line separators) written
-    as ``\\uXXXX`` escapes; the JSON means the same, and other non-ASCII text stays readable."""
+    as ``\\u`` escapes of four hex digits; the JSON means the same, and other non-ASCII text stays readable."""
     if dumped.isascii() and "\x7f" not in dumped:  # DEL is ASCII too
         return dumped
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)

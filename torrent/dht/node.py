@@ -30,6 +30,7 @@ address are dropped without a reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -340,6 +341,11 @@ class DhtNode:
 
     # ---- statistics ----------------------------------------------------------------------------
 
+    @property
+    def lookups_running(self) -> int:
+        """Cheap, for a snapshot twice a second (``stats`` counts the tables)."""
+        return self._lookups
+
     def stats(self) -> DhtStats:
         """Counts for a snapshot; cheap (one pass over at most 2 × 1 280 table entries)."""
         now = self.clock()
@@ -353,7 +359,7 @@ class DhtNode:
         return DhtStats(
             node_id=self.node_id.hex(), nodes=total, nodes_good=good, nodes_questionable=questionable,
             nodes_ipv6=len(self.tables[6]), buckets=buckets, info_hashes=self.store.torrents(),
-            peers=len(self.store), queries_in_flight=len(self._pending), lookups_running=self._lookups,
+            peers=len(self.store), queries_in_flight=len(self._pending), lookups_running=self.lookups_running,
             dropped=self.dropped, queries_in=self.queries_in, replies_out=self.replies_out,
             queries_out=self.queries_out, replies_in=self.replies_in, timeouts=self.timeouts,
             external_ip=self.external_ip)
@@ -734,9 +740,9 @@ class DhtNode:
         key = (family, contact.id)
         self._pinging.add(key)
         try:
-            await self.query((contact.host, contact.port), lambda tid: krpc.ping(tid, self.node_id), contact.id)
-        except DhtQueryError:
-            pass  # counted against it by ``query``
+            with contextlib.suppress(DhtQueryError):  # a silence is counted against it by ``query``
+                await self.query((contact.host, contact.port), lambda tid: krpc.ping(tid, self.node_id),
+                                 contact.id)
         finally:
             self._pinging.discard(key)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from torrent.codec import wire
 from torrent.core.settings import DEFAULT_SETTINGS, Settings
-from torrent.peer.connection import PeerConnection, keeps_new_connection
+from torrent.peer.connection import PeerConnection, settle_duplicate
 from torrent.peer.extensions import PeerExtensions
 
 if TYPE_CHECKING:
@@ -45,11 +45,9 @@ class MetadataSwarm:
         if peer.remote_id == self.peer_id:
             self.host.note_self_address(peer.address)
             return "connected to ourselves"
-        twin = next((p for p in self.peers if p.remote_id == peer.remote_id), None)
-        if twin is not None:
-            if not keeps_new_connection(twin, peer, self.peer_id):
-                return "duplicate connection"
-            twin.close("duplicate connection (the peer's own dial is kept)")
+        refusal = settle_duplicate(self.peers, peer, self.peer_id)
+        if refusal is not None:
+            return refusal
         if len(self.peers) >= self.max_peers:
             return "too many peers"
         if not self.host.connection_allowed():
@@ -61,33 +59,36 @@ class MetadataSwarm:
     def detach(self, peer: PeerConnection) -> None:
         self.peers.pop(peer, None)
 
-    def on_bitfield(self, peer: PeerConnection) -> None:  # kept by the connection until the hand-over
-        pass
+    # The piece count is unknown: what the peer announces stays in the connection until ``hand_over``,
+    # and nothing was requested, so there is nothing to take or count yet.
+
+    def on_bitfield(self, peer: PeerConnection) -> None:
+        """Kept raw by the connection."""
 
     def on_have(self, peer: PeerConnection, index: int) -> None:
-        pass
+        """Kept raw by the connection."""
 
     def on_choke_change(self, peer: PeerConnection) -> None:
-        pass
+        """Nothing is requested before the hand-over."""
 
     def on_interest_change(self, peer: PeerConnection) -> None:
-        pass
+        """We have nothing to unchoke them for."""
 
     def on_blocks(self, peer: PeerConnection, blocks: list[wire.Piece]) -> None:
-        pass  # never requested: nothing to count but waste, and there is no torrent to count it in yet
+        """Never requested, and no torrent to count the waste in yet."""
 
     def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
-        pass
+        """Nothing was requested."""
 
     def on_request(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
         if peer.supports_fast:
             peer.send(wire.build_reject(index, begin, length))  # we said we have nothing
 
     def on_cancel(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
-        pass
+        """Every request was rejected at once."""
 
     def on_allowed_fast(self, peer: PeerConnection, index: int) -> None:
-        pass
+        """Nothing is requested before the hand-over."""
 
     # ---- for the owner ------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from torrent.core.settings import DEFAULT_SETTINGS, Settings
 from torrent.engine.choker import Choker, PeerView
 from torrent.engine.picker import Block, PiecePicker
 from torrent.engine.ratelimit import LimiterChain
-from torrent.peer.connection import PeerConnection, keeps_new_connection
+from torrent.peer.connection import PeerConnection, settle_duplicate
 from torrent.peer.extensions import NO_EXTENSIONS, PeerExtensions
 from torrent.storage.files import Storage
 from torrent.storage.journal import PieceJournal
@@ -183,11 +183,9 @@ class Swarm:
         identity = peer_identity(host, port)
         if identity in self.banned:
             return f"banned: {self.ban_reasons.get(identity, 'sent bad data')}"
-        twin = next((p for p in self.peers if p.remote_id == peer.remote_id), None)
-        if twin is not None:
-            if not keeps_new_connection(twin, peer, self.peer_id):
-                return "duplicate connection"
-            twin.close("duplicate connection (the peer's own dial is kept)")
+        refusal = settle_duplicate(self.peers, peer, self.peer_id)
+        if refusal is not None:
+            return refusal
         if len(self.peers) >= self.max_peers and not self._make_room():
             return "too many peers"
         if not self.host.connection_allowed():

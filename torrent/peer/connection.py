@@ -13,7 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from torrent import __version__
@@ -524,6 +524,18 @@ def keeps_new_connection(existing: PeerConnection, new: PeerConnection, our_id: 
         return our_id if peer.outgoing else (peer.remote_id or b"")
 
     return dialler(new) > dialler(existing)
+
+
+def settle_duplicate(peers: Iterable[PeerConnection], new: PeerConnection, our_id: bytes) -> str | None:
+    """``new`` against a connection to the same peer among ``peers``: the refusal for ``new``, or None
+    (no such connection, or it was closed to keep ``new``)."""
+    twin = next((p for p in peers if p.remote_id == new.remote_id), None)
+    if twin is None:
+        return None
+    if not keeps_new_connection(twin, new, our_id):
+        return "duplicate connection"
+    twin.close("duplicate connection (the peer's own dial is kept)")
+    return None
 
 
 def _packed_ip(host: str) -> bytes | None:

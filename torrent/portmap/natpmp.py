@@ -294,8 +294,9 @@ _RTF_UP = 0x1
 _RTF_GATEWAY = 0x2
 
 
-def default_gateway(proc_net_route: str) -> str | None:
-    """The IPv4 gateway of the default route with the lowest metric, from ``/proc/net/route``.
+def default_gateway(proc_net_route: str, byteorder: str = sys.byteorder) -> str | None:
+    """The IPv4 gateway of the default route with the lowest metric, from ``/proc/net/route``
+    (``byteorder``: the kernel's that wrote it, this machine's by default).
 
     Addresses there are 32-bit numbers printed in the kernel's byte order (hex), one route a line
     under a header: ``Iface Destination Gateway Flags RefCnt Use Metric Mask …``."""
@@ -313,7 +314,7 @@ def default_gateway(proc_net_route: str) -> str | None:
             continue
         if gateway > 0xFFFFFFFF:
             continue
-        address = str(ipaddress.IPv4Address(gateway.to_bytes(4, sys.byteorder)))
+        address = str(ipaddress.IPv4Address(gateway.to_bytes(4, byteorder)))  # type: ignore[arg-type]
         if best is None or metric < best[0]:
             best = (metric, address)
     return best[1] if best else None

@@ -61,7 +61,7 @@ class _Sender:
         return transport.get_extra_info(name, default) if transport is not None else default
 
     def close(self) -> None:
-        pass  # the session closes the endpoint
+        """The session closes the endpoint, not the DHT node."""
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):

@@ -101,7 +101,7 @@ def _discovery(session: Session) -> dict[str, object]:
             mapping = f"failed: {status.error}"
     lsd = session.lsd.status if session.lsd is not None else "off"
     return {"dht_nodes": sum(len(t) for t in node.tables.values()) if node is not None else None,
-            "dht_lookups": node.stats().lookups_running if node is not None else 0,
+            "dht_lookups": node.lookups_running if node is not None else 0,
             "udp_port": session.dht_port, "port_mapping": mapping, "external_address": external, "lsd": lsd}
 
 

@@ -926,6 +926,7 @@ class WireParser:
         max_block = self._max_request + 9
         num_pieces = self._num_pieces
         fixed_length = _FIXED_LENGTH
+        no_payload = _NO_PAYLOAD
         new = _new
         while end - pos >= 4:
             length = unpack_len(mv, pos)[0]
@@ -950,6 +951,10 @@ class WireParser:
                     raise WireError("piece", f"index {index} out of range for {num_pieces} pieces")
                 append(new(Piece, (index, begin, mv[pos + 13 : stop].tobytes() if copy else mv[pos + 13 : stop])))
                 pos = stop
+                continue
+            if length == 1 and msg_id in no_payload:  # choke, interest, have-all/none: one shared event each
+                append(no_payload[msg_id])
+                pos += 5
                 continue
             expected = fixed_length[msg_id]
             if expected >= 0:

@@ -343,6 +343,10 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.owner.on_have(self, event.index)  # type: ignore[union-attr]
         elif type(event) is wire.KeepAlive:
             pass
+        elif type(event) is wire.Interested or type(event) is wire.NotInterested:
+            # Here, not among the rare ones: a peer can send millions (see Swarm.on_interest_change).
+            self.peer_interested = type(event) is wire.Interested
+            self.owner.on_interest_change(self)  # type: ignore[union-attr]
         elif type(event) is wire.Handshake:
             self._on_handshake(event)
         else:
@@ -355,9 +359,6 @@ class PeerConnection(asyncio.BufferedProtocol):
         if kind is wire.Unchoke or kind is wire.Choke:
             self.peer_choking = kind is wire.Choke
             owner.on_choke_change(self)
-        elif kind is wire.Interested or kind is wire.NotInterested:
-            self.peer_interested = kind is wire.Interested
-            owner.on_interest_change(self)
         elif owner.num_pieces is None and kind in _HAVE_KINDS:
             self._early_have(event)
         elif kind is wire.Bitfield:

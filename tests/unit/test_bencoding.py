@@ -245,6 +245,58 @@ def test_decode_with_spans_rejects_like_decode() -> None:
     assert info.value.position == 8
 
 
+# --- .torrent files: bytes after the top-level dictionary ------------------------------
+
+
+@pytest.mark.parametrize("tail", [b"\n", b"\r\n", b"\x00" * 7, b"garbage after the end", b"d1:ai1ee", b"e"],
+                         ids=["newline", "crlf", "zeros", "text", "another-dict", "end-marker"])
+def test_decode_torrent_ignores_bytes_after_a_complete_dict(tail: bytes) -> None:
+    # Some tools append a newline or junk to a .torrent; libtorrent loads such files.
+    body = b"d4:infod1:ai1ee1:zl1:qee"
+    value, spans, end = bencoding.decode_torrent(body + tail)
+    assert value == {b"info": {b"a": 1}, b"z": [b"q"]}
+    assert spans == {b"info": (7, 15), b"z": (18, 23)}  # positions are unchanged by the tail
+    assert end == len(body)
+
+
+def test_decode_torrent_without_trailing_bytes_ends_at_the_end() -> None:
+    data = b"d1:ai1ee"
+    assert bencoding.decode_torrent(data) == ({b"a": 1}, {b"a": (4, 7)}, len(data))
+    assert bencoding.decode_torrent(memoryview(data))[0] == {b"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("data", "position", "words"),
+    [
+        (b"i1e\n", 3, "trailing"),  # only after a dictionary
+        (b"le\n", 2, "trailing"),
+        (b"4:spam\n", 6, "trailing"),
+        (b"d1:ai1e\n", 7, "unexpected byte"),  # an incomplete dictionary is still an error
+        (b"d1:ai1e", 7, "end of data"),
+        (b"d1:ai1e1:ai2ee\n", 7, "duplicate"),  # and so is anything wrong inside it
+        (b"\nd1:ai1ee", 0, "unexpected byte"),  # bytes before it are not skipped
+    ],
+)
+def test_decode_torrent_stays_strict_elsewhere(data: bytes, position: int, words: str) -> None:
+    with pytest.raises(BencodeError) as info:
+        bencoding.decode_torrent(data)
+    assert info.value.position == position
+    assert words in info.value.reason
+
+
+def test_decode_torrent_obeys_the_size_limit_including_the_tail() -> None:
+    with pytest.raises(BencodeError, match="limit"):
+        bencoding.decode_torrent(b"de" + b"\n" * 100, limits=Limits(bencode_max_size=64))
+
+
+@pytest.mark.parametrize("decode", [bencoding.decode, lambda d: bencoding.decode_with_spans(d)],
+                         ids=["decode", "decode_with_spans"])
+def test_other_decoders_still_refuse_bytes_after_a_dict(decode: object) -> None:
+    # Wire, KRPC and tracker messages go through these: a dict followed by junk stays an error there.
+    with pytest.raises(BencodeError, match="trailing"):
+        decode(b"d1:ai1ee\n")  # type: ignore[operator]
+
+
 def test_bencode_error_is_a_torrent_error() -> None:
     with pytest.raises(TorrentError):
         bencoding.decode(b"i")

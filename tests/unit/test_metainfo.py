@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from torrent.codec import bencoding, metainfo
-from torrent.core.errors import MetainfoError
 from torrent.codec.geometry import Geometry
 from torrent.codec.magnet import parse_magnet
 from torrent.codec.metainfo import FileEntry, Metainfo
+from torrent.core.errors import MetainfoError
 from torrent.core.settings import Limits
 
 PIECE = 16384
@@ -30,7 +30,8 @@ def pieces_for(total: int, piece_length: int = PIECE) -> bytes:
     return b"".join(hashlib.sha1(b"%d" % i).digest() for i in range(count))
 
 
-def single_info(length: int = 40000, name: bytes = b"file.bin", extra: dict[bytes, Any] | None = None) -> dict[bytes, Any]:
+def single_info(length: int = 40000, name: bytes = b"file.bin",
+                extra: dict[bytes, Any] | None = None) -> dict[bytes, Any]:
     info: dict[bytes, Any] = {b"name": name, b"piece length": PIECE, b"length": length,
                               b"pieces": pieces_for(length)}
     info.update(extra or {})
@@ -360,20 +361,26 @@ def test_path_that_sanitizes_to_nothing_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "paths",
+    ("paths", "expected"),
     [
-        [[b"a"], [b"a"]],  # identical
-        [[b"a"], [b"..", b"a"]],  # identical after sanitizing
-        [[b"x/y"], [b"x\\y"]],  # both become x_y
-        [[b"dir"], [b"dir", b"file"]],  # a file used as a directory
-        [[b"dir", b"file"], [b"dir"]],  # a directory used as a file
-        [[b"a", b"b", b"c"], [b"a", b"b"]],
+        ([[b"a"], [b"a"]], ["a", "a.1"]),  # identical: the later one is renamed
+        ([[b"a"], [b"..", b"a"]], ["a", "a.1"]),  # identical after sanitizing
+        ([[b"x/y"], [b"x\\y"]], ["x_y", "x_y.1"]),  # both become x_y
+        ([[b"dir"], [b"dir", b"file"]], ["dir.1", "dir/file"]),  # a file named like a directory is renamed
+        ([[b"dir", b"file"], [b"dir"]], ["dir/file", "dir.1"]),  # whichever comes first
+        ([[b"a", b"b", b"c"], [b"a", b"b"]], ["a/b/c", "a/b.1"]),
+        ([[b"a.txt"], [b"a.txt"], [b"a.1.txt"], [b"a.txt"]], ["a.txt", "a.1.txt", "a.1.1.txt", "a.2.txt"]),
+        ([[b"a.txt"], [b"a.txt"], [b"a.1.txt", b"x"]], ["a.txt", "a.2.txt", "a.1.txt/x"]),
     ],
-    ids=["same", "dotdot", "separators", "file-then-dir", "dir-then-file", "deep"],
+    ids=["same", "dotdot", "separators", "file-then-dir", "dir-then-file", "deep", "renamed-name-taken-later",
+         "renamed-name-is-a-directory"],
 )
-def test_colliding_paths_are_refused(paths: list[list[bytes]]) -> None:
-    with pytest.raises(MetainfoError, match="collides|passes through"):
-        parse_info_dict(multi_info([(p, 10) for p in paths]))
+def test_colliding_paths_are_renamed(paths: list[list[bytes]], expected: list[str]) -> None:
+    m = parse_info_dict(multi_info([(p, 10) for p in paths]))
+    assert [f.display_path for f in m.files] == [f"album/{e}" for e in expected]
+    assert len({f.path for f in m.files}) == len(m.files)
+    written = {f.path for f in m.files}
+    assert not any(f.path[:k] in written for f in m.files for k in range(1, len(f.path)))  # no file is a directory
 
 
 # --- malformed torrents ---------------------------------------------------------------------
@@ -559,3 +566,173 @@ def test_read_file_caps_at_the_settings_limit_and_names_it(tmp_path: Path) -> No
     with pytest.raises(MetainfoError, match=r"limit 100 bytes, limits\.bencode_max_size"):
         metainfo.read_file(path, limits=Limits(bencode_max_size=100))
     assert metainfo.read_file(path, limits=Limits(bencode_max_size=201)) == b"d" + b"0" * 200
+
+
+# --- odd torrents libtorrent loads (issue 13) --------------------------------------------
+# Each torrent is built here with our encoder, modelled on one of libtorrent's own test torrents, and loaded
+# by libtorrent 2.1 too: our file list (names and sizes, pad files aside) must be the one it would write.
+
+
+def libtorrent_files(data: bytes) -> list[tuple[str, int]]:
+    """What libtorrent writes for ``data``: its (path, size) per non-pad file, its renames applied."""
+    import libtorrent as lt
+
+    params = lt.load_torrent_buffer(data)
+    layout = params.ti.layout()
+    return [(params.renamed_files.get(i, layout.file_path(i)), layout.file_size(i))
+            for i in range(layout.num_files()) if not layout.file_flags(i) & lt.file_storage.flag_pad_file]
+
+
+def our_files(m: Metainfo) -> list[tuple[str, int]]:
+    return [(f.display_path, f.length) for f in m.files if not f.is_padding]
+
+
+def odd_torrent(files: list[dict[bytes, Any]], name: bytes = b"temp") -> bytes:
+    total = sum(f.get(b"length", 0) for f in files)
+    return torrent({b"name": name, b"piece length": PIECE, b"files": files, b"pieces": pieces_for(total)})
+
+
+def test_duplicate_paths_later_file_renamed_like_libtorrent() -> None:
+    # libtorrent's duplicate_files.torrent, plus a third copy.
+    data = odd_torrent([{b"length": 425, b"path": [b"foo", b"bar.txt"]},
+                        {b"length": 300, b"path": [b"foo", b"bar.txt"]},
+                        {b"length": 7, b"path": [b"foo", b"bar.txt"]}])
+    m = metainfo.parse(data)
+    assert our_files(m) == [("temp/foo/bar.txt", 425), ("temp/foo/bar.1.txt", 300), ("temp/foo/bar.2.txt", 7)]
+    assert our_files(m) == libtorrent_files(data)
+    assert [f.offset for f in m.files] == [0, 425, 725]
+    assert m.info_hash == hashlib.sha1(bencoding.encode(bencoding.decode(data)[b"info"])).digest()
+    assert m.warnings == (
+        "file #1 'temp/foo/bar.txt' is renamed 'bar.1.txt': another file or a directory has that name",
+        "file #2 'temp/foo/bar.txt' is renamed 'bar.2.txt': another file or a directory has that name")
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        [[b"dir"], [b"dir", b"file"]],
+        [[b"dir", b"file"], [b"dir"]],
+        [[b"a", b"b", b"c"], [b"a", b"b"], [b"a", b"b"]],
+        [[b"/", b"foo"], [b"\\", b"foo"]],  # libtorrent's invalid_directory_name.torrent
+        [[b"x.tar.gz"], [b"x.tar.gz"], [b".bashrc"], [b".bashrc"]],
+    ],
+    ids=["file-then-dir", "dir-then-file", "file-is-a-parent", "invalid-directory-name", "extensions"],
+)
+def test_file_colliding_with_a_file_or_directory_renamed_like_libtorrent(paths: list[list[bytes]]) -> None:
+    data = odd_torrent([{b"length": 10 + i, b"path": p} for i, p in enumerate(paths)])
+    assert our_files(metainfo.parse(data)) == libtorrent_files(data)
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        [[b"", b""]],  # libtorrent's empty_path.torrent: temp/_/_
+        [[b"abcde"], [b""], [b""]],  # its empty_path_multi.torrent: temp/_ and temp/_.1
+    ],
+    ids=["empty-path", "empty-path-multi"],
+)
+def test_empty_path_elements_named_like_libtorrent(paths: list[list[bytes]]) -> None:
+    data = odd_torrent([{b"length": 425 - i, b"path": p} for i, p in enumerate(paths)])
+    m = metainfo.parse(data)
+    assert our_files(m) == libtorrent_files(data)
+    assert all(part for f in m.files for part in f.path)
+
+
+@pytest.mark.parametrize("pad_path", [None, [], b"not a list", [b".."]],
+                         ids=["absent", "empty-list", "not-a-list", "dotdot"])
+def test_pad_file_without_a_usable_path_is_accepted(pad_path: Any) -> None:
+    # libtorrent's pad_file_no_path.torrent: the pad is named .pad/<size> and is never written.
+    pad: dict[bytes, Any] = {b"attr": b"p", b"length": PIECE - 45}
+    if pad_path is not None:
+        pad[b"path"] = pad_path
+    data = odd_torrent([{b"path": [b"foo", b"bar.txt"], b"length": 45}, pad, {b"path": [b"baz"], b"length": 100}])
+    m = metainfo.parse(data)
+    assert our_files(m) == [("temp/foo/bar.txt", 45), ("temp/baz", 100)] == libtorrent_files(data)
+    pad = m.files[1]
+    assert pad.is_padding and pad.path == ("temp", ".pad", str(PIECE - 45)) and pad.length == PIECE - 45
+    assert m.files[2].offset == PIECE and m.payload_length == 145
+
+
+def test_pad_file_with_a_malformed_path_list_is_still_refused() -> None:
+    data = odd_torrent([{b"path": [b"a"], b"length": 45}, {b"attr": b"p", b"length": 10, b"path": [b"x", 3]}])
+    with pytest.raises(MetainfoError, match="file #1 has a missing or malformed 'path'"):
+        metainfo.parse(data)
+    with pytest.raises(RuntimeError, match="invalid 'name'"):  # libtorrent refuses it too
+        libtorrent_files(data)
+
+
+def test_symlink_without_length_is_accepted_as_zero_length() -> None:
+    # libtorrent's symlink_zero_size.torrent: a BEP 47 symlink takes no payload bytes.
+    data = odd_torrent([{b"length": 425, b"path": [b"a", b"b", b"bar"]},
+                        {b"attr": b"l", b"path": [b"a", b"b", b"foo"], b"symlink path": [b"a", b"b", b"bar"]}])
+    m = metainfo.parse(data)
+    assert our_files(m) == [("temp/a/b/bar", 425), ("temp/a/b/foo", 0)] == libtorrent_files(data)
+    assert m.files[1].symlink == ("a", "b", "bar") and m.total_length == 425
+
+
+def test_file_without_length_is_still_refused_unless_a_symlink() -> None:
+    data = odd_torrent([{b"length": 425, b"path": [b"a"]}, {b"attr": b"x", b"path": [b"b"]}])
+    with pytest.raises(MetainfoError, match="file #1 length"):
+        metainfo.parse(data)
+
+
+@pytest.mark.parametrize("tail", [b"\n", b"\r\n\r\n", b"\x00" * 100, b"d4:infode"])
+def test_trailing_bytes_after_the_top_level_dict_accepted_with_a_warning(tmp_path: Path, tail: bytes) -> None:
+    body = torrent(multi_info([([b"a"], 1000), ([b"b"], 20000)]), {b"announce": b"http://t.example/a"})
+    info_hash = metainfo.parse(body).info_hash
+    path = tmp_path / "tail.torrent"
+    path.write_bytes(body + tail)
+    for m in (metainfo.parse(body + tail), metainfo.load(path)):
+        assert m.info_hash == info_hash  # the SHA-1 of the info bytes, whatever follows the dictionary
+        assert m.trackers == (("http://t.example/a",),)
+        assert our_files(m) == libtorrent_files(body + tail)
+        plural = "s" if len(tail) > 1 else ""
+        assert m.warnings == (f"{len(tail)} byte{plural} after the end of the torrent's dictionary ignored",)
+    assert metainfo.parse(body).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("paths", "words"),
+    [
+        ([[b".."]], "empty path"),
+        ([[b"..", b"."]], "empty path"),
+        ([[b".", b".."], [b"x"]], "empty path"),
+        ([[]], "empty path"),
+    ],
+    ids=["dotdot", "dotdot-dot", "dot-dotdot", "no-elements"],
+)
+def test_paths_of_only_dot_names_are_still_refused(paths: list[list[bytes]], words: str) -> None:
+    # libtorrent names these "_"; here ".." and "." stay names the sanitizer drops, and a path of nothing else
+    # names no file.
+    with pytest.raises(MetainfoError, match=words):
+        metainfo.parse(odd_torrent([{b"length": 10, b"path": p} for p in paths]))
+
+
+def test_pad_file_with_path_keeps_it_and_pads_never_collide() -> None:
+    data = odd_torrent([{b"length": 100, b"path": [b"x"]},
+                        {b"length": PIECE - 100, b"path": [b"x"], b"attr": b"p"},  # a pad named like a file
+                        {b"length": 5, b"path": [b"y"]}])
+    m = metainfo.parse(data)
+    assert [f.display_path for f in m.files] == ["temp/x", "temp/x", "temp/y"]
+    assert our_files(m) == libtorrent_files(data)
+
+
+def test_many_copies_of_one_name_are_renamed_in_one_cheap_pass() -> None:
+    # Each copy starts counting where the previous one stopped: 20 000 copies cost 20 000 look-ups,
+    # not 200 million (libtorrent refuses this torrent: too many duplicate file names).
+    count = 20_000
+    m = metainfo.parse(odd_torrent([{b"length": 1, b"path": [b"same.bin"]}] * count))
+    assert [f.path[-1] for f in m.files[:3]] == ["same.bin", "same.1.bin", "same.2.bin"]
+    assert m.files[-1].path[-1] == f"same.{count - 1}.bin"
+    assert len({f.path for f in m.files}) == count
+    assert len(m.warnings) <= 11  # a few names, then a count: bounded however many files were renamed
+    assert m.warnings[-1] == f"... and {count - 1 - 10} more files renamed"
+
+
+def test_renaming_that_cannot_find_free_names_cheaply_is_refused() -> None:
+    # 255-byte names that differ only in their last bytes all shorten to one numbered name: each copy would
+    # have to walk past every name the previous copies took. The walk is bounded, then the torrent refused.
+    names = [b"x" * 252 + b"%03d" % i for i in range(300)]
+    files = [{b"length": 1, b"path": [n]} for n in names for _ in range(2)]
+    with pytest.raises(MetainfoError, match="too many files share"):
+        metainfo.parse(odd_torrent(files))

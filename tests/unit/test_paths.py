@@ -11,8 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from torrent.codec.paths import (
+    MAX_COMPONENT_BYTES,
+    numbered,
+    safe_join,
+    sanitize_component,
+    sanitize_file_path,
+    sanitize_path,
+)
 from torrent.core.errors import StorageError
-from torrent.codec.paths import MAX_COMPONENT_BYTES, safe_join, sanitize_component, sanitize_path
 
 RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
 
@@ -110,6 +117,73 @@ def test_sanitize_path_drops_empty_and_dot_components() -> None:
     assert sanitize_path(["", "a", ".", "..", "b", "  ", "c/d"]) == ("a", "b", "c_d")
     assert sanitize_path([]) == ()
     assert sanitize_path(iter(["..", ".."])) == ()
+
+
+# --- sanitize_file_path: one file's path in a torrent -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ([""], ("_",)),  # libtorrent names a file with an empty name "_"
+        (["", ""], ("_", "_")),  # ... and each empty element of an all-empty path (its empty_path.torrent)
+        (["", "a"], ("a",)),  # a path with a real name keeps today's meaning: empty elements dropped
+        (["a", "", "b"], ("a", "b")),
+        ([".."], ()),  # ".." and "." are never turned into names: the path is still refused
+        (["..", ""], ()),
+        (["", "."], ()),
+        (["  "], ()),
+        ([], ()),
+        (["..", "x"], ("x",)),
+    ],
+)
+def test_sanitize_file_path(raw: list[str], expected: tuple[str, ...]) -> None:
+    assert sanitize_file_path(raw) == expected
+
+
+# --- numbered: renaming a file whose path another file has ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "n", "expected"),
+    [
+        ("bar.txt", 1, "bar.1.txt"),  # libtorrent's duplicate_files.torrent: foo/bar.txt -> foo/bar.1.txt
+        ("bar.txt", 12, "bar.12.txt"),
+        ("_", 1, "_.1"),  # its empty_path_multi.torrent: "_" -> "_.1"
+        ("foo", 2, "foo.2"),
+        ("a.tar.gz", 1, "a.tar.1.gz"),  # the extension is what follows the last dot, as in libtorrent
+        (".bashrc", 1, ".1.bashrc"),
+        ("a.", 1, "a.1."),
+    ],
+)
+def test_numbered(name: str, n: int, expected: str) -> None:
+    assert numbered(name, n) == expected
+
+
+def test_numbered_long_name_stays_within_name_max_keeping_the_extension() -> None:
+    name = "é" * 125 + ".mkv"  # 254 bytes: ".1" more would be 256
+    out = numbered(name, 1)
+    assert len(out.encode("utf-8")) <= MAX_COMPONENT_BYTES
+    assert out.endswith(".1.mkv") and set(out[:-6]) == {"é"}
+    assert numbered(name, 10) != out
+
+
+def test_numbered_name_with_long_extension_is_cut_whole() -> None:
+    name = "b" * 10 + "." + "x" * 244  # 255 bytes, the "extension" is most of it
+    out = numbered(name, 7)
+    assert len(out.encode("utf-8")) <= MAX_COMPONENT_BYTES
+    assert out.endswith(".7") and name.startswith(out[:-2])
+
+
+@given(st.text(min_size=1, max_size=300), st.integers(min_value=1, max_value=10**6))
+def test_numbered_properties(raw: str, n: int) -> None:
+    name = sanitize_component(raw)
+    if not name:
+        return
+    out = numbered(name, n)
+    assert out != name and out != numbered(name, n + 1)
+    assert sanitize_component(out) == out  # a name the sanitizer would have produced itself
+    assert len(out.encode("utf-8")) <= MAX_COMPONENT_BYTES
 
 
 # --- safe_join ---------------------------------------------------------------------------

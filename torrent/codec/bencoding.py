@@ -124,6 +124,21 @@ def decode_with_spans(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[
     return _decode_scanned(data, limits), spans
 
 
+def decode_torrent(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, Spans, int]:
+    """Decode a .torrent file: ``decode_with_spans`` plus where the top-level value ends.
+
+    Bytes after a complete top-level *dictionary* are not ours to refuse: some tools
+    append a newline or junk to .torrent files and libtorrent loads them, so the caller
+    decides what to say about them. After any other value they are an error, as
+    everywhere else. Only .torrent files come here; messages from peers, DHT nodes and
+    trackers stay strict.
+    """
+    end, spans = scan(data, limits=limits)
+    if end != len(data) and data[0] != 0x64:  # 'd'
+        raise BencodeError("trailing data after the value", end)
+    return _decode_scanned(data[:end], limits), spans, end
+
+
 def decode_prefix(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, int]:
     """Decode the value at the start of ``data`` and return where it ends.
 

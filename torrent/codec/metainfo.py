@@ -4,10 +4,16 @@ Parsing is strict where a mistake would corrupt data (piece length, the
 ``pieces`` blob, file lengths, paths) and lenient where real torrents are
 sloppy (unknown keys, malformed tracker lists, non-UTF-8 comments). The
 info-hash is the SHA-1 of the ``info`` value exactly as the file holds it.
+
+Odd torrents libtorrent loads load here too, the way it loads them (issue 13):
+two files with one path (the later is renamed ``name.1.ext``), a path of empty
+names (``_``), a pad file without a path, a symlink without a length, bytes after
+the top-level dictionary. What was read differently is said in ``Metainfo.warnings``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -15,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torrent.codec import bencoding
-from torrent.core.errors import BencodeError, MetainfoError
 from torrent.codec.geometry import Geometry
-from torrent.codec.paths import sanitize_component, sanitize_path
+from torrent.codec.paths import numbered, sanitize_component, sanitize_file_path, sanitize_path
+from torrent.core.errors import BencodeError, MetainfoError
 from torrent.core.settings import DEFAULT_LIMITS, Limits
 
 DIGEST_SIZE = 20
@@ -25,6 +31,7 @@ DIGEST_SIZE = 20
 # calendar or ``datetime`` can show (10**20 and -10**15 overflow it), so it is read as absent (None): every
 # front end may format a Metainfo's creation_date without guarding it.
 MAX_CREATION_DATE = 253_402_300_799  # 9999-12-31 23:59:59 UTC
+MAX_RENAMES_NAMED = 10  # renamed files named one by one in the warnings; the rest are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,9 @@ class Metainfo:
     source: str | None = None
     has_v2: bool = False
     info_bytes: bytes = field(default=b"", repr=False)
+    # What was read differently from what the file says (renamed files, ignored bytes): one line each,
+    # for the user. Bounded however large the torrent.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
     geometry: Geometry = field(init=False, repr=False)
     _payload_length: int = field(init=False, repr=False, compare=False)
 
@@ -180,9 +190,9 @@ def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Me
 
 
 def parse(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Metainfo:
-    """Parse the bytes of a .torrent file."""
+    """Parse the bytes of a .torrent file (bytes after its top-level dictionary are ignored, with a warning)."""
     try:
-        top, spans = bencoding.decode_with_spans(data, limits=limits)
+        top, spans, end = bencoding.decode_torrent(data, limits=limits)
     except BencodeError as exc:
         raise MetainfoError(f"not a torrent file ({exc})") from exc
     if not isinstance(top, dict):
@@ -190,16 +200,21 @@ def parse(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Metainfo:
     info = top.get(b"info")
     if not isinstance(info, dict):
         raise MetainfoError("missing or invalid 'info' dictionary")
+    warnings: list[str] = []
+    if trailing := len(data) - end:
+        warnings.append(f"{trailing} byte{'s' * (trailing != 1)} after the end of the torrent's dictionary ignored")
     begin, end = spans[b"info"]
     info_bytes = bytes(data[begin:end])
-    return parse_info(info, info_bytes, top, limits=limits)
+    return parse_info(info, info_bytes, top, limits=limits, warnings=warnings)
 
 
 def parse_info(info: dict[bytes, Any], info_bytes: bytes, top: dict[bytes, Any] | None = None,
-               *, limits: Limits = DEFAULT_LIMITS) -> Metainfo:
+               *, limits: Limits = DEFAULT_LIMITS, warnings: list[str] | None = None) -> Metainfo:
     """Build a Metainfo from a decoded info dict (also used for magnet
-    metadata fetched from peers, where ``top`` is absent)."""
+    metadata fetched from peers, where ``top`` is absent). ``warnings`` are
+    the caller's, kept ahead of the ones found here."""
     top = top or {}
+    warnings = list(warnings or ())
     info_hash = hashlib.sha1(info_bytes).digest()
 
     piece_length = info.get(b"piece length")
@@ -229,7 +244,7 @@ def parse_info(info: dict[bytes, Any], info_bytes: bytes, top: dict[bytes, Any] 
         files = (FileEntry((safe_name,), length, 0, _attr(info)),)
         multi_file = False
     else:
-        files = _parse_files(info[b"files"], safe_name, limits)
+        files = _parse_files(info[b"files"], safe_name, limits, warnings)
         multi_file = True
 
     total = sum(f.length for f in files)
@@ -257,46 +272,118 @@ def parse_info(info: dict[bytes, Any], info_bytes: bytes, top: dict[bytes, Any] 
         source=_decode_text(info.get(b"source")),
         has_v2=info.get(b"meta version") == 2,
         info_bytes=info_bytes,
+        warnings=tuple(warnings),
     )
 
 
-def _parse_files(raw: Any, root: str, limits: Limits) -> tuple[FileEntry, ...]:
+def _parse_files(raw: Any, root: str, limits: Limits, warnings: list[str]) -> tuple[FileEntry, ...]:
+    """The files under ``root`` in one pass: each path sanitized and placed in a tree of
+    directories; only when two files (or a file and a directory) share a name, a second
+    pass renames the later files as libtorrent does."""
     if not isinstance(raw, list) or not raw:
         raise MetainfoError("'files' must be a non-empty list")
     if len(raw) > limits.max_files:
         raise MetainfoError(f"the torrent lists {len(raw)} files, more than the limit of {limits.max_files}")
     files: list[FileEntry] = []
-    seen: set[tuple[str, ...]] = set()
-    dirs: set[tuple[str, ...]] = set()
+    # The directories as a tree of ids (0 is the torrent's own directory), and the names of the files in
+    # each: a file is placed in as many look-ups as its path is deep, and holds no memory of its own here.
+    subdirs: dict[int, dict[str, int]] = {0: {}}
+    names: dict[int, set[str]] = {}
+    shared = False
     offset = 0
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict):
             raise MetainfoError(f"file #{i} is not a dictionary")
-        length = _length(entry.get(b"length"), f"file #{i} length")
-        components = entry.get(b"path.utf-8") or entry.get(b"path")
-        if not isinstance(components, list) or not all(isinstance(c, bytes) for c in components):
-            raise MetainfoError(f"file #{i} has a missing or malformed 'path'")
-        path = sanitize_path(_decode_text(c) or "" for c in components)
-        if not path:
-            raise MetainfoError(f"file #{i} has an empty path")
-        full = (root, *path)
         attr = _attr(entry)
-        if "p" not in attr:  # pad files are never written, and libtorrent names them alike
-            if full in seen or full in dirs:
-                raise MetainfoError(f"file #{i} path '{'/'.join(path)}' collides with another file")
-            parents = {full[:k] for k in range(1, len(full))}
-            if parents & seen:
-                raise MetainfoError(f"file #{i} path '{'/'.join(path)}' passes through another file")
-            seen.add(full)
-            dirs |= parents
+        # BEP 47 symlinks take no payload bytes; libtorrent reads one without a length as empty.
+        length = 0 if "l" in attr and b"length" not in entry else _length(entry.get(b"length"), f"file #{i} length")
+        path = _file_path(entry, i, attr, length)
+        if "p" not in attr:  # pad files are never written, so never in the way
+            parent = 0
+            for name in path[:-1]:
+                children = subdirs[parent]
+                parent = children.get(name, -1)
+                if parent < 0:
+                    parent = children[name] = len(subdirs)
+                    subdirs[parent] = {}
+            here = names.get(parent)
+            if here is None:
+                here = names[parent] = set()
+            if path[-1] in here:
+                shared = True
+            here.add(path[-1])
         symlink = None
         if "l" in attr:
             target = entry.get(b"symlink path")
             if isinstance(target, list) and all(isinstance(c, bytes) for c in target):
                 symlink = sanitize_path(_decode_text(c) or "" for c in target)
-        files.append(FileEntry(full, length, offset, attr, symlink))
+        files.append(FileEntry((root, *path), length, offset, attr, symlink))
         offset += length
+    if shared or any(not here.isdisjoint(subdirs[d]) for d, here in names.items()):
+        _rename_collisions(files, subdirs, warnings)
     return tuple(files)
+
+
+def _file_path(entry: dict[bytes, Any], i: int, attr: str, length: int) -> tuple[str, ...]:
+    """One file's sanitized path below the torrent's directory."""
+    components = entry.get(b"path.utf-8") or entry.get(b"path")
+    is_list = isinstance(components, list)
+    if is_list and not all(isinstance(c, bytes) for c in components):
+        raise MetainfoError(f"file #{i} has a missing or malformed 'path'")
+    path = sanitize_file_path([_decode_text(c) or "" for c in components]) if is_list else ()
+    if path:
+        return path
+    if "p" in attr:
+        return (".pad", str(length))  # libtorrent's name for a pad file without one; it is never written
+    raise MetainfoError(f"file #{i} has an empty path" if is_list else f"file #{i} has a missing or malformed 'path'")
+
+
+def _rename_collisions(files: list[FileEntry], subdirs: dict[int, dict[str, int]], warnings: list[str]) -> None:
+    """Rename each file whose name a directory or an earlier file has in its directory, as
+    libtorrent does: ``name.1.ext``, ``name.2.ext``… the first number free. Directories keep
+    their names.
+
+    Each name resumes counting where its previous copy stopped, so n copies of one name cost
+    n look-ups. Only names shortened to NAME_MAX can make copies of different names walk over
+    each other's numbers; that walk is bounded, and a torrent needing more is refused.
+    """
+    taken = {d: set(children) for d, children in subdirs.items()}
+    last: dict[tuple[int, str], int] = {}
+    walk_left = len(files) + len(subdirs)
+    renamed = 0
+    for i, entry in enumerate(files):
+        if entry.is_padding:
+            continue
+        parent = 0
+        for name in entry.path[1:-1]:
+            parent = subdirs[parent][name]
+        here, name = taken[parent], entry.path[-1]
+        if name not in here:
+            here.add(name)
+            continue
+        n = last.get((parent, name), 0)
+        while True:
+            n += 1
+            new = numbered(name, n)
+            if new not in here:
+                break
+            walk_left -= 1
+            if walk_left < 0:
+                raise MetainfoError("too many files share a name: no free names left to rename them to")
+        last[parent, name] = n
+        here.add(new)
+        files[i] = dataclasses.replace(entry, path=(*entry.path[:-1], new))
+        renamed += 1
+        if renamed <= MAX_RENAMES_NAMED:
+            warnings.append(f"file #{i} '{_shown(entry.display_path)}' is renamed '{new}': "
+                            "another file or a directory has that name")
+    if renamed > MAX_RENAMES_NAMED:
+        warnings.append(f"... and {renamed - MAX_RENAMES_NAMED} more files renamed")
+
+
+def _shown(path: str, limit: int = 200) -> str:
+    """A path short enough for a one-line message: its end, where the names differ."""
+    return path if len(path) <= limit else "..." + path[-limit:]
 
 
 def _creation_date(value: Any) -> int | None:

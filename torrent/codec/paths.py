@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from torrent.core.errors import StorageError
@@ -24,6 +24,9 @@ _RESERVED = frozenset(
 )
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 MAX_COMPONENT_BYTES = 255  # NAME_MAX on Linux filesystems
+MAX_KEPT_EXTENSION_BYTES = 16  # a longer "extension" is part of the name, cut with it
+# libtorrent's name for an empty path element; kept so that both clients write the same files.
+PLACEHOLDER = "_"
 
 
 def sanitize_component(component: str) -> str:
@@ -42,7 +45,7 @@ def _truncate(name: str) -> str:
     if len(name.encode("utf-8")) <= MAX_COMPONENT_BYTES:
         return name
     stem, dot, ext = name.rpartition(".")
-    if not dot or len(ext.encode()) > 16:
+    if not dot or len(ext.encode()) > MAX_KEPT_EXTENSION_BYTES:
         stem, ext = name, ""
     budget = MAX_COMPONENT_BYTES - (len(ext.encode("utf-8")) + 1 if ext else 0)
     stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
@@ -52,6 +55,39 @@ def _truncate(name: str) -> str:
 def sanitize_path(components: Iterable[str]) -> tuple[str, ...]:
     """Sanitize each component and drop the empty ones."""
     return tuple(c for c in map(sanitize_component, components) if c)
+
+
+def sanitize_file_path(components: Sequence[str]) -> tuple[str, ...]:
+    """The path of one file of a torrent: ``sanitize_path``, with libtorrent's name for nothing.
+
+    A path whose every element is empty gets ``PLACEHOLDER`` for each element, as
+    libtorrent names it, instead of naming no file. Anything else that sanitizes to
+    nothing (``..``, ``.``, blanks) stays nothing: () means the path names no file.
+    """
+    path = sanitize_path(components)
+    if not path and components and not any(components):
+        return (PLACEHOLDER,) * len(components)
+    return path
+
+
+def numbered(name: str, n: int) -> str:
+    """``name`` with ``.n`` before its extension (``a.txt`` → ``a.1.txt``, ``_`` → ``_.1``).
+
+    libtorrent renames a file whose path another file or a directory already has this
+    way; the extension is what follows the last dot. The result is shortened to
+    MAX_COMPONENT_BYTES as ``sanitize_component`` shortens any name.
+    """
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    out = f"{stem}.{n}{dot}{ext}"
+    if len(out.encode("utf-8")) <= MAX_COMPONENT_BYTES:
+        return out
+    if len(ext.encode("utf-8")) > MAX_KEPT_EXTENSION_BYTES:
+        stem, dot, ext = name, "", ""
+    suffix = f".{n}{dot}{ext}"
+    budget = MAX_COMPONENT_BYTES - len(suffix.encode("utf-8"))
+    return stem.encode("utf-8")[:budget].decode("utf-8", "ignore") + suffix
 
 
 def safe_join(root: str | os.PathLike[str], components: Iterable[str],

@@ -138,6 +138,8 @@ def _add_settings_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, metavar="P", help="listening port (0: any free port; network.listen_port)")
     p.add_argument("--bind", metavar="ADDRESS|INTERFACE", help="use only this address or interface for every "
                    "socket, e.g. tun0 behind a VPN (network.bind)")
+    p.add_argument("--blocklist", metavar="FILE", help="refuse and never dial the addresses in this IP blocklist: "
+                   "eMule .dat or PeerGuardian .p2p, gzip accepted (network.blocklist)")
     p.add_argument("--max-down", metavar="RATE", help="download limit in bytes/s, e.g. 2M (rates.max_down)")
     p.add_argument("--max-up", metavar="RATE", help="upload limit in bytes/s, e.g. 500K (rates.max_up)")
     p.add_argument("--max-peers", type=int, metavar="N", help="connections per torrent (torrent.max_peers)")
@@ -229,7 +231,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         from torrent.codec import metainfo
 
-        data = _metainfo_dict(metainfo.load(args.source))
+        meta = metainfo.load(args.source)
+        for warning in meta.warnings:  # renamed files, ignored bytes: stderr, so --json stays JSON
+            print(f"torrent: warning: {warning}", file=sys.stderr)
+        data = _metainfo_dict(meta)
+        del meta  # 100 000 files are not held while their list prints
     if args.json:
         print(printable_json(json.dumps(data, indent=2, ensure_ascii=False)))
     else:
@@ -384,6 +390,8 @@ def effective_settings(args: argparse.Namespace) -> Any:
         value = getattr(args, option, None)
         if value is not None:
             command_line[key] = str(value)
+    if getattr(args, "blocklist", None):  # relative to where the command was typed, shown so by torrent config
+        command_line["network.blocklist"] = os.path.abspath(os.path.expanduser(args.blocklist))
     for option in ("dht", "pex", "lsd", "port_map"):
         if getattr(args, option, None) is False:
             command_line[f"discovery.{option}"] = "false"

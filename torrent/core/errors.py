@@ -60,6 +60,10 @@ class ListenError(TorrentError):
     """The session cannot accept connections on the port it was given."""
 
 
+class BlocklistError(TorrentError):
+    """An IP blocklist cannot be used: unreadable, too large, broken gzip, or not one valid line."""
+
+
 class BenchError(TorrentError):
     """A benchmark run could not be carried out: a peer failed, hung, or
     delivered bytes that do not match the torrent."""

@@ -70,6 +70,10 @@ class Limits:
     # A magnet link is pasted or clicked: 64 KiB holds hundreds of trackers,
     # and anything longer is not a link a person made.
     magnet_max_length: int = _f(64 * KiB, "longest magnet link", kind="bytes", min=64)
+    # The text of a 500 000-range list is about 35 MB; this bounds what a wrong path (a disk image)
+    # or a gzip bomb can cost, counted after decompression.
+    blocklist_max_size: int = _f(64 * MiB, "largest IP blocklist, counted after gzip decompression", kind="bytes",
+                                 min=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,9 @@ class NetworkSettings:
     retry_max: float = _f(1800.0, "longest wait between retries of a failed peer", min=1.0)
     retry_give_up: int = _f(10, "failures in a row after which a peer is forgotten", min=1)
     max_candidates: int = _f(2000, "peer addresses remembered per torrent (the oldest go first)", min=1)
+    # As qBittorrent and Transmission read them: addresses in the list are refused when they dial us,
+    # never dialled, and dropped when a list naming them is loaded.
+    blocklist: str = _f("", "IP blocklist file: eMule .dat or PeerGuardian .p2p text, gzip accepted (empty: none)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,8 @@ class SessionSnapshot(NamedTuple):
     port_mapping: str = "off"  # "off", "mapping", "mapped by upnp|natpmp|pcp", "failed: why"
     external_address: str | None = None  # "host:port" the router maps to us, when mapped
     lsd: str = "off"  # local peer discovery: "on", "off", or why it is unavailable
+    blocklist: str = "off"  # network.blocklist: "off", "loading FILE", "N ranges", or "failed: why"
+    blocked: int = 0  # addresses the blocklist refused: connections accepted and dropped, addresses not dialled
 
 
 class DhtSnapshot(NamedTuple):

@@ -14,7 +14,7 @@ arguments (the loop's monotonic clock in the session, a fake one in tests).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from torrent.core.settings import NetworkSettings
@@ -38,11 +38,13 @@ class Candidate:
 
 class Candidates:
     """The addresses of one torrent, bounded to ``max_candidates`` (oldest first out,
-    never a manual one while others remain)."""
+    never a manual one while others remain). ``refuses(host)``: the session's IP blocklist;
+    an address it names is never kept, so never dialled."""
 
-    def __init__(self, settings: NetworkSettings) -> None:
+    def __init__(self, settings: NetworkSettings, refuses: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
         self._known: dict[Address, Candidate] = {}
+        self._refuses = refuses
 
     def __len__(self) -> int:
         return len(self._known)
@@ -57,7 +59,9 @@ class Candidates:
         return iter(list(self._known.items()))
 
     def add(self, address: Address, source: PeerSource, now: float = 0.0) -> bool:
-        """Remember ``address``; a manual source makes it due now. False if it was known."""
+        """Remember ``address``; a manual source makes it due now. False if it was known or is blocked."""
+        if self._refuses is not None and self._refuses(address[0]):
+            return False
         known = self._known.get(address)
         if known is not None:
             if source is PeerSource.MANUAL:
@@ -130,3 +134,12 @@ class Candidates:
 
     def forget(self, address: Address) -> None:
         self._known.pop(address, None)
+
+    def drop_blocked(self) -> int:
+        """Forget every address the blocklist now names (a new list was loaded); how many."""
+        if self._refuses is None:
+            return 0
+        blocked = [address for address in self._known if self._refuses(address[0])]
+        for address in blocked:
+            del self._known[address]
+        return len(blocked)

@@ -17,6 +17,7 @@ import os
 import random
 import socket
 import time
+import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -27,7 +28,7 @@ from torrent import __version__
 from torrent.codec import metainfo as metainfo_codec
 from torrent.codec.magnet import Magnet, parse_magnet
 from torrent.codec.metainfo import Metainfo
-from torrent.core.errors import ListenError, MetainfoError, StorageError, TorrentError
+from torrent.core.errors import BlocklistError, ListenError, MetainfoError, StorageError, TorrentError
 from torrent.core.settings import (
     DEFAULT_SETTINGS,
     Settings,
@@ -67,6 +68,7 @@ from torrent.session.api import (
     format_address,
 )
 from torrent.session.binding import resolve_bind
+from torrent.session.blocklist import BlocklistState, GuardedConnection
 from torrent.session.dht_service import DhtService
 from torrent.session.events import EventBus, Subscription
 from torrent.session.managed import ACTIVE, ManagedTorrent
@@ -135,6 +137,8 @@ class Session:
         self.dht_port: int | None = None  # our DHT node's UDP port, told to peers (None: no DHT)
         self.lsd: LocalDiscovery | None = None
         self.port_mapper: PortMapper | None = None
+        self.blocklist = BlocklistState()  # network.blocklist: checked at accept and before every dial
+        self._incoming: weakref.WeakSet[PeerConnection] = weakref.WeakSet()  # to drop when a new list names them
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -143,12 +147,17 @@ class Session:
         return self._settings
 
     async def start(self) -> None:
-        """Listen, apply the limits, restore the saved torrents."""
+        """Load the blocklist, listen, apply the limits, restore the saved torrents. A blocklist
+        that cannot be used is a ``BlocklistError``: nothing starts without the list asked for."""
         loop = asyncio.get_running_loop()
         self.bind_address = resolve_bind(self._settings.network.bind)
+        await self._load_blocklist()
 
         def factory() -> PeerConnection:
-            return PeerConnection(None, resolver=self._resolve, listen_port=self.listen_port, settings=self._settings)
+            conn = GuardedConnection(self.blocklist, resolver=self._resolve, listen_port=self.listen_port,
+                                     settings=self._settings)
+            self._incoming.add(conn)
+            return conn
 
         port = self._settings.network.listen_port
 
@@ -327,6 +336,29 @@ class Session:
             return True
         return (":" in address[0]) == (":" in self.bind_address)
 
+    async def _load_blocklist(self) -> None:
+        """Put ``network.blocklist`` in force and drop the peers and addresses it names."""
+        if not await self.blocklist.load(self._settings.network.blocklist, self._settings.limits.blocklist_max_size):
+            return  # a later change of the setting won
+        refuses = self.blocklist.refuses
+        peers = set(self._incoming)
+        forgotten = 0
+        for torrent in self._torrents.values():
+            forgotten += torrent.candidates.drop_blocked()
+            if torrent.peer_owner is not None:
+                peers.update(torrent.peer_owner.peers)
+        dropped = [peer for peer in peers if not peer.closed and peer.address is not None and refuses(peer.address[0])]
+        for peer in dropped:
+            peer.close("blocked by the IP filter")
+        if dropped or forgotten:
+            log.info("blocklist: %d connected peers dropped, %d known addresses forgotten", len(dropped), forgotten)
+
+    async def _reload_blocklist(self) -> None:
+        try:
+            await self._load_blocklist()
+        except BlocklistError as exc:  # the snapshot's ``blocklist`` says so too; the previous list stays
+            log.error("%s", exc)
+
     def local_addr(self) -> tuple[str, int] | None:
         return (self.bind_address, 0) if self.bind_address else None
 
@@ -406,7 +438,8 @@ class Session:
     # ---- adding --------------------------------------------------------------------------
 
     async def add(self, source: str | bytes | os.PathLike[str], *, save_path: str | os.PathLike[str],
-                  paused: bool = False, file_priorities: Sequence[FilePriority] | Mapping[int, FilePriority] | None = None,
+                  paused: bool = False,
+                  file_priorities: Sequence[FilePriority] | Mapping[int, FilePriority] | None = None,
                   peers: Sequence[tuple[str, int]] = (), recheck: bool = False, sequential: bool = False,
                   first_last: bool = False) -> TorrentId:
         """Add a ``.torrent`` (path or bytes) or a magnet link; returns its id.
@@ -432,6 +465,8 @@ class Session:
                 return data, metainfo_codec.parse(data, limits=limits)
 
             raw, meta = await asyncio.get_running_loop().run_in_executor(None, load)
+            for warning in meta.warnings:  # renamed files, ignored bytes
+                log.warning("%s: %s", meta.name, warning)
             torrent_id = meta.info_hash_hex
         if torrent_id in self._torrents:
             raise DuplicateTorrentError(f"{self._torrents[torrent_id].name} is already in the session")
@@ -702,11 +737,17 @@ class Session:
         (``network.listen_port``, ``network.bind``) and turning the DHT, local
         discovery or port mapping on or off (``discovery.dht``, ``.lsd``,
         ``.port_map`` and their addresses) apply at the next start; PEX and the
-        DHT's intervals apply at once."""
+        DHT's intervals apply at once. A new ``network.blocklist`` is read in
+        the background and then replaces the list in force (which stays if the
+        new one cannot be used)."""
         parsed = {key: parse_value(key, value) for key, value in values.items()}
         new = with_values(self._settings, parsed)
         check_relations(new)
+        reload = self._started and (new.network.blocklist, new.limits.blocklist_max_size) != (
+            self._settings.network.blocklist, self._settings.limits.blocklist_max_size)
         self._settings = new
+        if reload:
+            self.spawn(self._reload_blocklist())
         self.runtime_settings.update(parsed)
         self._settings_dirty = True
         self._schedule_save()

@@ -111,7 +111,7 @@ class ManagedTorrent:
         self.dht_peers_found = 0  # peers the last DHT lookup returned
         self.journal: PieceJournal | None = None
         self.tiers = TrackerTiers(self._tracker_tiers(), settings=session.settings.tracker)
-        self.candidates = Candidates(session.settings.network)
+        self.candidates = Candidates(session.settings.network, session.blocklist.refuses)
         self.connecting: set[Address] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.down_limiter = RateLimiter(record.max_down)
@@ -495,16 +495,18 @@ class ManagedTorrent:
         task.add_done_callback(self.tasks.discard)
 
     def fail(self, message: str) -> None:
-        """Storage trouble: stop running, keep what is verified, say why."""
+        """Storage trouble: stop running, keep what is verified, say why — once:
+        the writes still in flight when the disk filled fail the same way."""
+        if self.state is TorrentState.ERROR:
+            log.debug("%s: also: %s", self.name, message)
+            return
         self.last_error = message
         log.error("%s: %s", self.name, message)
         self.session.publish(StorageFailed(self.id, time.time(), message))
-        if self.state is TorrentState.ERROR:
-            return
-        if self.swarm is not None or self.tasks:
+        running = self.swarm is not None or bool(self.tasks)
+        self.set_state(TorrentState.ERROR, message)  # at once: failures until the swarm is gone are this one
+        if running:
             self.session.spawn(self.deactivate(TorrentState.ERROR, message))
-        else:
-            self.set_state(TorrentState.ERROR, message)
         self.session.requeue()
 
     # ---- SwarmHost -------------------------------------------------------------------------

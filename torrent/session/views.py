@@ -82,7 +82,7 @@ def session_snapshot(session: Session, torrents: list[ManagedTorrent]) -> Sessio
         free_space=tuple((d, _free_space(d)) for d in directories),
         max_down=int(session.download_limiter.rate), max_up=int(session.upload_limiter.rate),
         alt_speed=session.alt_speed, events_dropped=session._bus.dropped,
-        **_discovery(session))
+        blocklist=session.blocklist.status, blocked=session.blocklist.refused, **_discovery(session))
 
 
 def _discovery(session: Session) -> dict[str, object]:

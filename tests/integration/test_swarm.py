@@ -522,11 +522,12 @@ def test_cli_says_what_was_selected_and_quiet_prints_nothing(tmp_path: Path) -> 
     run(main())
 
 
-def test_request_and_cancel_pairs_cost_the_seeder_no_disk_reads(tmp_path: Path) -> None:
-    """The amplification attack: 20 000 requests, each cancelled at once, for pieces all over the torrent.
-    A read is started only for requests at the head of a peer's queue when their turn comes, so cancelled
-    ones cost nothing (they used to start a whole-piece read each)."""
-    meta, data, torrent = make_torrent(tmp_path, 4 * 1024 * 1024)
+def test_request_and_cancel_pairs_and_sparse_requests_cost_the_seeder_no_extra_disk_reads(tmp_path: Path) -> None:
+    """The amplification attacks: 20 000 requests, each cancelled at once, for pieces all over the torrent;
+    then one block asked from each piece. A read starts only for requests at the head of a peer's queue
+    when their turn comes, so cancelled ones cost nothing (they used to start a whole-piece read each), and
+    a peer asking single blocks gets them read exactly (a whole-piece read each was 16 times what it asked)."""
+    meta, data, torrent = make_torrent(tmp_path, 4 * 1024 * 1024, piece_length=256 * 1024)
 
     async def main() -> None:
         seeder = await start_session(tmp_path, "s")
@@ -534,9 +535,10 @@ def test_request_and_cancel_pairs_cost_the_seeder_no_disk_reads(tmp_path: Path) 
             sid = await seeder.add(torrent, save_path=data)
             await wait_for(seeder, sid, lambda s: s.state == "seeding")
             storage = seeder._torrents[sid].storage  # the engine's own, to count its reads
-            reads: list[int] = []
-            read_piece = storage.read_piece
-            storage.read_piece = lambda index: (reads.append(index), read_piece(index))[1]
+            read: list[int] = []
+            read_piece, read_block = storage.read_piece, storage.read_block
+            storage.read_piece = lambda index: (read.append(meta.geometry.piece_size(index)), read_piece(index))[1]
+            storage.read_block = lambda i, b, n: (read.append(n), read_block(i, b, n))[1]
             reader, writer = await asyncio.open_connection("127.0.0.1", seeder.listen_port)
             writer.write(wire.Handshake(meta.info_hash, b"-AT0001-" + os.urandom(12)).to_bytes())
             writer.write(wire.build_interested())
@@ -552,8 +554,17 @@ def test_request_and_cancel_pairs_cost_the_seeder_no_disk_reads(tmp_path: Path) 
             got = b""
             while wire.build_piece_header(5, 0, 16384) not in got:
                 got += await asyncio.wait_for(reader.read(1 << 20), 10)
+            assert sum(read) <= 2 * 16384, f"{sum(read)} bytes read for 0 requests left standing and 1 block"
+            read.clear()
+            sparse = [(i, 16384 * (i % 16), 16384) for i in range(meta.num_pieces)]
+            writer.write(b"".join(wire.build_request(*r) for r in sparse))
+            last = wire.build_piece_header(*sparse[-1])
+            got = b""
+            while last not in got:
+                got = got[-64:] + await asyncio.wait_for(reader.read(1 << 20), 10)
             writer.close()
-            assert len(reads) <= 4, f"{len(reads)} piece reads for 0 requests left standing and 1 honest one"
+            asked = len(sparse) * 16384
+            assert 0 < sum(read) <= 2 * asked, f"{sum(read)} bytes read for {asked} asked"
         finally:
             await seeder.close()
 

@@ -104,7 +104,7 @@ def test_missing_file_is_not_a_warning(tmp_path: Path) -> None:
     lambda raw: b"",
     lambda raw: b"garbage",
     lambda raw: raw + b"x",
-    lambda raw: raw.replace(b"7:versioni1e", b"7:versioni9e"),
+    lambda raw: raw.replace(b"7:versioni2e", b"7:versioni9e"),
     lambda raw: raw.replace(b"9:info-hash20:", b"9:info-hash19:")[:-1],
     lambda raw: bencoding.encode([1, 2]),
 ])
@@ -119,8 +119,8 @@ def test_corrupt_file_is_none_with_a_reason(tmp_path: Path, mangle: object) -> N
 
 def test_unknown_version_is_named(tmp_path: Path) -> None:
     meta, _ = make_torrent(SPEC)
-    raw = resume.encode(sample(meta)).replace(b"7:versioni1e", b"7:versioni2e")
-    with pytest.raises(ResumeError, match="version 2 is not supported"):
+    raw = resume.encode(sample(meta)).replace(b"7:versioni2e", b"7:versioni3e")
+    with pytest.raises(ResumeError, match="version 3 is not supported"):
         resume.decode(raw)
 
 

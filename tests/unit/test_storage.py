@@ -632,3 +632,132 @@ def test_error_messages_are_one_line_and_name_the_path(dl: Path) -> None:
     err = store._error(OSError(errno.EDQUOT, "quota"), "writing", 0)
     assert isinstance(err, DiskFullError) and str(err).startswith("disk quota exceeded writing")
     assert err.needed == meta.payload_length
+
+
+# --- files changed behind a seeding torrent (read_piece never hands out a piece that fails its hash) ---------
+
+
+def _rewrite_keeping_mtime(path: Path) -> None:
+    """Other bytes, same size, mtime put back: only the ctime shows it."""
+    st = path.stat()
+    path.write_bytes(bytes(b ^ 0x5A for b in path.read_bytes()))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.fixture
+def counted_hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many pieces storage hashes (the real hashing, counted)."""
+    calls: list[int] = []
+    real = storage_mod.hashing.verify_piece
+    monkeypatch.setattr(storage_mod.hashing, "verify_piece",
+                        lambda data, digest: (calls.append(1), real(data, digest))[1])
+    return calls
+
+
+def test_a_rewrite_with_its_mtime_put_back_is_never_served(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    assert bytes(store.read_piece(2)) == piece(meta, data, 2)
+    _rewrite_keeping_mtime(dl / "t" / "sub" / "deeper" / "d.bin")  # pieces 2 and 3
+    for index in (2, 3):
+        with pytest.raises(storage_mod.DataChangedError, match=r"^.*/d\.bin changed on disk: piece \d no longer "
+                                                               "matches its hash; recheck") as info:
+            store.read_piece(index)
+        assert info.value.pieces == (index,)
+        with pytest.raises(storage_mod.DataChangedError):
+            store.read_block(index, 4, 8)
+    for index in (0, 1, 4):  # the other files are as they were
+        assert bytes(store.read_piece(index)) == piece(meta, data, index)
+    assert list(store.check_existing().iter_set()) == [0, 1, 4]
+
+
+def test_fast_resume_knows_the_files_as_they_were_when_it_trusted_them(dl: Path) -> None:
+    """No recheck, no open before the first read: the states fast resume compared are the known ones."""
+    meta, data = make_torrent(SPEC, PL)
+    writer = Storage(meta, dl)
+    write_all(writer, meta, data)
+    writer.close()
+    store = Storage(meta, dl)
+    store.file_states()  # what resume.restore compares with the resume data, before trusting it
+    _rewrite_keeping_mtime(dl / "t" / "e.bin")
+    assert store.file_states()[7] == FileState(13, (dl / "t" / "e.bin").stat().st_mtime_ns)
+    with pytest.raises(storage_mod.DataChangedError, match="e.bin changed on disk: piece 4"):
+        store.read_piece(4)
+
+
+def test_a_file_deleted_under_an_open_descriptor_is_an_error(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    assert bytes(store.read_piece(2)) == piece(meta, data, 2)  # d.bin is open
+    path = dl / "t" / "sub" / "deeper" / "d.bin"
+    path.unlink()
+    with pytest.raises(storage_mod.DataChangedError, match=r"d\.bin was deleted or replaced on disk") as info:
+        store.read_piece(3)  # the descriptor still reads the old inode, intact
+    assert info.value.pieces == (2, 3)
+    assert "\n" not in str(info.value)
+    with pytest.raises(storage_mod.DataChangedError, match=r"d\.bin is missing \(moved or deleted\?\): recheck"):
+        store.read_piece(3)  # the descriptor went with it: the path is looked at again
+    path.write_bytes(data[64:128])  # put back, as a new file: served once each piece hashes
+    assert bytes(store.read_piece(3)) == piece(meta, data, 3)
+
+
+def test_a_file_replaced_by_rename_is_an_error(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    store.read_piece(4)
+    path = dl / "t" / "e.bin"
+    (dl / "new").write_bytes(path.read_bytes())  # even with the same bytes: the torrent's file is gone
+    os.replace(dl / "new", path)
+    with pytest.raises(storage_mod.DataChangedError, match="e.bin was deleted or replaced"):
+        store.read_piece(4)
+
+
+def test_a_truncated_file_is_an_error_even_where_its_bytes_remain(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    store.read_piece(2)
+    os.truncate(dl / "t" / "sub" / "deeper" / "d.bin", 40)  # piece 2 (d.bin 0..32) is still all there
+    with pytest.raises(storage_mod.DataChangedError, match=r"d\.bin changed size on disk \(64 B, now 40 B\)") as info:
+        store.read_piece(2)
+    assert info.value.pieces == (3,)  # d.bin from byte 40 on
+    with pytest.raises(storage_mod.DataChangedError, match=r"d\.bin is shorter than the torrent says"):
+        store.read_piece(3)
+
+
+def test_only_pieces_of_changed_files_are_hashed_until_a_full_recheck(dl: Path, counted_hashes: list[int]) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    for i in (3, 0, 4, 1, 2):  # our own writes, in any order, change nothing known
+        store.write_piece(i, piece(meta, data, i))
+    for i in range(meta.num_pieces):
+        assert bytes(store.read_piece(i)) == piece(meta, data, i)
+    assert counted_hashes == []
+    path = dl / "t" / "e.bin"
+    os.chmod(path, 0o600)  # the ctime moves, the bytes do not: piece 4 is served, hashed each time
+    for _ in range(2):
+        assert bytes(store.read_piece(4)) == piece(meta, data, 4)
+    assert store.read_block(4, 2, 5) == piece(meta, data, 4)[2:7]  # a block: its whole piece hashed first
+    assert bytes(store.read_piece(2)) == piece(meta, data, 2)
+    assert len(counted_hashes) == 3
+    assert list(store.check_existing().iter_set()) == list(range(meta.num_pieces))
+    counted_hashes.clear()
+    assert bytes(store.read_piece(4)) == piece(meta, data, 4)  # known again since the full recheck
+    assert counted_hashes == []
+
+
+def test_a_change_between_our_writes_is_not_taken_for_ours(dl: Path) -> None:
+    """Downloading into a file someone else rewrites: our next write to it must not make the change known."""
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    store.write_piece(2, piece(meta, data, 2))
+    path = dl / "t" / "sub" / "deeper" / "d.bin"
+    with open(path, "r+b") as fh:
+        fh.write(b"\xff" * 8)  # piece 2, behind our back
+    store.write_piece(3, piece(meta, data, 3))
+    with pytest.raises(storage_mod.DataChangedError, match="piece 2 no longer matches"):
+        store.read_piece(2)
+    assert bytes(store.read_piece(3)) == piece(meta, data, 3)  # hashed, and good

@@ -74,10 +74,14 @@ def setup_logging(quiet: bool, verbose: int) -> None:
 
 class _PrintableFormatter(logging.Formatter):
     """Log messages quote trackers, peers and torrents: their control characters are escaped (a
-    traceback, formatted apart from the message, keeps its lines)."""
+    traceback, formatted apart from the message, keeps its lines). Errors read ``torrent: error: …``,
+    as the CLI's own error lines do."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        return printable(super().formatMessage(record))
+        line = super().formatMessage(record)
+        if record.levelno >= logging.ERROR:
+            line = line.replace("torrent: ", "torrent: error: ", 1)
+        return printable(line)
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -191,8 +195,7 @@ def _react(session: Session, torrent_id: str, event: Event, options: RunOptions)
                   flush=True)
         return None if options.seed else 0
     if isinstance(event, StorageFailed):
-        print(printable(f"torrent: error: {snap.name}: {event.message}"), file=sys.stderr, flush=True)
-        return 1
+        return 1  # the engine's error record was the one line (``torrent: error: NAME: …``)
     if isinstance(event, StateChanged):
         if event.new == TorrentState.ERROR.value:
             print(printable(f"torrent: error: {snap.name}: {event.reason or snap.last_error}"), file=sys.stderr,

@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import random
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -38,16 +38,14 @@ from torrent.core.settings import DEFAULT_SETTINGS, Settings
 from torrent.engine.choker import Choker, PeerView
 from torrent.engine.picker import Block, PiecePicker
 from torrent.engine.ratelimit import LimiterChain
+from torrent.engine.uploads import ReadAccount, UploadReads
 from torrent.peer.connection import PeerConnection, settle_duplicate
 from torrent.peer.extensions import NO_EXTENSIONS, PeerExtensions
-from torrent.storage.files import Storage
+from torrent.storage.files import DataChangedError, Storage
 from torrent.storage.journal import PieceJournal
 from torrent.storage.verifier import PieceVerifier
 
 log = logging.getLogger(__name__)
-
-READ_AHEAD = 2  # pieces per peer read before their turn to be sent
-READ_AHEAD_SCAN = 64  # queued requests looked at to find them
 
 
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:
@@ -88,6 +86,7 @@ class PeerState:
     identity: object
     serving: deque[tuple[int, int, int]] = field(default_factory=deque)  # requests queued for upload
     serve_task: asyncio.Task[None] | None = None
+    reads: ReadAccount = field(default_factory=ReadAccount)  # the disk reads its requests cost
     snubbed: bool = False
 
 
@@ -127,6 +126,7 @@ class Swarm:
         self.ban_reasons: dict[object, str] = {}
         self.partial: dict[int, bytearray] = {}  # pieces being assembled
         self.failed: dict[int, FailedPiece] = {}  # awaiting a smart-ban re-fetch
+        self.refetch_refused: set[object] = set()  # identities that did not send a re-fetch reserved for them
         self.hash_failed: set[int] = set()  # failed their hash check and not verified since
         self.downloaded = 0  # verified payload bytes fetched by this swarm
         self.uploaded = 0
@@ -135,8 +135,8 @@ class Swarm:
         self.down_rate = 0.0  # payload bytes/s over all peers, as of the last tick
         self.up_rate = 0.0
         self.completed = self.wanted_done()
-        self._read_cache: OrderedDict[int, asyncio.Future[bytearray]] = OrderedDict()
-        self._read_cache_max = max(2, settings.torrent.read_cache_bytes // metainfo.piece_length)
+        self.uploads = UploadReads(storage, metainfo.geometry.piece_size, metainfo.piece_length, host.executor,
+                                   cache_bytes=settings.torrent.read_cache_bytes)
         self._to_fill: set[PeerConnection] = set()
         self._fill_scheduled = False
         self._closing = False
@@ -155,7 +155,7 @@ class Swarm:
         self.max_peers = max_peers or settings.torrent.max_peers
         self.choker.settings = settings.torrent
         self.choker.upload_slots = upload_slots or settings.torrent.upload_slots
-        self._read_cache_max = max(2, settings.torrent.read_cache_bytes // self.metainfo.piece_length)
+        self.uploads.resize(settings.torrent.read_cache_bytes)
         self._max_assembling = max(4, settings.torrent.assembly_bytes // self.metainfo.piece_length)
         self._max_spare = max(2, settings.torrent.write_backlog_bytes // self.metainfo.piece_length)
         self._wake_all()
@@ -229,6 +229,7 @@ class Swarm:
         self.picker.peer_gone(peer)
         if state.serve_task is not None:
             state.serve_task.cancel()
+        state.reads.close()
         self._to_fill.discard(peer)
         self._wake_all()
 
@@ -262,14 +263,16 @@ class Swarm:
             self._schedule_fill(peer)
 
     def on_interest_change(self, peer: PeerConnection) -> None:
-        if not peer.peer_interested:
-            peer.set_choking(True)
-        elif peer.am_choking and peer in self.peers and self.unchoked_count() < self.choker.upload_slots:
-            # A free slot goes to a newcomer now, not at the next rechoke.
+        """A free slot goes to an interested newcomer now, not at the next rechoke. A peer that loses
+        interest stays unchoked until the rechoke takes its slot back: no message answers a change of
+        interest, so a peer flipping it hundreds of thousands of times makes us send nothing."""
+        if (peer.peer_interested and peer.am_choking and peer in self.peers
+                and self.unchoked_count() < self.choker.upload_slots):
             peer.set_choking(False)
 
     def unchoked_count(self) -> int:
-        return sum(1 for p in self.peers if not p.am_choking)
+        """Slots in use: unchoked peers that want something (the others leave at the next rechoke)."""
+        return sum(1 for p in self.peers if not p.am_choking and p.peer_interested)
 
     def on_blocks(self, peer: PeerConnection, blocks: list[wire.Piece]) -> None:
         """The blocks of one read, copied once each into their piece buffer."""
@@ -313,6 +316,8 @@ class Swarm:
 
     def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
         if peer in self.peers and self.picker.block_rejected(peer, index, begin):
+            if index in self.failed:
+                self._move_reservations(peer, index)  # it will not send that piece alone
             self._wake_all()
 
     def on_request(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
@@ -335,19 +340,23 @@ class Swarm:
         if len(state.serving) >= max_requests:
             peer.close(f"more than {max_requests} requests queued")
             return
-        # No read here: the serving task reads the pieces at the head of the queue (and the next one
-        # ahead), so a request cancelled before its turn never costs a disk read.
-        state.serving.append((index, begin, length))
+        # No read here: the serving task reads what is at the head of the queue when its turn comes, so
+        # a request cancelled before then never costs a disk read.
+        request = (index, begin, length)
+        state.serving.append(request)
+        state.reads.ask(request)
         if state.serve_task is None or state.serve_task.done():
             state.serve_task = asyncio.get_running_loop().create_task(self._serve(peer, state))
 
     def on_cancel(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
         state = self.peers.get(peer)
         if state is not None:
+            request = (index, begin, length)
             try:
-                state.serving.remove((index, begin, length))
+                state.serving.remove(request)
             except ValueError:
-                pass
+                return
+            state.reads.forget(request)
 
     def on_allowed_fast(self, peer: PeerConnection, index: int) -> None:
         self._schedule_fill(peer)
@@ -491,20 +500,25 @@ class Swarm:
         candidates = [p for p, s in self.peers.items()
                       if p.bitfield is not None and p.bitfield.get(index) and not s.snubbed
                       and p.downloaded.total and not p.closed]
-        fresh = [p for p in candidates if self.peers[p].identity not in exclude]
-        pool = fresh or candidates
+        # Not one that refused a re-fetch before, if possible: a liar that rejects the half it
+        # corrupts would otherwise hold every failed piece reserved for it, and nobody fetch them.
+        willing = [p for p in candidates if self.peers[p].identity not in self.refetch_refused] or candidates
+        fresh = [p for p in willing if self.peers[p].identity not in exclude]
+        pool = fresh or willing
         if not pool:
             return None
         now = time.monotonic()
         return max(pool, key=lambda p: p.downloaded.rate(now))
 
-    def _move_reservations(self, peer: PeerConnection) -> None:
-        """A peer that stopped delivering loses its smart-ban re-fetches: the
-        pieces open to everyone (the fresh copy is proven by its hash, whoever
-        sends it, so the block comparison stays sound)."""
+    def _move_reservations(self, peer: PeerConnection, index: int | None = None) -> None:
+        """A peer that stopped delivering (or rejected a block of piece ``index``)
+        loses its smart-ban re-fetches (of that piece), and is the last choice for
+        the next ones: the pieces open to everyone (the fresh copy is proven by its
+        hash, whoever sends it, so the block comparison stays sound)."""
         for progress in self.picker.partials():
-            if progress.reserved_for is peer:
+            if progress.reserved_for is peer and index in (None, progress.index):
                 self.picker.unreserve(progress.index)
+                self.refetch_refused.add(self.peers[peer].identity)
 
     def _blame(self, index: int, failed: FailedPiece, good: bytearray) -> None:
         """Ban exactly the senders of blocks that differ from the verified copy."""
@@ -530,35 +544,40 @@ class Swarm:
 
     async def _serve(self, peer: PeerConnection, state: PeerState) -> None:
         """Send queued blocks in order, reading off the loop and honouring
-        the upload limits and the transport's back-pressure. Blocks of pieces
-        already read leave together: one write per batch, not per block."""
+        the upload limits and the transport's back-pressure. Blocks already
+        read leave together: one write per batch, not per block."""
         limiter = self.up_limiter
+        uploads = self.uploads
         serving = state.serving
+        account = state.reads
         while serving and not peer.closed:
             if not peer.drained.is_set():
                 await peer.drained.wait()
                 continue
-            self._read_ahead(serving)
+            uploads.read_ahead(account, serving)
             # With a limit, a block at a time keeps the rate smooth.
             limited = limiter.rate
             limit = BLOCK_SIZE if limited else self.settings.peer.send_batch_bytes
             batch: list[tuple[int, int, memoryview]] = []
             size = 0
             while serving and size < limit:
-                index, begin, length = serving[0]
+                request = serving[0]
                 if peer.am_choking:
                     serving.popleft()
+                    account.forget(request)
                     continue
-                future = self._cached_piece(index)
+                future, offset = uploads.source(account, request)
                 if not future.done():
                     break
-                serving.popleft()
                 try:
-                    piece = future.result()
+                    data = future.result()
                 except StorageError as exc:
-                    self.host.storage_failed(self, exc)
+                    self._serving_failed(peer, state, exc)
                     return
-                batch.append((index, begin, memoryview(piece)[begin:begin + length]))
+                serving.popleft()
+                uploads.sent(account, request)
+                index, begin, length = request
+                batch.append((index, begin, memoryview(data)[offset:offset + length]))
                 size += length
             if batch:
                 if limited:
@@ -567,38 +586,26 @@ class Swarm:
                 self.uploaded += size
             elif serving:
                 try:
-                    # Shielded: the read is shared, one peer leaving must not cancel it for all.
-                    await asyncio.shield(self._cached_piece(serving[0][0]))
+                    # Shielded: a piece read is shared, one peer leaving must not cancel it for all.
+                    await asyncio.shield(uploads.source(account, serving[0])[0])
                 except StorageError as exc:
-                    self.host.storage_failed(self, exc)
+                    self._serving_failed(peer, state, exc)
                     return
 
-    def _read_ahead(self, serving: deque[tuple[int, int, int]]) -> None:
-        """Start the reads of the first ``READ_AHEAD`` pieces queued for a peer: the disk works while the
-        blocks before them go out. A peer's reads in flight are bounded by that, not by its requests."""
-        pieces: list[int] = []
-        for scanned, (index, _, _) in enumerate(serving):
-            if index not in pieces:
-                pieces.append(index)
-                self._cached_piece(index)
-                if len(pieces) == READ_AHEAD:
-                    break
-            if scanned >= READ_AHEAD_SCAN:
-                break
-
-    def _cached_piece(self, index: int) -> asyncio.Future[bytearray]:
-        """The whole piece, read once for all of its blocks (and all peers):
-        one disk read and one thread hop per piece instead of per block."""
-        future = self._read_cache.get(index)
-        if future is not None:
-            self._read_cache.move_to_end(index)
-            return future
-        future = asyncio.get_running_loop().run_in_executor(self.host.executor, self.storage.read_piece, index)
-        self._read_cache[index] = future
-        while len(self._read_cache) > self._read_cache_max:
-            self._read_cache.popitem(last=False)
-        future.add_done_callback(lambda f: (f.cancelled() or f.exception()) and self._read_cache.pop(index, None))
-        return future
+    def _serving_failed(self, peer: PeerConnection, state: PeerState, exc: StorageError) -> None:
+        """A read for serving failed (storage never hands out a piece that fails its hash): nothing more
+        goes to this peer, a fast peer has its requests rejected (BEP 6), pieces whose data is gone are
+        ours no longer, and the owner stops the torrent (error state: a recheck tells what is still good)."""
+        if peer.supports_fast and state.serving:
+            build = wire.build_reject
+            peer.send(b"".join([build(index, begin, length) for index, begin, length in state.serving]))
+        state.serving.clear()
+        state.reads.close()
+        if isinstance(exc, DataChangedError):
+            for index in exc.pieces:
+                self.have.clear(index)
+                self.uploads.drop(index)
+        self.host.storage_failed(self, exc)
 
     # ---- periodic work -----------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 One bencoded file per torrent, ``<resume_dir>/<info-hash hex>.resume``::
 
-    {"version": 1, "info-hash": <20 bytes>, "num pieces": n,
+    {"checksum": <20 bytes>, "version": 2, "info-hash": <20 bytes>, "num pieces": n,
      "pieces": <bitfield, BEP 3 layout>,
      "files": <16 bytes per file: size u64 and mtime_ns i64, big-endian;
                size 2**64-1 = the file did not exist (pad files, unwritten files)>,
@@ -11,6 +11,13 @@ One bencoded file per torrent, ``<resume_dir>/<info-hash hex>.resume``::
 
 Files and priorities are packed byte strings rather than lists: a torrent of a
 million files then loads in milliseconds and the file stays small.
+
+"checksum" is the SHA-1 of the file as it would be without that entry (it is
+the first key, so the file is ``d8:checksum20:<digest>`` then the rest of that
+encoding after its ``d``). A flipped bit anywhere — a cleared piece bit would
+otherwise lose a verified piece, a set one claim a missing piece — makes the
+file corrupt, and corrupt resume data is treated as absent (a full recheck).
+Version 1 files had no checksum and are refused the same way.
 
 Saving is atomic (temporary file, fsync, ``os.replace``, fsync of the
 directory): a crash leaves the previous file or the new one, never half of
@@ -47,6 +54,13 @@ When to trust it (``trusted_pieces``, ``restore``)
       pieces nothing claimed (a file may also have gained data, e.g. copied
       in by the user); a missing file's pieces then fail at once.
 
+    A record that would be trusted for a piece with no data on disk (every
+    byte of it in a hole of a sparse file, and not a piece of zeros: see
+    ``Storage.pieces_with_data``) is a lie — a resume file written by hand or
+    by a bug, or files replaced by sparse ones at the same size and mtime —
+    and the resume data and journal are then distrusted whole: full recheck.
+    So a lying resume file cannot make us serve pieces we never downloaded.
+
     A claimed piece touching a file that is missing now, as it was when the
     resume data was saved, is rechecked (it fails at once). A piece is
     trusted only if every non-pad file it touches allows it.
@@ -77,6 +91,7 @@ Capturing a snapshot
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import struct
@@ -116,8 +131,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".resume"
+# The first entry of every resume file: the SHA-1 of the file without it.
+_CHECKSUM_HEAD = b"d8:checksum20:"
+_CHECKSUM_END = len(_CHECKSUM_HEAD) + 20
 # Without a torrent to size it by, a resume file over 4 MiB is refused; with
 # one, 1 MiB plus the bitfield and 17 bytes per file (a million files: 17 MB).
 MAX_RESUME_SIZE = 4 * MiB
@@ -192,7 +210,7 @@ def encode(data: ResumeData) -> bytes:
     _check_priorities(data.priorities, len(data.files))
     files = b"".join(_FILE.pack(_ABSENT, 0) if s is None else _FILE.pack(s.size, s.mtime_ns)
                      for s in data.files)
-    return bencoding.encode({
+    body = bencoding.encode({
         b"version": FORMAT_VERSION,
         b"info-hash": data.info_hash,
         b"num pieces": data.num_pieces,
@@ -204,6 +222,15 @@ def encode(data: ResumeData) -> bytes:
         b"downloaded": data.downloaded,
         b"saved at": data.saved_at,
     })
+    return _CHECKSUM_HEAD + hashlib.sha1(body).digest() + body[1:]  # "checksum" sorts before every other key
+
+
+def _checksum_holds(raw: bytes) -> bool:
+    if not raw.startswith(_CHECKSUM_HEAD):
+        return False
+    digest = hashlib.sha1(b"d")
+    digest.update(memoryview(raw)[_CHECKSUM_END:])
+    return digest.digest() == raw[len(_CHECKSUM_HEAD):_CHECKSUM_END]
 
 
 def decode(raw: bytes, *, metainfo: Metainfo | None = None) -> ResumeData:
@@ -246,6 +273,8 @@ def decode(raw: bytes, *, metainfo: Metainfo | None = None) -> ResumeData:
         download_dir=os.fsdecode(_get(top, b"download dir", bytes)),
         uploaded=_count(top, b"uploaded"), downloaded=_count(top, b"downloaded"),
         priorities=priorities, saved_at=_count(top, b"saved at"))
+    if not _checksum_holds(raw):  # after the fields: a named bad field says more
+        raise ResumeError("resume file is corrupt (its checksum does not match its content)")
     if metainfo is not None:
         _check_matches(data, metainfo)
     return data
@@ -457,9 +486,16 @@ def restore(storage: Storage, resume: ResumeData | None, *, recheck: bool = Fals
             journal = None
     plan = None if recheck else trusted_pieces(resume, meta, storage.file_states(),
                                                download_dir=storage.root, journal=journal)
+    hollow = 0
+    if plan is not None and not plan.trusted.none():
+        hollow = plan.trusted.and_not(storage.pieces_with_data()).count()
+        if hollow:
+            plan = None  # it lies: believe none of it
     if plan is None:
         if recheck:
             why = "recheck requested"
+        elif hollow:
+            why = f"resume data and journal distrusted: they claim {hollow} pieces with no data on disk"
         elif resume is not None:
             why = "resume data does not match" + ("; journal ignored" if journal is not None else "")
         elif journal is not None:

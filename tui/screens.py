@@ -268,7 +268,9 @@ class TrackersDialog(Dialog):
 
     def __init__(self, tiers: Sequence[Sequence[str]], submit: Submit) -> None:
         super().__init__(submit)
-        self.text = "\n\n".join("\n".join(tier) for tier in tiers)
+        # A URL with control characters is shown escaped; saved unchanged, it stays the URL it was.
+        self.originals = {printable(url): url for tier in tiers for url in tier}
+        self.text = "\n\n".join("\n".join(printable(url) for url in tier) for tier in tiers)
 
     def body(self) -> ComposeResult:
         yield Label("One URL per line; an empty line starts the next tier. Ctrl+S saves.")
@@ -276,7 +278,8 @@ class TrackersDialog(Dialog):
 
     @on(Button.Pressed, "#ok")
     async def action_save(self) -> None:
-        await self.finish(parse_tiers(self.query_one("#trackers", TextArea).text))
+        tiers = parse_tiers(self.query_one("#trackers", TextArea).text)
+        await self.finish([[self.originals.get(url, url) for url in tier] for tier in tiers])
 
 
 def parse_tiers(text: str) -> list[list[str]]:

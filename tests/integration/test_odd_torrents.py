@@ -80,7 +80,10 @@ def test_odd_torrent_downloads_byte_exact_from_our_seed(tmp_path: Path) -> None:
         try:
             sid = await seeder.add(torrent, save_path=seed)
             seeded = await wait_for(seeder, sid, lambda s: s.state == "seeding", what="seeding")
-            assert seeded.progress == 1.0 and seeded.verified == meta.total_length  # pad bytes count as verified
+            # Pad bytes are nobody's: verified, wanted and total are the user's bytes alike.
+            assert seeded.progress == 1.0 and seeded.eta == 0.0
+            assert seeded.verified == seeded.wanted_verified == seeded.wanted_size == seeded.total_size
+            assert seeded.total_size == meta.payload_length < meta.total_length
             lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
             snap = await wait_complete(leecher, lid)
             assert snap.hash_failures == 0 and snap.banned == 0

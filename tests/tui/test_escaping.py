@@ -73,3 +73,25 @@ async def test_list_tabs_and_info_panel_show_escaped_text() -> None:
         app.refresh_data()
         await pilot.pause()
         assert_safe(screen_text(app.query_one("#file-tree")), "d" + NO_SLASH_SHOWN, "f" + NO_SLASH_SHOWN)
+
+
+@pytest.mark.asyncio
+async def test_tracker_dialog_shows_urls_escaped_and_saves_them_unchanged() -> None:
+    """The tracker editor shows a hostile URL escaped; saved untouched, the URL is the one it was (nothing
+    removed, nothing added), and a URL the user types is taken as typed."""
+    from textual.widgets import TextArea
+
+    session = hostile_session()
+    app = TorrentApp(session, refresh_hz=20)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        await pilot.press("t")
+        await pilot.pause()
+        area = app.screen.query_one("#trackers", TextArea)
+        assert_safe(area.text, "http://t/" + SHOWN)
+        assert_safe(screen_text(area), "http://t/\\x1b]0;pwned")
+        area.text += "\nhttp://new.example/announce"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert [c for c in session.calls if "tracker" in c[0]] == [
+        ("add_tracker", A, "http://new.example/announce", 0)]

@@ -170,6 +170,18 @@ def test_info_human_output_lists_every_file(multi_torrent: tuple[Path, str]) -> 
     assert re.search(r"\salbum/sub/inner\.bin$", out, re.MULTILINE)
 
 
+def test_info_into_a_pipe_closed_early_says_nothing_more(tmp_path: Path) -> None:
+    """`torrent info X | head -1`: the reader leaves after one line; no BrokenPipe traceback follows."""
+    files = [{"length": 1, "path": [f"file-{k:05}.bin"]} for k in range(20_000)]
+    info = {"name": "many", "piece length": PIECE, "pieces": b"\0" * 20 * (-(-20_000 // PIECE)), "files": files}
+    path = tmp_path / "many.torrent"
+    write_torrent(path, info)
+    proc = subprocess.run(f"{sys.executable} -m torrent info {path} | head -1", shell=True, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
 def test_info_json_single_file(single_torrent: tuple[Path, str]) -> None:
     path, info_hash = single_torrent
     data = json.loads(ok("info", "--json", path).stdout)

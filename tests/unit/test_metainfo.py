@@ -736,3 +736,24 @@ def test_renaming_that_cannot_find_free_names_cheaply_is_refused() -> None:
     files = [{b"length": 1, b"path": [n]} for n in names for _ in range(2)]
     with pytest.raises(MetainfoError, match="too many files share"):
         metainfo.parse(odd_torrent(files))
+
+
+def test_pad_bytes_counts_each_pieces_share_of_the_pad_files() -> None:
+    """A pad over a piece boundary counts in both pieces; pieces without a pad count nothing."""
+    pl = 100
+    files = (FileEntry(("t", "a"), 150, 0), FileEntry(("t", ".pad", "130"), 130, 150, "p"),
+             FileEntry(("t", "b"), 70, 280), FileEntry(("t", ".pad", "50"), 50, 350, "p"),
+             FileEntry(("t", "c"), 10, 400))
+    meta = Metainfo(b"i" * 20, "t", pl, b"\0" * 20 * 5, files, False)
+    assert meta.payload_length == 230 and meta.total_length == 410
+
+    class Have:
+        def __init__(self, *pieces: int) -> None:
+            self.pieces = set(pieces)
+
+        def get(self, index: int) -> bool:
+            return index in self.pieces
+
+    assert meta.pad_bytes(Have(0, 1, 2, 3, 4)) == 180
+    assert meta.pad_bytes(Have(1)) == 50 and meta.pad_bytes(Have(2)) == 80 and meta.pad_bytes(Have(3)) == 50
+    assert meta.pad_bytes(Have(0, 4)) == 0

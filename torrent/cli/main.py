@@ -198,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("torrent: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `torrent info X | head`: the reader is gone, there is no one to tell
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 1
 
 
 def version_text() -> str:

@@ -85,11 +85,29 @@ class Metainfo:
     warnings: tuple[str, ...] = field(default=(), compare=False)
     geometry: Geometry = field(init=False, repr=False)
     _payload_length: int = field(init=False, repr=False, compare=False)
+    _pad_pieces: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "geometry", Geometry(self.piece_length, tuple(f.length for f in self.files)))
         # Asked by every snapshot: summed once, not over 100 000 files twice a second.
-        object.__setattr__(self, "_payload_length", sum(f.length for f in self.files if not f.is_padding))
+        payload = 0
+        pads: dict[int, int] = {}
+        pl = self.piece_length
+        for f in self.files:
+            if not f.is_padding:
+                payload += f.length
+                continue
+            start, end = f.offset, f.offset + f.length
+            for piece in range(start // pl, (end - 1) // pl + 1):  # pads do not overlap: at most every piece once
+                pads[piece] = pads.get(piece, 0) + min(end, (piece + 1) * pl) - max(start, piece * pl)
+        object.__setattr__(self, "_payload_length", payload)
+        object.__setattr__(self, "_pad_pieces", tuple(pads.items()))
+
+    def pad_bytes(self, pieces: Any) -> int:
+        """Bytes of BEP 47 pad files in the pieces set in ``pieces`` (a bitfield): what a count of
+        verified pieces must leave out to be the user's bytes."""
+        get = pieces.get
+        return sum([n for index, n in self._pad_pieces if get(index)])
 
     @property
     def info_hash_hex(self) -> str:

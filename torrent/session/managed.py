@@ -254,7 +254,7 @@ class ManagedTorrent:
         size = count * geometry.piece_length
         if n and wanted.get(n - 1):
             size -= geometry.piece_length - geometry.piece_size(n - 1)
-        self._wanted_size = size
+        self._wanted_size = size - self.metainfo.pad_bytes(wanted)
 
     def file_wanted(self, index: int) -> bool:
         return self.file_priorities[index] is not FilePriority.SKIP

@@ -135,9 +135,11 @@ def torrent_snapshot(t: ManagedTorrent, now: float) -> TorrentSnapshot:
         n = meta.num_pieces
         last_short = geometry.piece_length - geometry.piece_size(n - 1) if n else 0
         have = t.have
-        verified = have.count() * geometry.piece_length - (last_short if n and have.get(n - 1) else 0)
+        verified = (have.count() * geometry.piece_length - (last_short if n and have.get(n - 1) else 0)
+                    - meta.pad_bytes(have))
         both = wanted.and_(have)
-        wanted_verified = both.count() * geometry.piece_length - (last_short if n and both.get(n - 1) else 0)
+        wanted_verified = (both.count() * geometry.piece_length - (last_short if n and both.get(n - 1) else 0)
+                           - meta.pad_bytes(both))
     down_rate = up_rate = 0.0
     peers = seeds = 0
     if swarm is not None:

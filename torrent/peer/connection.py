@@ -343,6 +343,8 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.owner.on_have(self, event.index)  # type: ignore[union-attr]
         elif type(event) is wire.KeepAlive:
             pass
+        elif type(event) is wire.Cancel:  # endgame sends many; a hostile peer, millions
+            self.owner.on_cancel(self, event.index, event.begin, event.length)  # type: ignore[union-attr]
         elif type(event) is wire.Interested or type(event) is wire.NotInterested:
             # Here, not among the rare ones: a peer can send millions (see Swarm.on_interest_change).
             self.peer_interested = type(event) is wire.Interested
@@ -369,8 +371,6 @@ class PeerConnection(asyncio.BufferedProtocol):
             if kind is wire.HaveAll:
                 bitfield.set_all()
             self._set_bitfield(bitfield)
-        elif kind is wire.Cancel:
-            owner.on_cancel(self, event.index, event.begin, event.length)
         elif kind is wire.Reject:
             self._require_fast("Reject")
             owner.on_reject(self, event.index, event.begin, event.length)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote_from_bytes
 
@@ -81,4 +85,21 @@ def compiled_bitfield_class() -> type:
         return speedups.compiled_module("bitfield").Bitfield
     except ImportError as exc:  # pragma: no cover - only when the build is broken
         pytest.fail(f"_speedups.bitfield is not built ({exc}); run setup.py build_ext --inplace")
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, size: str = "1m") -> Iterator[Path]:
+    """A small filesystem of ``size`` mounted at ``mount_point`` (we run as root on CI), unmounted by path
+    afterwards; the test fails, never skips, if it cannot be mounted."""
+    mount_point.mkdir(exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.fail("mounting a tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+                          check=False, capture_output=True, text=True)
+    if proc.returncode:
+        pytest.fail(f"cannot mount a tmpfs: {proc.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 

@@ -19,8 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import loopback_config_home
-from swarmkit import local_settings, make_torrent, run, same_tree, start_session, wait_complete, wait_for, wait_state
+from helpers import loopback_config_home, tmpfs
+from swarmkit import (
+    PeerServer,
+    local_settings,
+    make_torrent,
+    run,
+    same_tree,
+    start_session,
+    wait_complete,
+    wait_for,
+    wait_state,
+)
 
 from torrent.codec import bencoding, wire
 from torrent.codec.geometry import BLOCK_SIZE
@@ -157,16 +167,8 @@ def test_twenty_sigkills_lose_nothing_verified_and_fetch_nothing_twice(tmp_path:
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs, unmounted (by path) afterwards; we run as root: never skipped."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          check=False, capture_output=True, text=True)
-    if proc.returncode:
-        pytest.fail(f"cannot mount a tmpfs for the disk-full test: {proc.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_full_disk_errors_keeps_verified_pieces_and_resumes_after_space_is_freed(tmp_path: Path,
@@ -327,28 +329,16 @@ def test_tampered_resume_data_is_distrusted_and_a_recheck_finds_what_is_on_disk(
 # ---- 4. corrupt blocks for part of each piece --------------------------------------------
 
 
-class SplitLiar:
+class SplitLiar(PeerServer):
     """A seeder (BEP 6) that, for every piece it is asked for, sends the first quarter of the
     piece's blocks intact and the second quarter corrupt, and rejects the second half (then
     chokes for a moment), so the honest peer is left to send the rest of the same piece."""
 
     def __init__(self, meta: Metainfo, payload: bytes) -> None:
+        super().__init__()
         self.meta, self.payload = meta, payload
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
-        self.writers: list[asyncio.StreamWriter] = []
         self.sent: dict[int, set[int]] = {}  # piece → block offsets sent (intact or not)
         self.corrupted: dict[int, set[int]] = {}
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def close(self) -> None:
-        for w in self.writers:
-            w.close()
-        if self.server is not None:
-            self.server.close()
 
     async def _unchoke_later(self, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(0.05)

@@ -24,6 +24,7 @@ import pytest
 from helpers import loopback_config_home
 from swarmkit import (
     PIECE,
+    PeerServer,
     local_settings,
     make_torrent,
     run,
@@ -63,30 +64,18 @@ def test_ours_to_ours(tmp_path: Path) -> None:
 # ---- misbehaving peers ---------------------------------------------------------------
 
 
-class FakePeer:
+class FakePeer(PeerServer):
     """A seeder that speaks the protocol but answers requests with ``answer``."""
 
     def __init__(self, meta: Metainfo, data: bytes, answer: Callable[[FakePeer, wire.Request], None]) -> None:
+        super().__init__()
         self.meta = meta
         self.data = data  # the whole payload, concatenated
         self.answer = answer
         self.peer_id = b"-FK0001-" + os.urandom(12)
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
         self.requests = 0
-        self.writers: list[asyncio.StreamWriter] = []
         self.refuse = 0  # connections to close at once, before reading anything (as qBittorrent 4.5 does)
         self.connections = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    def close(self) -> None:
-        for w in self.writers:
-            w.close()
-        if self.server is not None:
-            self.server.close()
 
     def block(self, index: int, begin: int, length: int) -> bytes:
         start = index * self.meta.piece_length + begin

@@ -16,12 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import tmpfs
 
-from torrent.storage import files as storage_mod
+from torrent.codec.metainfo import FileEntry, Metainfo
 from torrent.core.bitfield import Bitfield
 from torrent.core.errors import StorageError
-from torrent.codec.metainfo import FileEntry, Metainfo
 from torrent.core.settings import KiB, MiB, StorageSettings
+from torrent.storage import files as storage_mod
 from torrent.storage.files import DiskFullError, FileState, Storage
 
 Spec = Sequence[tuple[str, int] | tuple[str, int, str]]
@@ -538,18 +539,8 @@ def test_reading_a_deleted_file_is_a_storage_error(dl: Path) -> None:
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (we run as root in CI); fails — never skips — if it cannot be
     mounted, since the RLIMIT_FSIZE test below covers a different errno."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.fail("the disk-full tests need root to mount a tmpfs")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          check=False, capture_output=True, text=True)
-    if proc.returncode:
-        pytest.fail(f"cannot mount a tmpfs for the disk-full test: {proc.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full(tiny_fs: Path) -> None:

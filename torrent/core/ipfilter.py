@@ -14,6 +14,7 @@ import ipaddress
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 V4_MAX = (1 << 32) - 1
 V6_MAX = (1 << 128) - 1
@@ -127,28 +128,23 @@ class RangeBuilder:
             self.add_v6(first, last)
 
     def build(self) -> IpFilter:
-        v4_starts, v4_ends = array("L"), array("L")  # 4 or 8 bytes each, not 28 of an int object
         self.v4_keys.sort()
-        last_end = -2
-        for key in self.v4_keys:
-            first, last = key >> 32, key & V4_MAX
-            if first > last_end + 1:
-                v4_starts.append(first)
-                v4_ends.append(last)
-                last_end = last
-            elif last > last_end:
-                v4_ends[-1] = last_end = last
-        v6_starts: list[int] = []
-        v6_ends: list[int] = []
-        last_end = -2
-        for first, last in sorted(self._v6):
-            if first > last_end + 1:
-                v6_starts.append(first)
-                v6_ends.append(last)
-                last_end = last
-            elif last > last_end:
-                v6_ends[-1] = last_end = last
-        return IpFilter((v4_starts, v4_ends), (v6_starts, v6_ends))
+        v4 = _merged(((key >> 32, key & V4_MAX) for key in self.v4_keys), array("L"), array("L"))
+        v6 = _merged(sorted(self._v6), [], [])
+        return IpFilter(v4, v6)  # v4 in arrays: 4 or 8 bytes a number, not 28 of an int object
+
+
+def _merged(ranges: Iterable[tuple[int, int]], starts: Any, ends: Any) -> tuple[Any, Any]:
+    """Sorted ranges merged where they overlap or touch, into ``starts`` and ``ends``."""
+    last_end = -2
+    for first, last in ranges:
+        if first > last_end + 1:
+            starts.append(first)
+            ends.append(last)
+            last_end = last
+        elif last > last_end:
+            ends[-1] = last_end = last
+    return starts, ends
 
 
 EMPTY = IpFilter()

@@ -70,3 +70,13 @@ async def test_the_app_fits_the_footer_to_the_terminal_and_a_resize() -> None:
         await pilot.resize_terminal(200, 60)
         await pilot.pause()
         assert str(app.query_one("#status").render()) == WHOLE
+
+
+def test_the_blocklist_when_one_is_set() -> None:
+    assert "blocked" not in status_text(FULL).plain and "blocklist" not in status_text(FULL).plain
+    loaded = status_text(make_session_snapshot(blocklist="512,301 ranges", blocked=1234)).plain
+    assert "│ port 6881  │ 1,234 blocked  │ free" in loaded
+    assert "│ blocklist loading" in status_text(make_session_snapshot(blocklist="loading /etc/ipfilter.dat")).plain
+    failed = status_text(FULL._replace(blocklist="failed: /x.dat: no valid line"), 80)
+    assert "│ blocklist failed" in failed.plain  # it outlasts the port and the limits at 80 columns
+    assert "port" not in failed.plain and any(span.style == "bold red" for span in failed.spans)

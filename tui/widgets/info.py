@@ -23,7 +23,8 @@ def info_table(t: TorrentSnapshot) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    size = f"{fmt.size(t.total_size)} ({t.total_size:,} bytes)" if t.total_size else "unknown until the metadata arrives"
+    size = (f"{fmt.size(t.total_size)} ({t.total_size:,} bytes)" if t.total_size
+            else "unknown until the metadata arrives")
     rows = [
         ("Name", t.name),
         ("Info-hash", t.id),
@@ -56,13 +57,16 @@ def info_table(t: TorrentSnapshot) -> Table:
 
 
 # What the footer gives up first when the terminal is too narrow for all of it (higher goes first): free
-# space, the router's address for us, the listen port, the rate limits, the DHT, the counts; never the rates.
-_DROP_FREE, _DROP_EXTERNAL, _DROP_PORT, _DROP_LIMITS, _DROP_DHT, _DROP_COUNTS, _KEEP = 7, 6, 5, 4, 3, 2, 0
+# space, the router's address for us, the blocklist's count, the listen port, the rate limits, the DHT, the
+# counts; never the rates (nor a blocklist that failed to load: it ranks with the counts).
+_DROP_FREE, _DROP_EXTERNAL, _DROP_FILTER, _DROP_PORT, _DROP_LIMITS, _DROP_DHT, _DROP_COUNTS, _KEEP = (
+    8, 7, 6, 5, 4, 3, 2, 0)
 
 
 def status_text(s: SessionSnapshot, width: int | None = None) -> Text:
     """The footer's totals: rates and limits, connections, the DHT, listen ports (and the address the router
-    maps them to), free space. Parts are dropped, least important first, until the line fits ``width``."""
+    maps them to), the blocklist, free space. Parts are dropped, least important first, until the line fits
+    ``width``."""
     parts: list[tuple[int, Text]] = [(_KEEP, Text(f"↓ {fmt.rate(s.down_rate) or '0 B/s'}", style="bold"))]
     if s.max_down:
         parts.append((_DROP_LIMITS, Text(f" (max {fmt.rate(s.max_down)})", style="dim")))
@@ -80,6 +84,11 @@ def status_text(s: SessionSnapshot, width: int | None = None) -> Text:
     parts.append((_DROP_PORT, Text(f"  │ port {','.join(ports) if ports else 'none'}")))
     if s.external_address:
         parts.append((_DROP_EXTERNAL, Text(f" → {s.external_address}")))
+    if s.blocklist.startswith("failed"):
+        parts.append((_DROP_COUNTS, Text("  │ blocklist failed", style="bold red")))
+    elif s.blocklist != "off":
+        parts.append((_DROP_FILTER, Text(f"  │ {s.blocked:,} blocked" if s.blocklist[0].isdigit()
+                                         else "  │ blocklist loading", style="dim")))
     for _directory, free in s.free_space[:2]:
         parts.append((_DROP_FREE, Text(f"  │ free {fmt.size(free)}", style="dim")))
     if width is None:

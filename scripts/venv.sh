@@ -3,4 +3,4 @@
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".${1:-}"
+.venv/bin/python -m pip install -q --prefer-binary -e ".${1:-}"  # a wheel over a newer sdist (atheris needs clang to build)

@@ -48,7 +48,9 @@ def _truncate(name: str) -> str:
     if not dot or len(ext.encode()) > MAX_KEPT_EXTENSION_BYTES:
         stem, ext = name, ""
     budget = MAX_COMPONENT_BYTES - (len(ext.encode("utf-8")) + 1 if ext else 0)
-    stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
+    # A cut just after a blank must not leave it at the end: sanitize_component strips blanks, so the name
+    # would change when sanitized again (safe_join does) and two files of the torrent share one on disk.
+    stem = stem.encode("utf-8")[:budget].decode("utf-8", "ignore").rstrip()
     return f"{stem}.{ext}" if ext else stem
 
 

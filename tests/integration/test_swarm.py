@@ -608,6 +608,40 @@ def test_a_peer_that_never_reads_its_rejects_is_paused_then_dropped(tmp_path: Pa
     run(main())
 
 
+def test_interest_flips_are_answered_by_nothing(tmp_path: Path) -> None:
+    """200 000 interested / not-interested pairs: each flip used to be answered with an unchoke or a
+    choke (2 MB for a peer that need not read them, until back-pressure stopped the seeder reading);
+    now a peer keeps its slot until the next rechoke takes it back, and a flip costs no byte sent."""
+    meta, data, torrent = make_torrent(tmp_path, 1024 * 1024)
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s")
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_for(seeder, sid, lambda s: s.state == "seeding")
+            reader, writer = await asyncio.open_connection("127.0.0.1", seeder.listen_port)
+            writer.write(wire.Handshake(meta.info_hash, b"-AT0001-" + os.urandom(12)).to_bytes())
+            writer.write((wire.build_interested() + wire.build_not_interested()) * 200_000 + wire.build_interested())
+            await asyncio.wait_for(writer.drain(), 30)
+            received = 0
+            while True:  # everything it was sent, until it goes quiet
+                try:
+                    got = await asyncio.wait_for(reader.read(1 << 20), 1.0)
+                except asyncio.TimeoutError:
+                    break
+                assert got, "the seeder closed the connection"
+                received += len(got)
+            swarm = seeder._torrents[sid].swarm  # the engine's own, to see the connection
+            attacker = next(p for p in swarm.peers if p.remote_id and p.remote_id.startswith(b"-AT"))
+            assert attacker.peer_interested and not attacker.am_choking  # all read; the last word has its slot
+            assert received < 1024, f"{received} bytes answered the flips"  # handshake, bitfield, one unchoke
+            writer.close()
+        finally:
+            await seeder.close()
+
+    run(main())
+
+
 def test_an_idle_crowd_does_not_shut_an_honest_leecher_out(tmp_path: Path) -> None:
     """Slot exhaustion: as many connections as the seeder allows, each saying "interested" and then only
     keep-alives. A newcomer takes the place of one that moved nothing, and the choker's drawn ties give

@@ -434,6 +434,8 @@ class ManagedTorrent:
             return
         self.metainfo, self.source = meta, source
         log.info("%s: metadata received (%d bytes, %d files)", meta.name, len(info), len(meta.files))
+        for warning in meta.warnings:  # renamed files, as for a torrent added from a file
+            log.warning("%s: %s", meta.name, warning)
         for task in list(self.tasks):  # the metadata phase's announcer and searches; activate starts them again
             task.cancel()
         self.init_priorities(None)

@@ -56,6 +56,12 @@ class Result:
         return self.executions / self.seconds if self.seconds > 0 else 0.0
 
 
+# Linux carries a process's peak RSS, which libFuzzer's -rss_limit_mb reads, across exec, and a child
+# starts with its parent's: forked from a large process (pytest after the whole suite) a target would be
+# "out of memory" at once. A small launcher starts it instead, from its own small memory.
+_LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
 def run_target(name: str, *, runs: int, timeout: int, rss_limit_mb: int, crash_dir: Path, work_dir: Path,
                corpus_root: Path = CORPUS, grow_corpus: bool = False, max_len: int = 4096) -> Result:
     """Fuzz one target for ``runs`` executions in a child process and read its report."""
@@ -68,7 +74,7 @@ def run_target(name: str, *, runs: int, timeout: int, rss_limit_mb: int, crash_d
         scratch.mkdir(parents=True, exist_ok=True)
         corpora = [scratch, seeds]
     log_path = work_dir / f"{name}.log"
-    command = [sys.executable, "-m", "fuzz.run", "--child", name, "--",
+    command = [sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "fuzz.run", "--child", name, "--",
                f"-runs={runs}", f"-timeout={timeout}", f"-rss_limit_mb={rss_limit_mb}", f"-max_len={max_len}",
                f"-artifact_prefix={crash_dir}{os.sep}{name}-", "-print_final_stats=1", *map(str, corpora)]
     env = dict(os.environ, TORRENT_PURE_PYTHON="1", PYTHONPATH=os.pathsep.join(

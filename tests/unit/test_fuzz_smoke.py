@@ -4,6 +4,8 @@ the input that caused it, and new inputs reach the repository's corpus only when
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,27 @@ def test_new_inputs_stay_out_of_the_corpus_unless_it_is_to_grow(tmp_path: Path) 
     assert [p.name for p in seeds.iterdir()] == ["seed"]
     run(["lsd"], runs=SMOKE_RUNS, corpus_root=tmp_path / "corpus", work_dir=tmp_path / "b", grow_corpus=True)
     assert len(list(seeds.iterdir())) > 1
+
+
+_FROM_A_LARGE_PROCESS = r"""
+import sys
+from pathlib import Path
+from fuzz.run import run
+held = bytearray(700 << 20)
+held[::4096] = b"\1" * len(held[::4096])  # resident: pytest after the whole suite is this large
+root = Path(sys.argv[1])
+(root / "corpus" / "planted-hang").mkdir(parents=True)
+(root / "corpus" / "planted-hang" / "seed").write_bytes(b"HANG")
+[result], _ = run(["planted-hang"], runs=1000, timeout=1, corpus_root=root / "corpus", crash_dir=root / "c",
+                  work_dir=root / "w")
+print(result.reason)
+"""
+
+
+def test_a_target_started_from_a_large_process_has_its_own_memory_figure(tmp_path: Path) -> None:
+    """Linux carries the peak RSS libFuzzer checks across exec: started straight from a 700 MiB parent,
+    the planted hang was reported "out-of-memory (used: 722Mb; limit: 512Mb)" (as on CI, late in the suite)."""
+    done = subprocess.run([sys.executable, "-c", _FROM_A_LARGE_PROCESS, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    assert "timeout" in done.stdout and "out-of-memory" not in done.stdout, done.stdout

@@ -23,6 +23,7 @@ MODULES = {
     "bitfield": {},
     # OpenSSL's SHA-1 (Debian: libssl-dev) plus the multi-buffer SHA-NI kernel.
     "hashing": {"libraries": ["crypto"], "depends": ["_speedups/sha1_multi.h"], "include_dirs": ["_speedups"]},
+    "rc4": {},
 }
 
 DIRECTIVES = {

@@ -48,7 +48,7 @@ def select(module: str, attr: str, twin: T) -> T:
 def status() -> dict[str, str]:
     """Which implementation each hot-path module uses, for ``--version``."""
     # Importing the selectors fills _status; keep this list in step with them.
-    from torrent.core import bitfield, hashing  # noqa: F401
+    from torrent.core import bitfield, hashing, rc4  # noqa: F401
 
     return dict(_status)
 

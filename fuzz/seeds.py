@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fuzz.targets import RESUME_TORRENT, TARGETS, UDP_TID, udp_input, wire_input
+from fuzz.targets import RESUME_TORRENT, TARGETS, UDP_TID, mse_input, udp_input, wire_input
 from torrent.codec import bencoding, krpc, lsd, metadata, pex, wire
 from torrent.codec.magnet import Magnet
 from torrent.storage.files import FileState
@@ -234,6 +234,20 @@ def blocklist_seeds() -> Seeds:
             "gzip": b"\x03" + gzip.compress(dat + p2p, mtime=0)}
 
 
+def mse_seeds() -> Seeds:
+    hs = wire.PROTOCOL + bytes(8) + HASH + PEER_ID
+    provide = bytes(8) + (3).to_bytes(4, "big") + (0).to_bytes(2, "big") + len(hs).to_bytes(2, "big") + hs
+    return {
+        "responder-rc4": mse_input(provide + b"\x00\x00\x00\x01\x02", responder=True, pad=17, seed=3),
+        "responder-padc": mse_input(bytes(8) + b"\x00\x00\x00\x01\x00\x05" + bytes(5) + b"\x00\x00",
+                                    responder=True),
+        "initiator-rc4": mse_input(bytes(8) + b"\x00\x00\x00\x02\x00\x03" + bytes(3) + b"\x00\x00\x00\x00",
+                                   responder=False, pad=512, seed=5),
+        "initiator-plain": mse_input(bytes(8) + b"\x00\x00\x00\x01\x00\x00", responder=False),
+        "raw": mse_input(b"\x13BitTorrent protocol" + bytes(range(256)) * 3, responder=True, raw=True),
+    }
+
+
 SEEDS: dict[str, Callable[[], Seeds]] = {
     "bencode": lambda: {**{f"krpc-{k}": v for k, v in krpc_seeds().items() if k in ("ping", "reply-nodes")},
                         "torrent": metainfo_seeds()["multi"], "scalars": bencoding.encode([0, -1, 2**70, b"", b"x"]),
@@ -251,6 +265,7 @@ SEEDS: dict[str, Callable[[], Seeds]] = {
     "lsd": lsd_seeds,
     "resume": resume_seeds,
     "blocklist": blocklist_seeds,
+    "mse": mse_seeds,
 }
 
 

@@ -12,6 +12,7 @@ seeds in ``fuzz/seeds.py`` are written through the same helpers, so the corpus s
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import random
@@ -21,12 +22,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from torrent.codec import bencoding, blocklist, krpc, lsd, magnet, metadata, metainfo, pex, wire
+from torrent.codec import bencoding, blocklist, krpc, lsd, magnet, metadata, metainfo, mse, pex, wire
 from torrent.codec.paths import sanitize_component
 from torrent.codec.tracker import http, udp
 from torrent.codec.tracker.announce import AnnounceRequest, AnnounceResponse, ScrapeResponse, TrackerError
-from torrent.core.errors import BencodeError, BlocklistError, MagnetError, MetainfoError, ProtocolError
+from torrent.core.errors import BencodeError, BlocklistError, MagnetError, MetainfoError, MseError, ProtocolError
 from torrent.core.ipfilter import IpFilter
+from torrent.core.rc4 import RC4
 from torrent.core.settings import DEFAULT_LIMITS, Limits
 from torrent.peer.extensions import OUR_IDS
 from torrent.storage import resume
@@ -567,6 +569,97 @@ def fuzz_blocklist(data: bytes) -> None:
         inside = in_force.contains_v4 if version == 4 else in_force.contains_v6
         check(inside(first) and inside(last), "a range's own ends are not blocked")
     check(problem_count >= len(problems), "more problems listed than counted")
+
+
+# ---- MSE/PE encrypted handshake --------------------------------------------------------------------------
+
+MSE_HASH = hashlib.sha1(b"fuzz mse").digest()
+MSE_RESPONDER, MSE_RAW = 0x01, 0x02  # mode bits; the other six are the chunking seed
+_MSE_KEY = random.Random(1).getrandbits(160) | 1  # the harness peer's private key
+
+
+def mse_side(mode: int) -> mse.Initiator | mse.Responder:
+    """The side under test, with a fixed random source: its key and padding are the same every run."""
+    rng = random.Random(mode & MSE_RESPONDER).randbytes
+    if mode & MSE_RESPONDER:
+        return mse.Responder({mse.req2_key(MSE_HASH): MSE_HASH}.get, rng=rng)
+    return mse.Initiator(MSE_HASH, initial_payload=b"IA", rng=rng)
+
+
+@functools.cache
+def _mse_peer(responder: bool) -> tuple[bytes, bytes]:
+    """The harness peer's public key, and the secret it shares with the side under test."""
+    ours = pow(2, _MSE_KEY, mse.P).to_bytes(96, "big")
+    side = mse_side(MSE_RESPONDER if responder else 0)
+    if responder:
+        side.receive(ours)  # a responder sends its key once it has the peer's
+    theirs = int.from_bytes(side.data_to_send()[:96], "big")
+    return ours, pow(theirs, _MSE_KEY, mse.P).to_bytes(96, "big")
+
+
+def mse_input(body: bytes, *, responder: bool, pad: int = 0, raw: bool = False, seed: int = 0) -> bytes:
+    """An mse target input: mode byte, the peer's padding length (two bytes), then the handshake fields
+    the peer encrypts (VC, crypto field, pad length...) or, with ``raw``, the bytes it sends as they are."""
+    mode = (MSE_RESPONDER if responder else 0) | (MSE_RAW if raw else 0) | (seed << 2 & 0xFF)
+    return bytes((mode,)) + pad.to_bytes(2, "big") + body
+
+
+def _mse_stream(mode: int, pad: int, body: bytes) -> bytes:
+    """What the harness peer sends: its key, padding, [the req hashes,] then ``body`` under its RC4 key."""
+    if mode & MSE_RAW:
+        return body
+    ours, secret = _mse_peer(bool(mode & MSE_RESPONDER))
+    head = ours + bytes(pad)
+    if mode & MSE_RESPONDER:
+        head += hashlib.sha1(b"req1" + secret).digest() + bytes(
+            a ^ b for a, b in zip(mse.req2_key(MSE_HASH), hashlib.sha1(b"req3" + secret).digest()))
+    key = hashlib.sha1((b"keyA" if mode & MSE_RESPONDER else b"keyB") + secret + MSE_HASH).digest()
+    return head + RC4(key, drop=1024).process(body)
+
+
+def _mse_run(mode: int, parts: Iterator[bytes]) -> tuple[Any, ...]:
+    """What the side under test makes of a stream, comparably: its Done (with every later byte
+    decrypted) or its error, and everything it sent."""
+    side = mse_side(mode)
+    sent, done, after = bytearray(side.data_to_send()), None, bytearray()
+    try:
+        for part in parts:
+            if done is not None:
+                after += done.decrypt.process(part) if done.decrypt else part
+                continue
+            events = side.receive(part)
+            check(side.buffered <= mse.MAX_PAD + 20, "more buffered than the largest handshake step")
+            sent += side.data_to_send()
+            if events:
+                done = events[0]
+                after += done.rest
+    except MseError as exc:
+        sent += side.data_to_send()  # Yb may have been queued by the read that failed
+        check(side.consumed <= 96 + mse.MAX_PAD + 20 + 20 + 14 + mse.MAX_PAD + 2 + mse.DEFAULT_MAX_INITIAL_PAYLOAD,
+              "an error after more bytes than any valid handshake holds")
+        return "error", str(exc), bytes(sent)
+    if done is None:
+        return "pending", bytes(sent)
+    return "done", done.method, done.info_hash, done.initial_payload, bytes(after), bytes(sent)
+
+
+@target("mse")
+def fuzz_mse(data: bytes) -> None:
+    """An MSE/PE Initiator or Responder fed a peer's handshake: a real key and sync hashes from a harness
+    peer, then fields the fuzzer writes, encrypted as the spec says (or raw bytes); in reads of any size
+    (the same result and the same bytes sent); the bytes after Done are the fields' tail, decrypted."""
+    if len(data) < 3:
+        return
+    mode, pad, body = data[0], int.from_bytes(data[1:3], "big") % 1024, data[3:]
+    stream = _mse_stream(mode, pad, body)
+    whole = _mse_run(mode, iter([stream]))
+    check(whole == _mse_run(mode, split(stream, chunk_sizes(len(stream), mode >> 2))),
+          "split reads give another result than one read")
+    if whole[0] == "done" and whole[1] == mse.Crypto.RC4 and not mode & MSE_RAW:
+        fields = 8 + 4 + 2 + int.from_bytes(body[12:14], "big")
+        if mode & MSE_RESPONDER:
+            fields += 2 + len(whole[3])
+        check(whole[4] == body[fields:], "the stream after Done is not the peer's tail")
 
 
 # ---- planted bugs: the harness must report each --------------------------------------------------------------

@@ -39,6 +39,11 @@ class BitfieldError(ProtocolError):
     """A bitfield has the wrong length or non-zero spare bits."""
 
 
+class MseError(ProtocolError):
+    """A peer broke the encrypted handshake (MSE/PE): no sync pattern, a wrong VC, an unknown torrent,
+    a method we did not offer, padding or payload past its limit."""
+
+
 class CreateError(TorrentError):
     """A torrent cannot be created from the given path or options."""
 

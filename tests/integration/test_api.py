@@ -22,6 +22,7 @@ from torrent.session import (
     TorrentAdded,
     TorrentCompleted,
     TorrentRemoved,
+    TorrentState,
     UnknownTorrentError,
     to_jsonable,
 )
@@ -178,6 +179,32 @@ def test_recheck_finds_a_changed_piece_and_fetches_it_again(tmp_path: Path) -> N
             await leecher.close()
             await seeder.close()
         assert same_tree(data / "payload", tmp_path / "out" / "payload")
+
+    run(main())
+
+
+def test_a_recheck_of_a_stopped_torrent_is_checking_at_once_and_a_resume_starts_no_second_check(
+        tmp_path: Path) -> None:
+    """A torrent in error (or paused): recheck() returns with it checking, not still in error for a moment,
+    so a resume() right after is refused instead of starting a second check beside the first (the second
+    then put back the pieces it found before the first check's download wrote the rest)."""
+    meta, data, torrent = make_torrent(tmp_path, 1024 * 1024, files=1)
+
+    async def main() -> None:
+        session = await start_session(tmp_path, "s")
+        try:
+            tid = await session.add(torrent, save_path=data, paused=True)
+            await wait_state(session, tid, "paused")
+            session._torrents[tid].update_record(paused=False)  # as a storage failure leaves it: in error
+            session._torrents[tid].set_state(TorrentState.ERROR, "disk full")
+            await session.recheck(tid)
+            assert session.torrent(tid).state == "checking"
+            with pytest.raises(InvalidStateError, match="not paused"):
+                await session.resume(tid)
+            snap = await wait_state(session, tid, "seeding")
+            assert snap.verified == meta.payload_length
+        finally:
+            await session.close()
 
     run(main())
 

@@ -607,6 +607,7 @@ class Session:
             raise InvalidStateError(f"{torrent.name} is being checked already")
         if torrent.state in ACTIVE:
             await torrent.deactivate(TorrentState.CHECKING)
+        torrent.set_state(TorrentState.CHECKING)  # from now: a resume meanwhile must not start a second check
         if torrent.journal is not None:
             torrent.journal.discard()  # a full recheck replaces every record
         self.spawn(torrent.check(recheck=True))

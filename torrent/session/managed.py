@@ -134,6 +134,7 @@ class ManagedTorrent:
         self._downloaded_at_save = 0
         self._wanted: Bitfield | None = None
         self._wanted_size = 0
+        self._checks = 0  # checks started, so that only the latest applies its result
         self._priorities_bytes: bytes | None = None
         self._priorities_given = False
         for host, port in record.peers:
@@ -298,6 +299,8 @@ class ManagedTorrent:
         meta = self.metainfo
         self.set_state(TorrentState.CHECKING)
         self.last_error = None
+        self._checks += 1
+        this_check = self._checks  # a later check supersedes this one: it must not apply what it found
         loop = asyncio.get_running_loop()
         if self.storage is None:
             # Off the loop: proving 100 000 paths stay inside the download directory takes seconds.
@@ -341,9 +344,9 @@ class ManagedTorrent:
             self.waiting_for_check = False
             self.fail(str(exc) if isinstance(exc, StorageError) else f"cannot check the files: {exc}")
             return
-        self.checking_progress = None
-        if self.closed:
+        if self.closed or this_check != self._checks:
             return
+        self.checking_progress = None
         self.hashed = restored.hashed
         log.info("%s: %s", meta.name, restored.reason)
         if data is not None:

@@ -143,3 +143,11 @@ class PeerServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
+
+def drain(subscription: Any) -> list[Any]:
+    """Every event a session subscription holds now, in order."""
+    out = []
+    while (event := subscription.get_nowait()) is not None:
+        out.append(event)
+    return out
+

@@ -8,7 +8,18 @@ import json
 from pathlib import Path
 
 import pytest
-from swarmkit import FakeTracker, local_settings, make_torrent, run, same_tree, start_session, wait_complete, wait_for, wait_state
+from swarmkit import (
+    FakeTracker,
+    drain,
+    local_settings,
+    make_torrent,
+    run,
+    same_tree,
+    start_session,
+    wait_complete,
+    wait_for,
+    wait_state,
+)
 
 from torrent.session import (
     DuplicateTorrentError,
@@ -28,13 +39,6 @@ from torrent.session import (
 )
 
 MAGNET = "magnet:?xt=urn:btih:" + "ab" * 20 + "&dn=nothing-yet&tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce"
-
-
-def drain(sub) -> list:
-    out = []
-    while (event := sub.get_nowait()) is not None:
-        out.append(event)
-    return out
 
 
 def test_every_command_on_an_unknown_id_says_so(tmp_path: Path) -> None:

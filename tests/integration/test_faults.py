@@ -22,6 +22,7 @@ import pytest
 from helpers import loopback_config_home, tmpfs
 from swarmkit import (
     PeerServer,
+    drain,
     local_settings,
     make_torrent,
     run,
@@ -64,13 +65,6 @@ def pieces_on_disk(meta: Metainfo, root: Path) -> set[int]:
 
 def have_pieces(session, torrent_id: str) -> set[int]:
     return {i for i, s in enumerate(session.piece_map(torrent_id).states) if s == PieceState.HAVE}
-
-
-def drain(subscription) -> list:
-    out = []
-    while (event := subscription.get_nowait()) is not None:
-        out.append(event)
-    return out
 
 
 def recorded_pieces(meta: Metainfo, state_dir: Path, download_dir: Path) -> set[int]:

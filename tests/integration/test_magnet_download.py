@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from helpers import loopback_config_home
-from swarmkit import local_settings, make_torrent, run, same_tree, start_session, wait_complete, wait_for
+from swarmkit import drain, local_settings, make_torrent, run, same_tree, start_session, wait_complete, wait_for
 
 from torrent.codec import bencoding, metadata, wire
 from torrent.dht.node import DhtNode
@@ -40,7 +40,7 @@ def test_a_magnet_with_a_peer_downloads_everything(tmp_path: Path) -> None:
             assert leecher.torrent(tid).state == "metadata"
             done = await wait_complete(leecher, tid)
             assert done.total_size == meta.payload_length and done.num_pieces == meta.num_pieces
-            received = [e for e in _drain(events) if isinstance(e, MetadataReceived)]
+            received = [e for e in drain(events) if isinstance(e, MetadataReceived)]
             assert [e.name for e in received] == [meta.name]
             saved = tmp_path / "down" / f"{meta.name}.torrent"
             decoded = bencoding.decode(saved.read_bytes())
@@ -63,13 +63,6 @@ def test_a_magnet_with_a_peer_downloads_everything(tmp_path: Path) -> None:
             await again.close()
 
     run(main())
-
-
-def _drain(sub) -> list:
-    out = []
-    while (event := sub.get_nowait()) is not None:
-        out.append(event)
-    return out
 
 
 class FakeMetadataPeer:

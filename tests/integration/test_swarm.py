@@ -25,6 +25,7 @@ from helpers import loopback_config_home
 from swarmkit import (
     PIECE,
     PeerServer,
+    drain,
     local_settings,
     make_torrent,
     run,
@@ -205,7 +206,7 @@ def test_a_liar_that_dialled_in_is_banned_alone(tmp_path: Path) -> None:
             await seeder.add_peers(meta.info_hash_hex, [("127.0.0.1", leecher.listen_port)])
             snap = await wait_complete(leecher, lid, timeout=30)
             assert snap.banned == 1
-            banned = [e for e in _drain(events) if isinstance(e, PeerBanned)]
+            banned = [e for e in drain(events) if isinstance(e, PeerBanned)]
             assert len(banned) == 1 and banned[0].address != f"127.0.0.1:{leecher.listen_port}"
         finally:
             await leecher.close()
@@ -216,13 +217,6 @@ def test_a_liar_that_dialled_in_is_banned_alone(tmp_path: Path) -> None:
         assert same_tree(data / "payload", tmp_path / "out" / "payload")
 
     run(main())
-
-
-def _drain(sub) -> list:
-    out = []
-    while (event := sub.get_nowait()) is not None:
-        out.append(event)
-    return out
 
 
 async def _raw_peer(port: int, meta: Metainfo, messages: list[bytes], *, info_hash: bytes | None = None) -> bytes:

@@ -76,8 +76,6 @@ class UploadReads:
         self._max_in_flight = max(1, max_in_flight)
         self._in_flight = 0
         self._waiting: deque[tuple[int, asyncio.Future[bytearray]]] = deque()
-        self.pieces_read = 0  # for the counters and the tests
-        self.blocks_read = 0
 
     def resize(self, cache_bytes: int) -> None:
         self.cache_max = max(2, cache_bytes // self._piece_length)
@@ -99,7 +97,7 @@ class UploadReads:
             if index in self._cache:
                 if index not in pieces:
                     pieces.append(index)
-            elif self._whole_piece_affordable(account, index) and len(pieces) < READ_AHEAD:
+            elif self._whole_piece_affordable(account, index):  # pieces has room: the loop stops when full
                 pieces.append(index)
                 self._start_piece(account, index)
             elif request not in account.blocks:
@@ -151,7 +149,6 @@ class UploadReads:
 
     def _submit(self, loop: asyncio.AbstractEventLoop, index: int) -> asyncio.Future[bytearray]:
         self._in_flight += 1
-        self.pieces_read += 1
         future = loop.run_in_executor(self._executor, self._source.read_piece, index)
         future.add_done_callback(self._piece_done)
         return future
@@ -167,7 +164,6 @@ class UploadReads:
 
     def _start_block(self, account: ReadAccount, request: Request) -> asyncio.Future[bytes]:
         account.read += request[2]
-        self.blocks_read += 1
         future = asyncio.get_running_loop().run_in_executor(self._executor, self._source.read_block, *request)
         account.blocks[request] = future
         return future

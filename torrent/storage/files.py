@@ -261,7 +261,7 @@ class Storage:
         its hash (``DataChangedError`` instead; see the module docstring)."""
         buf = bytearray(self.geometry.piece_size(index))
         changed = self._read_into(index * self.geometry.piece_length, memoryview(buf), watch=True)
-        if changed is not None and not hashing.verify_piece(buf, self.metainfo.piece_hash(index)):
+        if changed is not None and not self.verify_piece(index, buf):
             raise DataChangedError(f"{self.paths[changed]} changed on disk: piece {index} no longer matches its "
                                    "hash; recheck to find what is still good", (index,))
         return buf

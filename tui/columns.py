@@ -79,7 +79,8 @@ DEFAULT_TORRENT_SORT = (("queue", False),)
 def _flags(p: PeerSnapshot) -> str:
     """uTorrent-style flags: D/d we download (unchoked/choked but interested), U/u they download from us,
     K/? they unchoked us but we are not interested / we unchoked them but they are not, S snubbed,
-    I incoming, then the source's letter (T tracker, M manual, H DHT, X PEX, L LSD)."""
+    I incoming, E encrypted (RC4) / e encrypted handshake then plain text, P uTP, then the source's letter
+    (T tracker, M manual, H DHT, X PEX, L LSD)."""
     flags = ""
     if p.am_interested:
         flags += "d" if p.peer_choking else "D"
@@ -93,6 +94,9 @@ def _flags(p: PeerSnapshot) -> str:
         flags += "S"
     if p.incoming:
         flags += "I"
+    flags += {"rc4": "E", "handshake": "e"}.get(p.encryption, "")
+    if p.transport == "utp":
+        flags += "P"
     flags += {"tracker": "T", "manual": "M", "dht": "H", "pex": "X", "lsd": "L"}.get(p.source, "")
     return flags
 
@@ -110,7 +114,7 @@ def _peer_status(p: PeerSnapshot) -> tuple[str, str]:
 PEER_COLUMNS: tuple[Column, ...] = (
     Column("address", "Address", 21, attrgetter("address"), attrgetter("address"), priority=0),
     Column("client", "Client", 18, attrgetter("client"), attrgetter("client"), flex=True, priority=2),
-    Column("flags", "Flags", 6, _flags, _flags, priority=1),
+    Column("flags", "Flags", 8, _flags, _flags, priority=1),
     Column("down", "Down", 10, lambda p: fmt.rate(p.down_rate), attrgetter("down_rate"), "right", priority=0,
            descending_first=True),
     Column("up", "Up", 10, lambda p: fmt.rate(p.up_rate), attrgetter("up_rate"), "right", priority=0,

@@ -386,7 +386,10 @@ def test_a_peer_corrupting_part_of_each_piece_is_banned_and_the_honest_one_never
         await liar.start()
         seeder = await start_session(tmp_path, "s")
         await seeder.set_rate_limits(max_up=honest_rate)  # slow: the liar is the faster peer
-        leecher = await start_session(tmp_path, "l", local_settings(peer__request_timeout=3.0))
+        # Plain text first: the liar speaks no MSE, and the switch after its refusal would let the
+        # honest seeder take every piece before the liar is asked for one.
+        leecher = await start_session(tmp_path, "l", local_settings(peer__request_timeout=3.0,
+                                                                    network__encryption="allow"))
         events = leecher.subscribe()
         try:
             sid = await seeder.add(torrent, save_path=data)

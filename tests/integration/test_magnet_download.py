@@ -118,7 +118,9 @@ def test_a_liar_and_a_mute_peer_do_not_stop_a_magnet(tmp_path: Path) -> None:
         liar, mute = FakeMetadataPeer(meta, "lie"), FakeMetadataPeer(meta, "mute")
         ports = [await liar.start(), await mute.start()]
         seeder = await start_session(tmp_path, "seed")
-        leecher = await start_session(tmp_path, "leech", local_settings(peer__metadata_timeout=1.0))
+        # The fakes speak plain text only: dialled so first, they are asked as early as the seeder.
+        leecher = await start_session(tmp_path, "leech", local_settings(peer__metadata_timeout=1.0,
+                                                                        network__encryption="allow"))
         try:
             await seeder.add(torrent_file, save_path=data_parent)
             await wait_for(seeder, meta.info_hash_hex, lambda s: s.state == "seeding")

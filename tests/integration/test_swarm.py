@@ -149,7 +149,8 @@ def test_swarm_with_liars_completes_and_bans_only_the_corrupter(tmp_path: Path) 
     nobody asked for, one that unchokes and never answers."""
     meta, data, torrent = make_torrent(tmp_path, 4 * 1024 * 1024)
     payload = b"".join((data / Path(*f.path)).read_bytes() for f in meta.files)
-    quick = local_settings(peer__request_timeout=3.0, peer__snub_time=4.0)
+    # The fakes speak plain text only: dialled so first, they are asked as early as the honest seeder.
+    quick = local_settings(peer__request_timeout=3.0, peer__snub_time=4.0, network__encryption="allow")
 
     async def main() -> None:
         fakes = {name: FakePeer(meta, payload, fn)
@@ -448,7 +449,10 @@ def test_a_peer_that_closes_the_first_connection_is_retried_on_schedule(tmp_path
         fake = FakePeer(meta, payload, honest)
         fake.refuse = 1
         await fake.start()
-        leecher = await start_session(tmp_path, "l", local_settings(network__retry_first=2.0))
+        # Plain text only: a close during the handshake is then a failure like any other (with encryption
+        # allowed, it is a switch to the other handshake, tested apart).
+        leecher = await start_session(tmp_path, "l", local_settings(network__retry_first=2.0,
+                                                                    network__encryption="disable"))
         try:
             lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", fake.port)])
             row = None

@@ -249,7 +249,8 @@ def showcase_session() -> FakeSession:
                   peer_choking=i % 4 == 3, peer_interested=i % 2 == 0, am_choking=i % 2 == 1, snubbed=i == 7,
                   down_rate=(900 - 70 * i) * 1024.0 if i % 4 != 3 else 0.0, up_rate=(40 * i) * 1024.0 * (i % 2 == 0),
                   downloaded=(30 - i) * MiB, uploaded=i * 2 * MiB, progress=(1.0, 0.5, 0.93, 0.07)[i % 4],
-                  requests_out=0 if i % 4 == 3 else 48 + i, requests_in=3 * (i % 2 == 0), connected_for=60.0 * i + 5)
+                  requests_out=0 if i % 4 == 3 else 48 + i, requests_in=3 * (i % 2 == 0), connected_for=60.0 * i + 5,
+                  encryption=("handshake", "", "rc4")[i % 3], transport="utp" if i % 5 == 2 else "tcp")
         for i in range(12))
     files = (
         make_file(index=0, path="debian-13.2.0/debian-13.2.0-amd64-netinst.iso", size=680 * MiB,

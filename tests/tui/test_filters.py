@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from fakes import MiB, NOW, make_torrent
+from fakes import MiB, NOW, make_peer, make_torrent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torrent.session import TorrentState
+from tui.columns import PEER_COLUMNS
 from tui.filters import FIELDS, FilterError, compile_filter
 
 GiB = 1024 * MiB
@@ -387,3 +388,10 @@ def test_any_text_compiles_or_raises_filter_error(text: str) -> None:
         return
     for torrent in ALL:
         assert predicate(torrent) in (True, False)
+
+
+def test_peer_flags_show_encryption_and_transport() -> None:
+    flags = next(c for c in PEER_COLUMNS if c.key == "flags")
+    assert flags.cell(make_peer(encryption="rc4", transport="utp")) == "D?EPT"
+    assert flags.cell(make_peer(encryption="handshake")) == "D?eT"
+    assert flags.cell(make_peer()) == "D?T"

@@ -290,3 +290,28 @@ def test_manual_add_during_an_attempt_keeps_it_not_due() -> None:
     c.dialling(A, 0.0)
     c.add(A, PeerSource.MANUAL, now=1.0)
     assert due(c, 1.0) == []
+
+
+# ---- the handshake to dial with (MSE or plain text) -------------------------------------------
+
+
+def test_a_close_during_the_handshake_switches_it_once_and_at_once() -> None:
+    c = Candidates(NetworkSettings())
+    c.add(A, PeerSource.TRACKER)
+    c.dialling(A, 0.0)
+    assert c.get(A).encrypted is None  # the policy's first choice
+    assert c.switch_handshake(A, False, 5.0)
+    assert list(c.due(5.0)) == [A] and c.get(A).encrypted is False and c.get(A).failures == 0
+    c.dialling(A, 5.0)
+    assert not c.switch_handshake(A, True, 6.0)  # the other failed too: no second switch
+    assert c.failed(A, "closed", 6.0) == 1.0
+
+
+def test_the_handshake_that_worked_is_remembered_and_allows_a_later_switch() -> None:
+    c = Candidates(NetworkSettings())
+    c.add(A, PeerSource.TRACKER)
+    c.switch_handshake(A, False, 0.0)
+    c.connected(A, encrypted=False)
+    c.closed(A, "done", 100.0, useful=True)
+    assert c.get(A).encrypted is False  # the next dial goes straight to what worked
+    assert c.switch_handshake(A, True, 101.0)  # it worked since: the peer may have changed its policy

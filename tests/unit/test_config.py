@@ -349,6 +349,8 @@ def _everything_changed() -> Settings:
             values[key] = "tue,sat"
         elif info.kind == "hostports":
             values[key] = "[::1]:7000,127.0.0.1:6881"
+        elif info.choices is not None:
+            values[key] = next(choice for choice in info.choices if choice != info.default)
         else:
             values[key] = 'wg0 "quoted" \\ ü \x7f'
     settings = with_values(DEFAULT_SETTINGS, values)

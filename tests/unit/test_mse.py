@@ -159,17 +159,18 @@ methods = st.sampled_from([CRYPTO_PLAIN, CRYPTO_RC4, CRYPTO_PLAIN | CRYPTO_RC4])
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32), provide=methods, allow=methods, ia=st.binary(max_size=120),
-       a_says=st.binary(max_size=400), b_says=st.binary(max_size=400))
-def test_pair_completes_and_streams_decrypt_both_ways(seed: int, provide: int, allow: int, ia: bytes,
+@given(seed=st.integers(0, 2**32), provide=methods, allow=methods, prefer=st.sampled_from([CRYPTO_PLAIN, CRYPTO_RC4]),
+       ia=st.binary(max_size=120), a_says=st.binary(max_size=400), b_says=st.binary(max_size=400))
+def test_pair_completes_and_streams_decrypt_both_ways(seed: int, provide: int, allow: int, prefer: int, ia: bytes,
                                                       a_says: bytes, b_says: bytes) -> None:
     if not provide & allow:
         return
     rnd = random.Random(seed)
     a = Initiator(INFO_HASH, provide=provide, initial_payload=ia, rng=random.Random(seed + 1).randbytes)
-    b = Responder(TORRENTS.get, allow=allow, rng=random.Random(seed + 2).randbytes)
+    b = Responder(TORRENTS.get, allow=allow, prefer=prefer, rng=random.Random(seed + 2).randbytes)
     da, db, heard_a, heard_b = run_pair(a, b, rnd, a_says, b_says)
-    expected = Crypto.RC4 if provide & allow & CRYPTO_RC4 else Crypto.PLAIN
+    common = provide & allow
+    expected = Crypto(prefer) if common & prefer else Crypto(common)  # the preferred one when both are common
     assert da.method == db.method == expected
     assert (da.encrypt is None) == (db.decrypt is None) == (expected == Crypto.PLAIN)
     assert db.info_hash == da.info_hash == INFO_HASH

@@ -140,6 +140,9 @@ def _add_settings_options(p: argparse.ArgumentParser) -> None:
                    "socket, e.g. tun0 behind a VPN (network.bind)")
     p.add_argument("--blocklist", metavar="FILE", help="refuse and never dial the addresses in this IP blocklist: "
                    "eMule .dat or PeerGuardian .p2p, gzip accepted (network.blocklist)")
+    p.add_argument("--encryption", choices=("prefer", "require", "allow", "disable"),
+                   help="protocol encryption (MSE/PE): prefer (default: encrypted handshake first, plain-text "
+                        "peers too), require (RC4 only), allow (plain first), disable (network.encryption)")
     p.add_argument("--max-down", metavar="RATE", help="download limit in bytes/s, e.g. 2M (rates.max_down)")
     p.add_argument("--max-up", metavar="RATE", help="upload limit in bytes/s, e.g. 500K (rates.max_up)")
     p.add_argument("--max-peers", type=int, metavar="N", help="connections per torrent (torrent.max_peers)")
@@ -387,7 +390,8 @@ def effective_settings(args: argparse.Namespace) -> Any:
     from torrent.session.config import effective_settings as resolve_settings
 
     command_line = {}
-    for option, key in (("port", "network.listen_port"), ("bind", "network.bind"), ("max_down", "rates.max_down"),
+    for option, key in (("port", "network.listen_port"), ("bind", "network.bind"),
+                        ("encryption", "network.encryption"), ("max_down", "rates.max_down"),
                         ("max_up", "rates.max_up"), ("max_peers", "torrent.max_peers"),
                         ("upload_slots", "torrent.upload_slots"), ("seed_ratio", "queue.seed_ratio")):
         value = getattr(args, option, None)

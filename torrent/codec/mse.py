@@ -340,23 +340,28 @@ class Responder(_Side):
 
     ``lookup_skey(HASH('req2', SKEY))`` returns that torrent's info-hash or None: the session keeps a
     dict ``{req2_key(info_hash): info_hash}`` of its torrents, so finding one is a single probe.
-    ``allow`` is the set of methods we accept; RC4 is chosen when both sides allow it.
+    ``allow`` is the set of methods we accept; ``prefer`` is the one chosen when the peer offers both
+    (libtorrent's default picks plain text: the handshake is obfuscated, the stream costs nothing).
     """
 
-    __slots__ = ("_lookup", "_allow", "_max_ia", "_req3", "_encrypt", "_decrypt", "_method", "_info_hash")
+    __slots__ = ("_lookup", "_allow", "_prefer", "_max_ia", "_req3", "_encrypt", "_decrypt", "_method", "_info_hash")
 
     def __init__(
         self,
         lookup_skey: Callable[[bytes], bytes | None],
         *,
         allow: int = CRYPTO_RC4 | CRYPTO_PLAIN,
+        prefer: int = CRYPTO_RC4,
         max_initial_payload: int = DEFAULT_MAX_INITIAL_PAYLOAD,
         rng: Rng = os.urandom,
     ) -> None:
+        if prefer not in (CRYPTO_RC4, CRYPTO_PLAIN):
+            raise ValueError(f"prefer must be one method, got {prefer!r}")
         if not 0 <= max_initial_payload <= SPEC_MAX_INITIAL_PAYLOAD:
             raise ValueError(f"max_initial_payload must be 0..65535, got {max_initial_payload}")
         self._lookup = lookup_skey
         self._allow = _check_methods(allow, "allow")
+        self._prefer = Crypto(prefer)
         self._max_ia = max_initial_payload
         super().__init__(rng, self._on_peer_key)
 
@@ -390,7 +395,7 @@ class Responder(_Side):
             raise MseError(f"no method in common: the peer provides {_name(provide)}, we allow {_name(self._allow)}")
         if pad_c > MAX_PAD:
             raise MseError(f"PadC of {pad_c} bytes, over the limit of {MAX_PAD}")
-        self._method = Crypto.RC4 if common & Crypto.RC4 else Crypto.PLAIN
+        self._method = self._prefer if common & self._prefer else Crypto(common)
         pad_d = _pad(self._rng)
         self._out += self._encrypt.process(
             VC + self._method.to_bytes(4, "big") + len(pad_d).to_bytes(2, "big") + pad_d

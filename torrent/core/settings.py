@@ -100,6 +100,11 @@ class NetworkSettings:
     # As qBittorrent and Transmission read them: addresses in the list are refused when they dial us,
     # never dialled, and dropped when a list naming them is loaded.
     blocklist: str = _f("", "IP blocklist file: eMule .dat or PeerGuardian .p2p text, gzip accepted (empty: none)")
+    # Protocol encryption (MSE/PE), in the words of Transmission and qBittorrent; prefer is libtorrent's
+    # default: an encrypted handshake first, plain text after it unless the peer wants RC4 (see
+    # torrent/peer/encryption.py).
+    encryption: str = _f("prefer", "protocol encryption: prefer, require (RC4 only), allow (plain first) or disable",
+                         choices=("prefer", "require", "allow", "disable"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from torrent import __version__
-from torrent.codec import wire
+from torrent.codec import mse, wire
 from torrent.codec.clientid import client_name
 from torrent.core.bitfield import Bitfield
 from torrent.core.errors import ProtocolError
 from torrent.core.rates import RateMeter
+from torrent.core.rc4 import RC4
 from torrent.core.settings import DEFAULT_SETTINGS, Settings
+from torrent.peer.encryption import EncryptionPolicy
 from torrent.peer.extensions import NO_EXTENSIONS, PeerExtensions
 
 log = logging.getLogger(__name__)
@@ -57,14 +59,23 @@ class PeerOwner(Protocol):
 
 
 Resolver = Callable[[bytes], "PeerOwner | None"]
+SkeyLookup = Callable[[bytes], "bytes | None"]  # HASH('req2', info-hash) -> info-hash, for MSE (mse.Responder)
 
 
 class PeerConnection(asyncio.BufferedProtocol):
-    """A BitTorrent peer over TCP, either side of the connection."""
+    """A BitTorrent peer over a stream transport (TCP or uTP), either side of the connection.
+
+    Protocol encryption (MSE/PE) comes first when it is used: an outgoing connection dialled with
+    ``encrypted=True`` runs the initiator's handshake with our BitTorrent handshake as its initial
+    payload; an incoming one looks at the first bytes and runs the responder's if they are not a
+    plain handshake (``skey_lookup`` finds the torrent). After it, RC4 (if chosen) decrypts each read
+    in place in the receive buffer and encrypts writes into one send buffer.
+    """
 
     def __init__(self, owner: PeerOwner | None, *, resolver: Resolver | None = None,
                  address: tuple[str, int] | None = None, settings: Settings = DEFAULT_SETTINGS,
-                 listen_port: int | None = None) -> None:
+                 listen_port: int | None = None, encrypted: bool = False,
+                 skey_lookup: SkeyLookup | None = None) -> None:
         # Outgoing connections know their torrent; incoming ones learn it
         # from the handshake through ``resolver``.
         self.owner = owner
@@ -88,6 +99,17 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.drained: asyncio.Event = asyncio.Event()
         self.drained.set()
         self._outbox: list[bytes] = []  # send_soon's messages, flushed at the end of the loop iteration
+        # Protocol encryption: the policy, the handshake under way, the stream ciphers after it.
+        self._policy = EncryptionPolicy(settings.network.encryption)
+        self._skey_lookup = skey_lookup
+        self.dialled_encrypted = encrypted and self.outgoing
+        self._before_wire = self.dialled_encrypted or not self.outgoing  # MSE or the incoming sniff first
+        self._sniffed = b""  # an incoming connection's first bytes, until they tell plain from MSE
+        self._mse: mse.Initiator | mse.Responder | None = None
+        self._mse_info_hash: bytes | None = None  # the torrent the MSE handshake named (SKEY)
+        self._encrypt: RC4 | None = None
+        self._decrypt: RC4 | None = None
+        self.encryption = ""  # "" plain, "handshake" (MSE, then plain text), "rc4" (the whole stream)
         self._reading_paused = False  # by _check_backlog, until what we queued drains
 
         self.remote_id: bytes | None = None
@@ -132,7 +154,12 @@ class PeerConnection(asyncio.BufferedProtocol):
         if self.address is None:
             peer = transport.get_extra_info("peername")
             self.address = (peer[0], peer[1]) if peer else ("?", 0)
-        if self.outgoing:
+        if self.dialled_encrypted:
+            assert self.owner is not None
+            ours = wire.Handshake(self.owner.info_hash, self.owner.peer_id, self._reserved()).to_bytes()
+            self._mse = mse.Initiator(self.owner.info_hash, provide=self._policy.methods, initial_payload=ours)
+            self._write_raw(self._mse.data_to_send())
+        elif self.outgoing:
             self._send_handshake()
         asyncio.get_running_loop().call_later(self._settings.network.handshake_timeout, self._check_handshake)
 
@@ -150,15 +177,56 @@ class PeerConnection(asyncio.BufferedProtocol):
             if nbytes == len(view) and nbytes < self._recv_max:
                 # Parsing consumes or copies all of this read: the next one may use a new buffer.
                 self._rview = memoryview(bytearray(min(2 * nbytes, self._recv_max)))
-            events = self._parser.feed(view[:nbytes])
-            if self._parser.holding:
-                self._handle(events, now)  # the handshake: it tells the parser the piece count
-                if self.closed:
-                    return
-                events = self._parser.resume()
-            self._handle(events, now)
+            if self._decrypt is not None:
+                self._decrypt.process_into(view, 0, nbytes)
+            elif self._before_wire:
+                self._encryption_bytes(view[:nbytes], now)
+                return
+            self._parse(view[:nbytes], now)
         except ProtocolError as exc:
             self.close(f"protocol error: {exc}")
+
+    def _parse(self, data: memoryview, now: float) -> None:
+        events = self._parser.feed(data)
+        if self._parser.holding:
+            self._handle(events, now)  # the handshake: it tells the parser the piece count
+            if self.closed:
+                return
+            events = self._parser.resume()
+        self._handle(events, now)
+
+    def _encryption_bytes(self, data: memoryview, now: float) -> None:
+        """Bytes before the peer wire: an incoming connection's first ones, or the MSE handshake's."""
+        if self._mse is None:  # incoming: a plain handshake, or an MSE public key?
+            self._sniffed += data
+            plain = mse.looks_like_plain_handshake(self._sniffed)
+            if plain is None:
+                return
+            data, self._sniffed = memoryview(self._sniffed), b""
+            if plain:
+                if not self._policy.accepts_plain:
+                    self.close("plain-text handshake refused: encryption is required")
+                    return
+                self._before_wire = False
+                self._parse(data, now)
+                return
+            if not self._policy.accepts_encrypted or self._skey_lookup is None:
+                self.close("encrypted handshake refused: encryption is disabled")
+                return
+            self._mse = mse.Responder(self._skey_lookup, allow=self._policy.methods, prefer=self._policy.preferred)
+        done = self._mse.receive(data)
+        self._write_raw(self._mse.data_to_send())  # the responder's last bytes come before any RC4 output
+        if not done:
+            return
+        result = done[0]
+        self._mse = None
+        self._before_wire = False
+        self._mse_info_hash = result.info_hash
+        self._encrypt, self._decrypt = result.encrypt, result.decrypt
+        self.encryption = "rc4" if result.method is mse.CRYPTO_RC4 else "handshake"
+        stream = result.initial_payload + result.rest
+        if stream:
+            self._parse(memoryview(stream), now)
 
     def _handle(self, events: list[wire.Event], now: float) -> None:
         """Events of one read, in order; blocks go to the owner together."""
@@ -222,9 +290,13 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     # ---- sending -----------------------------------------------------------
 
+    def _write_raw(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
-            self.transport.write(data)
+            self.transport.write(data if self._encrypt is None else self._encrypt.process(data))
             self.last_sent = time.monotonic()
             if not self.drained.is_set():  # only past the high-water mark is the backlog worth a look
                 self._check_backlog()
@@ -254,7 +326,15 @@ class PeerConnection(asyncio.BufferedProtocol):
                 parts.append(wire.build_piece_header(index, begin, len(data)))
                 parts.append(data)
                 total += len(data)
-            self.transport.writelines(parts)
+            encrypt = self._encrypt
+            if encrypt is None:
+                self.transport.writelines(parts)
+            else:  # the cipher is the copy: one pass from the blocks into one send buffer
+                out = bytearray(total + 13 * len(blocks))
+                offset = 0
+                for part in parts:
+                    offset = encrypt.process_to(part, out, offset)
+                self.transport.write(out)
             now = time.monotonic()
             self.last_sent = now
             self.uploaded.add(total, now)
@@ -424,6 +504,9 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.owner.on_have(self, index)  # type: ignore[union-attr]
 
     def _on_handshake(self, hs: wire.Handshake) -> None:
+        if self._mse_info_hash is not None and hs.info_hash != self._mse_info_hash:
+            self.close("handshake for another torrent than the encrypted handshake named")
+            return
         if self.owner is None:
             self.owner = self._resolver(hs.info_hash) if self._resolver else None
             if self.owner is None:
@@ -483,6 +566,12 @@ class PeerConnection(asyncio.BufferedProtocol):
                 return ""
             self._client = client_name(self.remote_id, self.extension.v if self.extension else None)
         return self._client
+
+    @property
+    def transport_name(self) -> str:
+        """"utp" or "tcp": a uTP transport says so in ``get_extra_info("transport")``."""
+        transport = self.transport
+        return transport.get_extra_info("transport", "tcp") if transport is not None else "tcp"
 
     @property
     def listen_address(self) -> tuple[str, int] | None:

@@ -224,6 +224,8 @@ class PeerSnapshot(NamedTuple):
     failures: int  # connection attempts that failed in a row
     next_attempt: float | None  # seconds until the next attempt, for peers not connected
     last_error: str | None
+    encryption: str = ""  # "rc4" (the whole stream), "handshake" (MSE, then plain text) or "" (none)
+    transport: str = "tcp"  # "tcp" or "utp"
 
 
 class FileSnapshot(NamedTuple):

@@ -34,6 +34,8 @@ class Candidate:
     next_try: float = 0.0  # monotonic time before which it is not dialled
     last_error: str | None = None
     attempts: int = 0
+    encrypted: bool | None = None  # the handshake to dial with (MSE or plain); None: the policy's first
+    switched: bool = False  # the handshake was switched after a failure and has not worked since
 
 
 class Candidates:
@@ -94,10 +96,27 @@ class Candidates:
             candidate.attempts += 1
             candidate.next_try = float("inf")
 
-    def connected(self, address: Address) -> None:
+    def connected(self, address: Address, *, encrypted: bool | None = None) -> None:
+        """The peer answered our handshake: dialled ``encrypted`` (MSE) or not, which is remembered."""
         candidate = self._known.get(address)
         if candidate is not None:
             candidate.next_try = float("inf")  # while connected; ``closed`` schedules the next one
+            if encrypted is not None:
+                candidate.encrypted = encrypted
+                candidate.switched = False
+
+    def switch_handshake(self, address: Address, encrypted: bool, now: float) -> bool:
+        """The peer closed before answering our handshake: dial it again at once with the other one
+        (``encrypted``), remembered from now on. False if that was the switch already: then the failure
+        counts as any other."""
+        candidate = self._known.get(address)
+        if candidate is None or candidate.switched:
+            return False
+        candidate.encrypted = encrypted
+        candidate.switched = True
+        candidate.last_error = "closed during the handshake"
+        candidate.next_try = now
+        return True
 
     def failed(self, address: Address, error: str, now: float) -> float | None:
         """The attempt failed (or the connection closed before it was of use):

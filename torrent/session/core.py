@@ -26,6 +26,7 @@ from typing import Any
 
 from torrent import __version__
 from torrent.codec import metainfo as metainfo_codec
+from torrent.codec import mse
 from torrent.codec.magnet import Magnet, parse_magnet
 from torrent.codec.metainfo import Metainfo
 from torrent.core.errors import BlocklistError, ListenError, MetainfoError, StorageError, TorrentError
@@ -132,6 +133,7 @@ class Session:
         self.warnings: list[str] = []  # from loading the saved session
         self._retired_up = 0  # totals of torrents removed during this run
         self._retired_down = 0
+        self._skeys: dict[bytes, bytes] = {}  # HASH('req2', info-hash) -> info-hash: MSE finds a torrent in one probe
         self._udp: dict[int, UdpEndpoint] = {}  # address family → the shared UDP endpoint
         self._dht: DhtService | None = None
         self.dht_port: int | None = None  # our DHT node's UDP port, told to peers (None: no DHT)
@@ -155,7 +157,7 @@ class Session:
 
         def factory() -> PeerConnection:
             conn = GuardedConnection(self.blocklist, resolver=self._resolve, listen_port=self.listen_port,
-                                     settings=self._settings)
+                                     settings=self._settings, skey_lookup=self._skeys.get)
             self._incoming.add(conn)
             return conn
 
@@ -419,6 +421,9 @@ class Session:
             return await open_datagram_endpoint(family, addr, self.bind_address)
         return await endpoint.tracker_socket(family, addr)
 
+    def _index_skey(self, torrent: ManagedTorrent) -> None:
+        self._skeys[mse.req2_key(torrent.info_hash)] = torrent.info_hash
+
     def _resolve(self, info_hash: bytes) -> Any:
         torrent = self._torrents.get(info_hash.hex())
         return torrent.peer_owner if torrent is not None else None
@@ -504,6 +509,7 @@ class Session:
 
     def _insert(self, torrent: ManagedTorrent) -> None:
         self._torrents[torrent.id] = torrent
+        self._index_skey(torrent)
         self._order.append(torrent.id)
         self._renumber()
         self.mark_dirty(torrent)
@@ -537,6 +543,7 @@ class Session:
         if meta is not None:
             torrent.init_priorities(None)
         self._torrents[torrent.id] = torrent
+        self._index_skey(torrent)
         self._order.append(torrent.id)
         self.publish(TorrentAdded(torrent.id, time.time(), torrent.name))
         if meta is not None:
@@ -575,6 +582,7 @@ class Session:
     async def remove(self, torrent_id: TorrentId, *, delete_data: bool = False) -> None:
         torrent = self._get(torrent_id)
         self._torrents.pop(torrent.id)
+        self._skeys.pop(mse.req2_key(torrent.info_hash), None)
         self._order.remove(torrent.id)
         self._renumber()
         await torrent.close()

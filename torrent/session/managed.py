@@ -34,6 +34,7 @@ from torrent.engine.picker import piece_priorities
 from torrent.engine.ratelimit import LimiterChain, RateLimiter
 from torrent.engine.swarm import Swarm
 from torrent.peer.connection import PeerConnection
+from torrent.peer.encryption import EncryptionPolicy
 from torrent.peer.extensions import PeerExtensions
 from torrent.peer.ut_metadata import MetadataExtension
 from torrent.peer.ut_pex import PexExtension
@@ -549,7 +550,7 @@ class ManagedTorrent:
 
     def peer_attached(self, swarm: Swarm, peer: PeerConnection) -> None:
         if peer.outgoing and peer.address is not None:
-            self.candidates.connected(peer.address)
+            self.candidates.connected(peer.address, encrypted=peer.dialled_encrypted)
 
     def peer_closed(self, peer: PeerConnection) -> None:
         """Any outgoing connection we made ended (before or after its handshake)."""
@@ -557,6 +558,14 @@ class ManagedTorrent:
         if address is None or not peer.outgoing:
             return
         now = time.monotonic()
+        if peer.remote_id is None and peer.transport is not None:  # connected, never answered our handshake
+            other = EncryptionPolicy(self.settings.network.encryption).fallback(peer.dialled_encrypted)
+            if other is not None and self.candidates.switch_handshake(address, other, now):
+                log.info("%s: %s closed during the %s handshake (%s); dialling it again with the %s one",
+                         self.name, format_address(*address), "encrypted" if peer.dialled_encrypted else "plain",
+                         peer.close_reason, "encrypted" if other else "plain")
+                asyncio.get_running_loop().call_soon(lambda: self.connect_more(time.monotonic()))
+                return
         useful = bool(peer.downloaded.total or peer.uploaded.total) or now - peer.connected_at > USEFUL_AFTER
         delay = self.candidates.closed(address, peer.close_reason or "closed", now, useful=useful)
         log.info("%s: connection to %s ended (%s)%s", self.name, format_address(*address), peer.close_reason,
@@ -653,7 +662,11 @@ class ManagedTorrent:
         loop = asyncio.get_running_loop()
 
         def make() -> PeerConnection:
-            conn = PeerConnection(swarm, address=address, listen_port=session.listen_port, settings=self.settings)
+            encrypted = candidate.encrypted
+            if encrypted is None:
+                encrypted = EncryptionPolicy(self.settings.network.encryption).dial_encrypted
+            conn = PeerConnection(swarm, address=address, listen_port=session.listen_port, settings=self.settings,
+                                  encrypted=encrypted)
             conn.source = candidate.source.value
             conn.on_close = self.peer_closed
             return conn

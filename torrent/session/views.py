@@ -196,14 +196,15 @@ def peer_snapshots(t: ManagedTorrent, now: float) -> tuple[PeerSnapshot, ...]:
                 peer.am_choking, peer.am_interested, peer.peer_choking, peer.peer_interested, state.snubbed,
                 peer.down_rate, peer.up_rate, peer.downloaded.total, peer.uploaded.total,
                 bitfield.count() / n if bitfield is not None else 0.0, outstanding(peer), len(state.serving),
-                now - peer.connected_at, candidate.failures if candidate else 0, None, None))
+                now - peer.connected_at, candidate.failures if candidate else 0, None, None, peer.encryption,
+                peer.transport_name))
     elif t.metadata_swarm is not None:
         for peer in t.metadata_swarm.peers:  # a magnet's peers: the metadata comes from them
             connected.add(peer.address)  # type: ignore[arg-type]
             out.append(PeerSnapshot(
                 peer.label, peer.client, "connected", peer.source, not peer.outgoing, peer.am_choking,
                 peer.am_interested, peer.peer_choking, peer.peer_interested, False, 0.0, 0.0, 0, 0, 0.0, 0, 0,
-                now - peer.connected_at, 0, None, None))
+                now - peer.connected_at, 0, None, None, peer.encryption, peer.transport_name))
     for address, candidate in t.candidates.items():
         if address in connected:
             continue

@@ -67,3 +67,14 @@ def test_observed_twins_run_in_the_same_rounds(tmp_path: Path) -> None:
     assert [s["scenario"] for s in report["scenarios"]] == ["ours-ours", "ours-ours@5hz"]
     assert report["scenarios"][1]["title"] == "ours → ours (observed 5 Hz)"
     assert all(s["runs"][0]["leecher_user_s"] > 0 for s in report["scenarios"])
+
+
+def test_encrypted_bench_runs_every_pairing_with_rc4_required(tmp_path: Path) -> None:
+    """libtorrent is told pe_forced + pe_rc4 and ours ``require``: a pairing that completes was RC4."""
+    result = bench("--size", "2M", "--piece-size", "64K", "--runs", "1", "--settle", "0", "--encryption",
+                   "--no-ceilings", "--json", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["encryption"] == "RC4 required by every peer"
+    assert {s["scenario"] for s in report["scenarios"]} == SCENARIOS
+    assert all(s["runs"][0]["mb_per_s"] > 0 for s in report["scenarios"])

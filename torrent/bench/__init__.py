@@ -50,6 +50,8 @@ class BenchOptions:
     work_dir: Path | None = None  # kept (with the payload) when given
     progress: bool = True
     snapshot_hz: float = 0.0  # also run each scenario with our client observed: every API snapshot this often
+    encrypted: bool = False  # every peer requires RC4 over the whole stream (MSE/PE)
+    transport: str = "tcp"  # "utp": every peer speaks uTP alone
 
 
 def run_bench(options: BenchOptions) -> Report:
@@ -65,7 +67,8 @@ def run_bench(options: BenchOptions) -> Report:
         meta, torrent, payload_dir = _prepare(work, options.size, options.piece_size)
         found = tuple(ceilings.measure_all(work, options.size, options.settle)) if options.measure_ceilings else ()
         bench = BenchSwarm(meta, torrent, payload_dir, work, seeders=options.seeders, leechers=options.leechers,
-                           pure_python=options.pure_python, lt_python=lt_python)
+                           pure_python=options.pure_python, lt_python=lt_python, encrypted=options.encrypted,
+                           transport=options.transport)
         results: dict[Scenario, list[RunResult]] = {s: [] for s in scenarios}
         for n in range(1, options.runs + 1):
             # Each round starts one scenario later: a run's speed depends on the
@@ -84,6 +87,8 @@ def run_bench(options: BenchOptions) -> Report:
         "seeders": options.seeders, "leechers": options.leechers, "runs": options.runs,
         "settle_s": options.settle,
         "snapshot_hz": options.snapshot_hz,
+        "encryption": "RC4 required by every peer" if options.encrypted else "defaults (no RC4 on the stream)",
+        "transport": options.transport,
         "speedups": "pure Python" if options.pure_python else
         ("compiled" if speedups.all_compiled() else "pure Python (compiled modules unavailable)"),
         "libtorrent": lt_python,

@@ -4,8 +4,11 @@ It imports only the standard library and libtorrent, so the bench can run it
 under whichever Python has libtorrent: the PyPI wheel in the venv, or
 Debian's ``python3-libtorrent`` under ``/usr/bin/python3``.
 
-    lt_peer.py seed  FILE.torrent SAVE_DIR PORT
-    lt_peer.py leech FILE.torrent SAVE_DIR PORT [HOST:PORT ...]
+    lt_peer.py seed  FILE.torrent SAVE_DIR PORT [--encrypted] [--utp]
+    lt_peer.py leech FILE.torrent SAVE_DIR PORT [--encrypted] [--utp] [HOST:PORT ...]
+
+``--encrypted`` requires RC4 over the whole stream both ways (as ``torrent --encryption require``);
+``--utp`` speaks uTP only, TCP off both ways.
 
 A seeder prints ``ready`` once it has checked its data and then serves until
 it is terminated; a leecher connects to the given peers, exits 0 as soon as
@@ -18,8 +21,9 @@ import sys
 import time
 
 # libtorrent on loopback as REFERENCE-CLIENTS.md says: no DHT/LSD/UPnP/NAT-PMP,
-# TCP only, and several peers on one IP allowed. Otherwise its defaults: the
-# reference is libtorrent as its users run it.
+# TCP only, and several peers on one IP allowed. Otherwise its defaults, its
+# encryption policy included (an encrypted handshake first, then plain text):
+# the reference is libtorrent as its users run it.
 LOOPBACK_SETTINGS = {
     "listen_interfaces": "127.0.0.1:0",
     "enable_dht": False,
@@ -32,12 +36,10 @@ LOOPBACK_SETTINGS = {
     "stop_tracker_timeout": 1,
 }
 
-# Our client does not speak MSE (BEP 8 style stream encryption) yet, and a
-# libtorrent peer with its default "enabled" policy dials with an encrypted
-# handshake first, retrying in plain text a second later. The bench measures
-# transfer, not that retry, so every libtorrent peer in it (the reference
-# too) dials in plain text.
-BENCH_SETTINGS = dict(LOOPBACK_SETTINGS, out_enc_policy=2)  # 2: pe_disabled
+# --encrypted: pe_forced (0) both ways, pe_rc4 (2) only, as REFERENCE-CLIENTS.md says.
+ENCRYPTED = {"out_enc_policy": 0, "in_enc_policy": 0, "allowed_enc_level": 2, "prefer_rc4": True}
+UTP_ONLY = {"enable_incoming_utp": True, "enable_outgoing_utp": True,
+            "enable_incoming_tcp": False, "enable_outgoing_tcp": False}
 
 POLL = 0.02  # seconds between status checks: small against a transfer of seconds
 
@@ -45,8 +47,13 @@ POLL = 0.02  # seconds between status checks: small against a transfer of second
 def main(argv: list[str]) -> int:
     import libtorrent as lt
 
-    mode, torrent, save, port, *peers = argv
-    settings = dict(BENCH_SETTINGS, listen_interfaces=f"127.0.0.1:{int(port)}", alert_mask=0)
+    flags = {arg for arg in argv if arg.startswith("--")}
+    mode, torrent, save, port, *peers = [arg for arg in argv if not arg.startswith("--")]
+    settings = dict(LOOPBACK_SETTINGS, listen_interfaces=f"127.0.0.1:{int(port)}", alert_mask=0)
+    if "--encrypted" in flags:
+        settings.update(ENCRYPTED)
+    if "--utp" in flags:
+        settings.update(UTP_ONLY)
     session = lt.session(settings)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)

@@ -96,7 +96,8 @@ class Report:
         st = self.settings
         title = (f"torrent bench: {st['size_text']} payload, {st['piece_size_text']} pieces, "
                  f"{st['seeders']} seeder(s) → {st['leechers']} leecher(s), {st['runs']} run(s) each, "
-                 f"speedups {st['speedups']}, {st['settle_s']:g} s pause before each"
+                 f"speedups {st['speedups']}, {st['settle_s']:g} s pause before each; "
+                 f"over {st.get('transport', 'tcp')}, encryption: {st.get('encryption', 'defaults')}"
                  + (f"; 'observed': our processes build every API snapshot {st['snapshot_hz']:g} times a second"
                     if st.get("snapshot_hz") else ""))
         lines = [title, "CPU columns: seconds per GiB moved (median of the runs)"]

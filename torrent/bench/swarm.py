@@ -39,6 +39,17 @@ port_map = false
 """
 
 
+TRANSPORTS = ("tcp", "utp")
+
+
+def link_config(encrypted: bool, transport: str) -> str:
+    """Our settings for the bench's link: RC4 over every byte, and uTP alone."""
+    if transport not in TRANSPORTS:
+        raise BenchError(f"unknown transport {transport!r}: choose from {', '.join(TRANSPORTS)}")
+    lines = (['encryption = "require"'] if encrypted else []) + (['transports = "utp"'] if transport == "utp" else [])
+    return "\n[network]\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 @dataclass(frozen=True)
 class Scenario:
     seeder: str
@@ -114,7 +125,7 @@ class BenchSwarm:
 
     def __init__(self, metainfo: Metainfo, torrent: Path, payload_dir: Path, work_dir: Path, *,
                  seeders: int = 1, leechers: int = 1, pure_python: bool = False,
-                 lt_python: str | None = None) -> None:
+                 lt_python: str | None = None, encrypted: bool = False, transport: str = "tcp") -> None:
         self.metainfo = metainfo
         self.torrent = torrent
         self.payload_dir = payload_dir
@@ -122,9 +133,12 @@ class BenchSwarm:
         self.seeders = seeders
         self.leechers = leechers
         self.lt_python = lt_python
-        # Our client runs on its defaults, whatever the user's config file says.
+        # Our client runs on its defaults, whatever the user's config file says, but for the link asked
+        # for: RC4 required, or uTP only, both sides configured alike (lt_peer.py's flags).
         self._config = work_dir / "bench-config.toml"
-        self._config.write_text("# torrent bench runs our client on its default settings\n" + LOOPBACK_CONFIG)
+        self._config.write_text("# torrent bench runs our client on its default settings\n" + LOOPBACK_CONFIG
+                                + link_config(encrypted, transport))
+        self._lt_flags = (["--encrypted"] if encrypted else []) + (["--utp"] if transport == "utp" else [])
         self._env = dict(os.environ)
         if pure_python:
             self._env["TORRENT_PURE_PYTHON"] = "1"
@@ -215,7 +229,8 @@ class BenchSwarm:
         if self.lt_python is None:
             raise BenchError("libtorrent is not installed: pip install 'torrent[bench]' "
                              "(or apt install python3-libtorrent)")
-        return [self.lt_python, lt_peer.__file__, mode, str(self.torrent), str(save), str(port), *peers]
+        return [self.lt_python, lt_peer.__file__, mode, str(self.torrent), str(save), str(port), *self._lt_flags,
+                *peers]
 
     def _verify(self, path: Path, scenario: Scenario) -> None:
         """Every piece of the download against the torrent's hashes."""

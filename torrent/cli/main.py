@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "times a second, as a front end would (what observing costs, within one run)")
     bench.add_argument("--dir", metavar="DIR", help="work directory, kept with its payload for the next bench "
                        "(default: a temporary directory, removed)")
+    bench.add_argument("--encryption", action="store_true",
+                       help="every peer (libtorrent's too) requires RC4 over the whole stream (MSE/PE)")
+    bench.add_argument("--transport", choices=("tcp", "utp"), default="tcp",
+                       help="tcp (default) or utp: every peer (libtorrent's too) speaks that alone")
     bench.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     bench.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     return parser
@@ -539,7 +543,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            seeders=args.seeders, leechers=args.leechers, runs=args.runs,
                            scenarios=tuple(args.scenario), pure_python=args.pure_python,
                            measure_ceilings=not args.no_ceilings, work_dir=Path(args.dir) if args.dir else None,
-                           progress=not args.quiet, settle=args.settle, snapshot_hz=args.snapshots)
+                           progress=not args.quiet, settle=args.settle, snapshot_hz=args.snapshots,
+                           encrypted=args.encryption, transport=args.transport)
     report = run_bench(options)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0

@@ -105,6 +105,10 @@ class NetworkSettings:
     # torrent/peer/encryption.py).
     encryption: str = _f("prefer", "protocol encryption: prefer, require (RC4 only), allow (plain first) or disable",
                          choices=("prefer", "require", "allow", "disable"))
+    # Peer transports, in the order an outgoing connection tries them (libtorrent's default: uTP first,
+    # TCP after it fails); both are accepted when listed. qBittorrent's "TCP and uTP / TCP / uTP".
+    transports: str = _f("utp,tcp", "peer transports in the order they are dialled: utp,tcp, tcp,utp, tcp or utp",
+                         choices=("utp,tcp", "tcp,utp", "tcp", "utp"))
 
 
 @dataclass(frozen=True, slots=True)

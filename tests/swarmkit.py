@@ -46,9 +46,11 @@ def same_tree(a: Path, b: Path) -> bool:
 def local_settings(**values: Any) -> Settings:
     """Loopback only, any free port, plus ``values`` ("group.name" with dots as __)."""
     # No public DHT router, no multicast or router discovery on the LAN: tests that want them say so.
+    # TCP alone: most peers in these tests are hand-written TCP servers, which a uTP-first dial would
+    # reach only after network.utp_connect_timeout; the uTP tests ask for it.
     tree = with_values(Settings(), {"network.bind": "127.0.0.1", "network.listen_port": 0,
                                     "discovery.dht_bootstrap": "", "discovery.lsd": False,
-                                    "discovery.port_map": False})
+                                    "discovery.port_map": False, "network.transports": "tcp"})
     return with_values(tree, {k.replace("__", "."): v for k, v in values.items()})
 
 

@@ -147,6 +147,9 @@ def _add_settings_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encryption", choices=("prefer", "require", "allow", "disable"),
                    help="protocol encryption (MSE/PE): prefer (default: encrypted handshake first, plain-text "
                         "peers too), require (RC4 only), allow (plain first), disable (network.encryption)")
+    p.add_argument("--transports", choices=("utp,tcp", "tcp,utp", "tcp", "utp"),
+                   help="peer transports in the order they are dialled (default utp,tcp: uTP first, TCP if it "
+                        "fails; network.transports)")
     p.add_argument("--max-down", metavar="RATE", help="download limit in bytes/s, e.g. 2M (rates.max_down)")
     p.add_argument("--max-up", metavar="RATE", help="upload limit in bytes/s, e.g. 500K (rates.max_up)")
     p.add_argument("--max-peers", type=int, metavar="N", help="connections per torrent (torrent.max_peers)")
@@ -395,7 +398,8 @@ def effective_settings(args: argparse.Namespace) -> Any:
 
     command_line = {}
     for option, key in (("port", "network.listen_port"), ("bind", "network.bind"),
-                        ("encryption", "network.encryption"), ("max_down", "rates.max_down"),
+                        ("encryption", "network.encryption"), ("transports", "network.transports"),
+                        ("max_down", "rates.max_down"),
                         ("max_up", "rates.max_up"), ("max_peers", "torrent.max_peers"),
                         ("upload_slots", "torrent.upload_slots"), ("seed_ratio", "queue.seed_ratio")):
         value = getattr(args, option, None)

@@ -100,3 +100,8 @@ def _rebuild(cls: type[TrackerError], state: dict[str, Any]) -> TrackerError:
     Exception.__init__(exc, state.get("reason", ""))
     exc.__dict__.update(state)
     return exc
+
+
+class UtpError(ProtocolError):
+    """A uTP packet is malformed: a short header, a wrong version or type, an extension past the packet's
+    end. Connections drop such packets; a failed connection is an ``OSError`` like TCP's."""

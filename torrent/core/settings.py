@@ -89,6 +89,9 @@ class NetworkSettings:
     # Enough to reach a tracker's 50 peers within a few seconds.
     max_half_open: int = _f(20, "outgoing connection attempts at once, per torrent", min=1)
     connect_timeout: float = _f(10.0, "seconds for a TCP connection to be accepted", min=0.1)
+    # libtorrent's utp_connect_timeout: a peer without uTP costs this much before TCP is tried, once.
+    utp_connect_timeout: float = _f(3.0, "seconds for a uTP connection to be accepted before TCP is tried",
+                                    min=0.1)
     handshake_timeout: float = _f(10.0, "seconds for a peer to complete its handshake", min=0.1)
     # A peer whose connection failed is tried again after retry_first seconds,
     # then each delay doubles up to retry_max; after retry_give_up failures in

@@ -36,6 +36,7 @@ class Candidate:
     attempts: int = 0
     encrypted: bool | None = None  # the handshake to dial with (MSE or plain); None: the policy's first
     switched: bool = False  # the handshake was switched after a failure and has not worked since
+    transport: str | None = None  # "utp" or "tcp": the one that connected last (dialled first next time)
 
 
 class Candidates:

@@ -76,6 +76,7 @@ from torrent.session.managed import ACTIVE, ManagedTorrent
 from torrent.session.schedule import effective_limits
 from torrent.session.state import SavedTorrent, StateStore, TorrentRecord
 from torrent.session.udp import UdpEndpoint
+from torrent.session.utp import UtpSocket
 from torrent.storage.journal import journal_path
 from torrent.storage.resume import resume_path
 from torrent.tracker.client import open_datagram_endpoint
@@ -135,6 +136,7 @@ class Session:
         self._retired_down = 0
         self._skeys: dict[bytes, bytes] = {}  # HASH('req2', info-hash) -> info-hash: MSE finds a torrent in one probe
         self._udp: dict[int, UdpEndpoint] = {}  # address family → the shared UDP endpoint
+        self._utp: dict[int, UtpSocket] = {}  # address family → the uTP connections on that endpoint
         self._dht: DhtService | None = None
         self.dht_port: int | None = None  # our DHT node's UDP port, told to peers (None: no DHT)
         self.lsd: LocalDiscovery | None = None
@@ -155,12 +157,7 @@ class Session:
         self.bind_address = resolve_bind(self._settings.network.bind)
         await self._load_blocklist()
 
-        def factory() -> PeerConnection:
-            conn = GuardedConnection(self.blocklist, resolver=self._resolve, listen_port=self.listen_port,
-                                     settings=self._settings, skey_lookup=self._skeys.get)
-            self._incoming.add(conn)
-            return conn
-
+        factory = self._incoming_connection
         port = self._settings.network.listen_port
 
         async def listen(on: str, at: int) -> asyncio.base_events.Server:
@@ -190,6 +187,24 @@ class Session:
         if self.restore:
             await self._restore_saved()
 
+    def _incoming_connection(self) -> PeerConnection:
+        """The protocol of a connection a peer opened, over TCP or uTP."""
+        conn = GuardedConnection(self.blocklist, resolver=self._resolve, listen_port=self.listen_port,
+                                 settings=self._settings, skey_lookup=self._skeys.get)
+        self._incoming.add(conn)
+        return conn
+
+    def _apply_transports(self) -> None:
+        """Incoming uTP is accepted while ``network.transports`` names it (refused at once otherwise)."""
+        accept = self._incoming_connection if "utp" in self._settings.network.transports else None
+        for utp in self._utp.values():
+            utp.on_accept = accept
+            utp.max_connections = self._settings.network.max_connections
+
+    def utp_socket(self, host: str) -> UtpSocket | None:
+        """The uTP socket that reaches ``host`` (None: no UDP endpoint of its family)."""
+        return self._utp.get(socket.AF_INET6 if ":" in host else socket.AF_INET)
+
     async def _open_udp(self) -> None:
         """The UDP endpoint on the listen port's number (another port if that one is taken), and the DHT."""
         assert self.listen_port is not None
@@ -204,7 +219,12 @@ class Session:
                     log.log(logging.WARNING if host != "::" else logging.INFO,
                             "cannot use UDP port %d on %s: %s", port, host, exc.strerror or exc)
             if endpoint is not None:
-                self._udp[socket.AF_INET6 if ":" in host else socket.AF_INET] = endpoint
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                self._udp[family] = endpoint
+                utp = UtpSocket(endpoint.sendto, sockname=(host, endpoint.port))
+                endpoint.on_utp = utp.datagram_received
+                self._utp[family] = utp
+        self._apply_transports()
         discovery = self._settings.discovery
         first = next(iter(self._udp.values()), None)
         if discovery.dht and first is not None:
@@ -283,6 +303,8 @@ class Session:
             self.lsd.close()
         if self.port_mapper is not None:
             await self.port_mapper.close()
+        for utp in self._utp.values():
+            utp.close()
         for endpoint in self._udp.values():
             endpoint.close()
         for task in list(self._tasks):
@@ -761,6 +783,7 @@ class Session:
         self._settings_dirty = True
         self._schedule_save()
         self._apply_rate_limits()
+        self._apply_transports()
         for torrent in self._torrents.values():
             torrent.apply_settings()
         self.requeue()

@@ -671,15 +671,34 @@ class ManagedTorrent:
             conn.on_close = self.peer_closed
             return conn
 
+        network = self.settings.network
+        order = dial_order(network.transports, candidate.transport)
         try:
-            await asyncio.wait_for(loop.create_connection(make, *address, local_addr=session.local_addr()),
-                                   self.settings.network.connect_timeout)
-        except (OSError, asyncio.TimeoutError, OverflowError, ValueError) as exc:
-            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
-                exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
-            delay = self.candidates.failed(address, reason, time.monotonic())
-            log.info("%s: connect to %s failed: %s%s", self.name, format_address(*address), reason,
-                     f"; next attempt in {delay:g} s" if delay is not None else "; forgotten")
+            for kind in order:
+                try:
+                    if kind == "utp":
+                        utp = session.utp_socket(address[0])
+                        if utp is None:
+                            raise OSError("no UDP socket of that address family")
+                        await utp.connect(address, make, timeout=min(network.utp_connect_timeout,
+                                                                      network.connect_timeout))
+                    else:
+                        await asyncio.wait_for(loop.create_connection(make, *address, local_addr=session.local_addr()),
+                                               network.connect_timeout)
+                except (OSError, asyncio.TimeoutError, OverflowError, ValueError) as exc:
+                    reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
+                        exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
+                    if kind != order[-1]:  # the next transport now, and first from now on
+                        log.debug("%s: %s to %s failed (%s); trying %s", self.name, kind, format_address(*address),
+                                  reason, order[order.index(kind) + 1])
+                        candidate.transport = order[order.index(kind) + 1]
+                        continue
+                    delay = self.candidates.failed(address, f"{reason} ({'/'.join(order)})", time.monotonic())
+                    log.info("%s: connect to %s failed: %s%s", self.name, format_address(*address), reason,
+                             f"; next attempt in {delay:g} s" if delay is not None else "; forgotten")
+                    return
+                candidate.transport = kind
+                return
         finally:
             self.connecting.discard(address)
 
@@ -1006,3 +1025,14 @@ def _remove_empty_dirs(root: Path, files: Sequence[Path]) -> None:
             os.rmdir(root / rel)
         except OSError:
             pass
+
+
+def dial_order(transports: str, remembered: str | None) -> list[str]:
+    """The transports to dial a peer with, in order (``network.transports``), the one that last worked
+    with it first."""
+    order = transports.split(",")
+    if remembered in order:
+        order.remove(remembered)
+        order.insert(0, remembered)
+    return order
+

@@ -1,9 +1,11 @@
 """The session's UDP endpoint: one socket per address family on the listen port's number.
 
-The DHT and the UDP tracker client share it (uTP will too), as libtorrent's do: a NAT maps one port, and a
+The DHT, the UDP tracker client and uTP share it, as libtorrent's do: a NAT maps one port, and a
 peer told our port in a ``port`` message reaches the same node a tracker saw. Datagrams are told apart by
-their first bytes: a KRPC message is a bencoded dictionary (``d``); a UDP tracker reply carries the
-transaction id of a request we sent to that address (bytes 4-8, BEP 15); anything else is dropped.
+their first bytes: a uTP packet starts with ``type << 4 | 1`` (type 0-4) and has at least 20 bytes; a KRPC
+message is a bencoded dictionary (``d``, 0x64: version nibble 4, never uTP); a UDP tracker reply carries the
+transaction id of a request we sent to that address (bytes 4-8, BEP 15; its first byte is 0, an action's
+high byte); anything else is dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 import socket
 from collections.abc import Callable
 from typing import Any
+
+from torrent.codec.utp import looks_like_utp
 
 log = logging.getLogger("torrent.session")
 
@@ -69,6 +73,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def __init__(self, on_krpc: Callable[[bytes, tuple[str, int]], None] | None = None) -> None:
         self.on_krpc = on_krpc
+        self.on_utp: Callable[[bytes, tuple[str, int]], None] | None = None  # the session's UtpSocket
         self.transport: asyncio.DatagramTransport | None = None
         self.routes: dict[bytes, _TrackerView] = {}
         self.dropped = 0
@@ -107,6 +112,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         source = (addr[0], addr[1])
+        if self.on_utp is not None and looks_like_utp(data):
+            self.on_utp(data, source)
+            return
         if data[:1] == b"d":
             if self.on_krpc is not None:
                 self.on_krpc(data, source)

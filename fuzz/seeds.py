@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fuzz.targets import RESUME_TORRENT, TARGETS, UDP_TID, mse_input, udp_input, wire_input
+from fuzz.targets import RESUME_TORRENT, TARGETS, UDP_TID, UTP_ID, mse_input, udp_input, utp_input, wire_input
+from torrent.codec import utp
 from torrent.codec import bencoding, krpc, lsd, metadata, pex, wire
 from torrent.codec.magnet import Magnet
 from torrent.storage.files import FileState
@@ -248,6 +249,29 @@ def mse_seeds() -> Seeds:
     }
 
 
+def utp_seeds() -> Seeds:
+    p = utp.build_packet
+    syn = p(utp.ST_SYN, 500, 1_000_000, 0, 65536, 40, 0)
+    # The side that accepted our SYN answers: its ST_STATE, data in order, out of order, a SACK, a FIN.
+    answer = [p(utp.ST_STATE, UTP_ID, 1_000_000, 5000, 65536, 900, 100)]
+    data = [p(utp.ST_DATA, UTP_ID, 1_001_000 + i, 5000, 65536, 901 + i, 100, payload=bytes([i]) * 1000)
+            for i in range(4)]
+    return {
+        "dialled-data": utp_input(answer + data, accept=False),
+        "dialled-reordered": utp_input(answer + data[::-1], accept=False, step_ms=1),
+        "dialled-sack": utp_input(answer + [p(utp.ST_STATE, UTP_ID, 1_002_000, 5000, 65536, 905, 101,
+                                              sack=b"\x05\x00\x00\x00")], accept=False),
+        "dialled-fin": utp_input(answer + data[:1] + [p(utp.ST_FIN, UTP_ID, 1_003_000, 5000, 65536, 902, 100)],
+                                 accept=False),
+        "dialled-reset": utp_input(answer + [p(utp.ST_RESET, UTP_ID, 1_003_000, 5000, 65536, 901, 100)],
+                                   accept=False),
+        "accepted": utp_input([syn] + [p(utp.ST_DATA, 500, 1_001_000 + i, 3000, 65536, 41 + i, 7,
+                                         payload=b"\x13BitTorrent protocol"[:i + 5]) for i in range(3)],
+                              accept=True, step_ms=200),
+        "timeouts": utp_input([syn] + [b""] * 20, accept=True, step_ms=255),
+    }
+
+
 SEEDS: dict[str, Callable[[], Seeds]] = {
     "bencode": lambda: {**{f"krpc-{k}": v for k, v in krpc_seeds().items() if k in ("ping", "reply-nodes")},
                         "torrent": metainfo_seeds()["multi"], "scalars": bencoding.encode([0, -1, 2**70, b"", b"x"]),
@@ -266,6 +290,7 @@ SEEDS: dict[str, Callable[[], Seeds]] = {
     "resume": resume_seeds,
     "blocklist": blocklist_seeds,
     "mse": mse_seeds,
+    "utp": utp_seeds,
 }
 
 

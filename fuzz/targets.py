@@ -22,11 +22,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from torrent.codec import bencoding, blocklist, krpc, lsd, magnet, metadata, metainfo, mse, pex, wire
+from torrent.codec import bencoding, blocklist, krpc, lsd, magnet, metadata, metainfo, mse, pex, utp, wire
 from torrent.codec.paths import sanitize_component
 from torrent.codec.tracker import http, udp
 from torrent.codec.tracker.announce import AnnounceRequest, AnnounceResponse, ScrapeResponse, TrackerError
-from torrent.core.errors import BencodeError, BlocklistError, MagnetError, MetainfoError, MseError, ProtocolError
+from torrent.core.errors import (
+    BencodeError,
+    BlocklistError,
+    MagnetError,
+    MetainfoError,
+    MseError,
+    ProtocolError,
+    UtpError,
+)
 from torrent.core.ipfilter import IpFilter
 from torrent.core.rc4 import RC4
 from torrent.core.settings import DEFAULT_LIMITS, Limits
@@ -686,3 +694,59 @@ def planted_oom(data: bytes) -> None:
         held = b"x" * (640 << 20)  # written, so resident
         while held:
             time.sleep(0.01)
+
+
+# ---- uTP ------------------------------------------------------------------------------------------------
+
+UTP_ACCEPT = 0x01  # mode bit: the first datagram is a SYN we accept (else we dialled, connection id UTP_ID)
+UTP_ID = 0x1234
+UTP_WINDOW = 64 * 1024  # a small receive window, so the bound is reached
+
+
+def utp_input(datagrams_in: list[bytes], *, accept: bool, step_ms: int = 10) -> bytes:
+    """A utp target input: mode byte, milliseconds between datagrams, then the peer's datagrams framed."""
+    return bytes((UTP_ACCEPT if accept else 0, step_ms & 0xFF)) + frame_datagrams(datagrams_in)
+
+
+@target("utp", max_len=16384)
+def fuzz_utp(data: bytes) -> None:
+    """A uTP connection (``UtpConnection``, either side) fed a peer's datagrams with its timers run between
+    them: nothing but ``UtpError`` from ``parse_header``, nothing at all from ``receive``/``on_timer``/
+    ``datagrams_to_send``; what it holds stays within its receive window and what it sends parses."""
+    if len(data) < 2:
+        return
+    mode, step = data[0], data[1] / 1000
+    packets = list(datagrams(data[2:]))
+    now = 1000.0
+    if mode & UTP_ACCEPT:
+        if not packets:
+            return
+        try:
+            header = utp.parse_header(packets[0])
+            conn = utp.UtpConnection.accept(packets[0], 7, now, recv_window=UTP_WINDOW, send_buffer=UTP_WINDOW)
+        except UtpError:
+            return
+        check(header.type == utp.ST_SYN, "accept() took a packet that is not a SYN")
+        packets = packets[1:]
+    else:
+        conn = utp.UtpConnection.connect(UTP_ID, 100, now, recv_window=UTP_WINDOW, send_buffer=UTP_WINDOW)
+    conn.write(bytes(range(256)) * 8)
+    sink = memoryview(bytearray(4096))
+    for packet in packets:
+        try:
+            utp.parse_header(packet)
+        except UtpError:
+            pass
+        conn.receive(packet, now)
+        for out in conn.datagrams_to_send(now):
+            header = utp.parse_header(out)  # a packet we send that does not parse is a crash
+            check(len(out) <= utp.HEADER_SIZE + utp.PACKET_SIZE_CEILING_V4, "a packet over a 1500-byte MTU")
+        check(conn.readable + conn._ooo_bytes <= UTP_WINDOW + utp.PACKET_SIZE_CEILING_V4,
+              "more held than the receive window")
+        if packet[:1] == b"\x00":  # now and then the application reads
+            conn.read_into(sink)
+        now += step
+        deadline = conn.next_timer()
+        if deadline is not None and deadline <= now:
+            conn.on_timer(now)
+

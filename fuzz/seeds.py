@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz.targets import RESUME_TORRENT, TARGETS, UDP_TID, UTP_ID, mse_input, udp_input, utp_input, wire_input
-from torrent.codec import utp
-from torrent.codec import bencoding, krpc, lsd, metadata, pex, wire
+from torrent.codec import bencoding, krpc, lsd, metadata, pex, utp, wire
 from torrent.codec.magnet import Magnet
 from torrent.storage.files import FileState
 from torrent.storage.resume import ResumeData

@@ -199,6 +199,7 @@ class Harness:
         self.tmp = tmp
         self.procs: list[Proc] = []
         self.lts: list[LtPeer] = []
+        self.in_process: list[Any] = []  # other in-process clients: each has close() and describe()
         self._cleanups: list[Callable[[], None]] = []
         self.started = time.monotonic()
         self.reported = False  # fail() has shown the logs
@@ -221,7 +222,8 @@ class Harness:
     def close(self) -> None:
         """Stop everything, each independently: one that resists must not spare the rest."""
         steps: list[Callable[[], None]] = [p.stop for p in reversed(self.procs)]
-        steps += [p.close for p in reversed(self.lts)] + list(reversed(self._cleanups))
+        steps += [p.close for p in reversed(self.lts)] + [p.close for p in reversed(self.in_process)]
+        steps += list(reversed(self._cleanups))
         errors = []
         for step in steps:
             try:
@@ -232,7 +234,7 @@ class Harness:
             raise RuntimeError(f"cleanup failed: {errors}")
 
     def logs(self) -> str:
-        parts = [p.describe() for p in self.procs] + [p.describe() for p in self.lts]
+        parts = [p.describe() for p in [*self.procs, *self.lts, *self.in_process]]
         return "\n".join(parts) if parts else "(nothing was started)"
 
     def fail(self, message: str) -> None:
@@ -450,8 +452,15 @@ class LtPeer:
 
 # ---- Transmission ----------------------------------------------------------------------
 
-def start_transmission(h: Harness, name: str, torrent: Path, download_dir: Path, port: int) -> Proc:
-    """``transmission-cli`` on ``port``, with a fresh config dir made for loopback."""
+# Transmission's encryption modes: its settings.json value and the transmission-cli flag.
+TRANSMISSION_ENCRYPTION = {"tolerated": (0, "-et"), "preferred": (1, "-ep"), "required": (2, "-er")}
+
+
+def start_transmission(h: Harness, name: str, torrent: Path, download_dir: Path, port: int, *,
+                       encryption: str = "tolerated") -> Proc:
+    """``transmission-cli`` on ``port``, with a fresh config dir made for loopback; ``encryption``
+    is a key of ``TRANSMISSION_ENCRYPTION`` (plain text tolerated by default)."""
+    mode, flag = TRANSMISSION_ENCRYPTION[encryption]
     exe = require_tool("transmission-cli")
     config = h.tmp / f"{name}-config"
     config.mkdir()
@@ -464,7 +473,7 @@ def start_transmission(h: Harness, name: str, torrent: Path, download_dir: Path,
         "utp-enabled": False,
         "port-forwarding-enabled": False,
         "rpc-enabled": False,
-        "encryption": 0,  # prefer plaintext
+        "encryption": mode,
         "peer-port": port,
         "speed-limit-down-enabled": False,
         "speed-limit-up-enabled": False,
@@ -478,7 +487,7 @@ def start_transmission(h: Harness, name: str, torrent: Path, download_dir: Path,
     # Its status line ("Progress: …", "Seeding, …") goes to stdout ending in \r: unbuffered, or a
     # file sees it ~10 s late. stdbuf (coreutils) execs the client, so the PID stays Transmission's.
     unbuffered = [shutil.which("stdbuf") or "stdbuf", "-o0"] if shutil.which("stdbuf") else []
-    return h.spawn(name, [*unbuffered, exe, "-g", config, "-M", "-et", "-p", str(port), "-w", download_dir,
+    return h.spawn(name, [*unbuffered, exe, "-g", config, "-M", flag, "-p", str(port), "-w", download_dir,
                           torrent])
 
 

@@ -51,12 +51,13 @@ CHECKING_STATES = frozenset({"checkingUP", "checkingDL", "checkingResumeData", "
 ERROR_STATES = frozenset({"error", "missingFiles"})
 
 
-def write_config(profile: Path, *, listen_port: int, webui_port: int) -> Path:
-    """``PROFILE/qBittorrent/config/qBittorrent.conf`` for a loopback-only qBittorrent 4.5."""
+def write_config(profile: Path, *, listen_port: int, webui_port: int, encryption: int = 0) -> Path:
+    """``PROFILE/qBittorrent/config/qBittorrent.conf`` for a loopback-only qBittorrent 4.5;
+    ``encryption`` as ``Session\\Encryption`` (see ``ENCRYPTION``)."""
     conf = profile / "qBittorrent" / "config" / "qBittorrent.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(CONFIG_TEMPLATE.format(listen_port=listen_port, webui_port=webui_port,
-                                           save_path=profile / "downloads"))
+                                           save_path=profile / "downloads", encryption=encryption))
     return conf
 
 
@@ -74,7 +75,7 @@ Session\\InterfaceAddress=127.0.0.1
 Session\\DHTEnabled=false
 Session\\LSDEnabled=false
 Session\\PeXEnabled=false
-Session\\Encryption=0
+Session\\Encryption={encryption}
 Session\\AnonymousModeEnabled=false
 Session\\BTProtocol=TCP
 Session\\MultiConnectionsPerIp=true
@@ -258,16 +259,17 @@ class QBittorrent:
         return None if t is None else (t["state"], t["downloaded"], t["uploaded"])
 
 
-def start_qbittorrent(h: Harness, name: str, *, profile: Path) -> QBittorrent:
+def start_qbittorrent(h: Harness, name: str, *, profile: Path, encryption: int = 0) -> QBittorrent:
     """``qbittorrent-nox --profile=PROFILE --webui-port=P`` on 127.0.0.1 with a fresh config;
-    returns once its Web API answers and its BitTorrent port listens."""
+    returns once its Web API answers and its BitTorrent port listens. ``encryption``: a value of
+    ``ENCRYPTION`` (allowed by default)."""
     exe = require_tool("qbittorrent-nox")
     if profile.exists() and any(profile.iterdir()):
         h.fail(f"qBittorrent profile {profile} is not empty: each start gets a fresh one")
     listen_port, webui_port = free_port(), free_port()
     while webui_port == listen_port:
         webui_port = free_port()
-    write_config(profile, listen_port=listen_port, webui_port=webui_port)
+    write_config(profile, listen_port=listen_port, webui_port=webui_port, encryption=encryption)
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["HOME"] = str(profile)  # nothing of the user's own qBittorrent setup, nothing written there
     spawned = h.spawn(name, [exe, f"--profile={profile}", f"--webui-port={webui_port}"], env=env)
@@ -294,12 +296,18 @@ def start_qbittorrent(h: Harness, name: str, *, profile: Path) -> QBittorrent:
     h.wait_for(f"qBittorrent {name} to listen on 127.0.0.1:{listen_port}", listening, timeout=START_TIMEOUT,
                watch=[proc])
     prefs = qbt.preferences()
-    wanted = {**LOOPBACK_PREFERENCES, "listen_port": listen_port}
+    wanted = {**LOOPBACK_PREFERENCES, "listen_port": listen_port, "encryption": encryption}
     wrong = {k: prefs.get(k) for k, want in wanted.items() if prefs.get(k) != want}
     if wrong:
         h.fail(f"qBittorrent {name} did not take its config: {wrong} (wanted {wanted})")
     return qbt
 
+
+# ``Session\\Encryption`` in 4.5 (src/base/bittorrent/session.cpp, where it fills libtorrent's
+# settings_pack): 0 = enabled (pe_enabled both ways), 1 = forced (pe_forced both ways), 2 = disabled;
+# whichever, it sets allowed_enc_level pe_rc4 and prefer_rc4. A peer's "flags" (torrentPeers) hold
+# "E" for an RC4 stream, "e" for an encrypted handshake then plain text.
+ENCRYPTION = {"enabled": 0, "forced": 1, "disabled": 2}
 
 # What /api/v2/app/preferences must show once the config above is read.
 LOOPBACK_PREFERENCES: dict[str, object] = {

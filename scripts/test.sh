@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real clients and build headers from Debian (interop tests start them on 127.0.0.1).
-APT_PACKAGES=(build-essential libssl-dev mktorrent transmission-cli aria2 opentracker python3-libtorrent qbittorrent-nox)
+APT_PACKAGES=(build-essential libssl-dev mktorrent transmission-cli aria2 opentracker python3-libtorrent qbittorrent-nox
+              iproute2)  # ip, tc: the uTP fairness test's network namespaces
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

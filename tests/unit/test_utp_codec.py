@@ -332,6 +332,33 @@ def test_ledbat_window_shrinks_above_target():
     assert a.cwnd >= a.mtu_floor
 
 
+def test_ledbat_gives_a_large_window_back_within_seconds():
+    """LEDBAT++'s multiplicative decrease: 150 ms of queueing takes a 200 KB window under 20 KB in about
+    2 s (BEP 29's 3000 bytes per round trip would take some 40 s), but never more than half per round trip."""
+    a, b = pair(1, 0.0)
+    link = Link(a, b, delay=0.01)
+    link.run(lambda: a.connected and not link.queue)
+    a.write(blob(200_000, 1))
+    link.run(lambda: not a.unsent and not a._out)
+    link.extra_delay[0] = 0.15
+    a._slow_start = False
+    a.cwnd = 200_000.0
+    payload = blob(1 << 20, 2)
+    trace = [(link.now, a.cwnd)]
+    end = link.now + 2.5
+    while link.now < end:
+        a.write(payload[: (1 << 20) - a.unsent])
+        link.step()
+        trace.append((link.now, a.cwnd))
+    assert a.cwnd < 20_000
+    rtt = 2 * 0.01 + 0.15
+    for i, (t0, w0) in enumerate(trace):
+        for t1, w1 in trace[i:]:
+            if t1 - t0 > rtt:
+                break
+            assert w1 >= w0 / 2 * 0.99
+
+
 def test_ledbat_window_grows_below_target_capped_per_rtt():
     a, trace = ledbat_run(0.02, 10.0)  # 20 ms queueing: under the target
     assert trace[-1][1] > trace[0][1] + 3000

@@ -51,13 +51,16 @@ CHECKING_STATES = frozenset({"checkingUP", "checkingDL", "checkingResumeData", "
 ERROR_STATES = frozenset({"error", "missingFiles"})
 
 
-def write_config(profile: Path, *, listen_port: int, webui_port: int, encryption: int = 0) -> Path:
+def write_config(profile: Path, *, listen_port: int, webui_port: int, encryption: int = 0,
+                 protocol: str = "TCP") -> Path:
     """``PROFILE/qBittorrent/config/qBittorrent.conf`` for a loopback-only qBittorrent 4.5;
-    ``encryption`` as ``Session\\Encryption`` (see ``ENCRYPTION``)."""
+    ``encryption`` as ``Session\\Encryption`` (see ``ENCRYPTION``), ``protocol`` as ``Session\\BTProtocol``
+    (see ``PROTOCOLS``)."""
     conf = profile / "qBittorrent" / "config" / "qBittorrent.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(CONFIG_TEMPLATE.format(listen_port=listen_port, webui_port=webui_port,
-                                           save_path=profile / "downloads", encryption=encryption))
+                                           save_path=profile / "downloads", encryption=encryption,
+                                           protocol=protocol))
     return conf
 
 
@@ -77,7 +80,7 @@ Session\\LSDEnabled=false
 Session\\PeXEnabled=false
 Session\\Encryption={encryption}
 Session\\AnonymousModeEnabled=false
-Session\\BTProtocol=TCP
+Session\\BTProtocol={protocol}
 Session\\MultiConnectionsPerIp=true
 Session\\QueueingSystemEnabled=false
 Session\\AddTorrentPaused=false
@@ -259,7 +262,8 @@ class QBittorrent:
         return None if t is None else (t["state"], t["downloaded"], t["uploaded"])
 
 
-def start_qbittorrent(h: Harness, name: str, *, profile: Path, encryption: int = 0) -> QBittorrent:
+def start_qbittorrent(h: Harness, name: str, *, profile: Path, encryption: int = 0,
+                      protocol: str = "TCP") -> QBittorrent:
     """``qbittorrent-nox --profile=PROFILE --webui-port=P`` on 127.0.0.1 with a fresh config;
     returns once its Web API answers and its BitTorrent port listens. ``encryption``: a value of
     ``ENCRYPTION`` (allowed by default)."""
@@ -269,7 +273,7 @@ def start_qbittorrent(h: Harness, name: str, *, profile: Path, encryption: int =
     listen_port, webui_port = free_port(), free_port()
     while webui_port == listen_port:
         webui_port = free_port()
-    write_config(profile, listen_port=listen_port, webui_port=webui_port, encryption=encryption)
+    write_config(profile, listen_port=listen_port, webui_port=webui_port, encryption=encryption, protocol=protocol)
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["HOME"] = str(profile)  # nothing of the user's own qBittorrent setup, nothing written there
     spawned = h.spawn(name, [exe, f"--profile={profile}", f"--webui-port={webui_port}"], env=env)
@@ -277,7 +281,7 @@ def start_qbittorrent(h: Harness, name: str, *, profile: Path, encryption: int =
                    file_log=profile / "qBittorrent" / "data" / "logs" / "qbittorrent.log")
     h.procs[h.procs.index(spawned)] = proc  # same process, and its log file shown on failure
     qbt = QBittorrent(h, name, proc, profile, listen_port, webui_port)
-    listen_line = re.compile(rf'Successfully listening on IP\. IP: "127\.0\.0\.1"\. Port: "TCP/{listen_port}"')
+    listen_line = re.compile(rf'Successfully listening on IP\. IP: "127\.0\.0\.1"\. Port: "(TCP|UTP)/{listen_port}"')
 
     def ready() -> bool:
         try:
@@ -296,7 +300,8 @@ def start_qbittorrent(h: Harness, name: str, *, profile: Path, encryption: int =
     h.wait_for(f"qBittorrent {name} to listen on 127.0.0.1:{listen_port}", listening, timeout=START_TIMEOUT,
                watch=[proc])
     prefs = qbt.preferences()
-    wanted = {**LOOPBACK_PREFERENCES, "listen_port": listen_port, "encryption": encryption}
+    wanted = {**LOOPBACK_PREFERENCES, "listen_port": listen_port, "encryption": encryption,
+              "bittorrent_protocol": PROTOCOLS[protocol]}
     wrong = {k: prefs.get(k) for k, want in wanted.items() if prefs.get(k) != want}
     if wrong:
         h.fail(f"qBittorrent {name} did not take its config: {wrong} (wanted {wanted})")
@@ -308,6 +313,10 @@ def start_qbittorrent(h: Harness, name: str, *, profile: Path, encryption: int =
 # whichever, it sets allowed_enc_level pe_rc4 and prefer_rc4. A peer's "flags" (torrentPeers) hold
 # "E" for an RC4 stream, "e" for an encrypted handshake then plain text.
 ENCRYPTION = {"enabled": 0, "forced": 1, "disabled": 2}
+
+# ``Session\\BTProtocol`` as the config file says it → /api/v2/app/preferences' ``bittorrent_protocol``.
+# A uTP peer's "connection" (torrentPeers) is "μTP", a TCP one's "BT".
+PROTOCOLS = {"Both": 0, "TCP": 1, "UTP": 2}
 
 # What /api/v2/app/preferences must show once the config above is read.
 LOOPBACK_PREFERENCES: dict[str, object] = {

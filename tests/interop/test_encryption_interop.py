@@ -2,7 +2,8 @@
 
 Each side requiring it: libtorrent (pe_forced, pe_rc4), qBittorrent 4.5 ("require encryption"),
 Transmission 3.00 (``-er``); and libtorrent with its default policy, which must get through to us
-encrypted on its first connection (no plain-text retry a second later).
+encrypted on its first connection (no plain-text retry a second later). With qBittorrent also over uTP
+alone (its ``Session\\BTProtocol=UTP``), encrypted: uTP and encryption together.
 
 Our side runs in this process (``OurSession``: the engine on a uvloop thread) rather than as a CLI
 process, because what was negotiated is in its peer rows (``PeerSnapshot.encryption``), which the
@@ -54,7 +55,7 @@ class OurSession:
     connection has a row from its handshake on; ``RATE`` keeps it open for many readings). Its log
     (INFO) goes to a file shown with the other clients' logs when a test fails."""
 
-    def __init__(self, h: Harness, name: str, *, encryption: str, rate: int = RATE) -> None:
+    def __init__(self, h: Harness, name: str, *, encryption: str, rate: int = RATE, transports: str = "tcp") -> None:
         self.name = name
         self.encryption = encryption
         self.rows: dict[str, PeerSnapshot] = {}
@@ -72,7 +73,8 @@ class OurSession:
         self._logger.setLevel(logging.INFO)
         self._sampler: concurrent.futures.Future[None] | None = None
         h.in_process.append(self)
-        self.session = self.call(start_session(h.tmp, name, local_settings(network__encryption=encryption)))
+        self.session = self.call(start_session(h.tmp, name, local_settings(network__encryption=encryption,
+                                                                           network__transports=transports)))
         if rate:
             self.call(self.session.set_rate_limits(max_down=rate, max_up=rate))
         self._sampler = asyncio.run_coroutine_threadsafe(self._sample(), self.loop)
@@ -156,14 +158,15 @@ class OurSession:
                 f"{self.session.listen_port if self.session else None})\nconnections seen:\n{rows or '  none'}\n{log}")
 
 
-def ours_leech(h: Harness, name: str, payload: Payload, *, encryption: str, peer: tuple[str, int]) -> OurSession:
-    ours = OurSession(h, name, encryption=encryption)
+def ours_leech(h: Harness, name: str, payload: Payload, *, encryption: str, peer: tuple[str, int],
+               transports: str = "tcp") -> OurSession:
+    ours = OurSession(h, name, encryption=encryption, transports=transports)
     ours.add(payload, h.tmp / name, peers=[peer])
     return ours
 
 
-def ours_seed(h: Harness, name: str, payload: Payload, *, encryption: str) -> OurSession:
-    ours = OurSession(h, name, encryption=encryption)
+def ours_seed(h: Harness, name: str, payload: Payload, *, encryption: str, transports: str = "tcp") -> OurSession:
+    ours = OurSession(h, name, encryption=encryption, transports=transports)
     ours.add(payload, payload.parent)
     h.wait_for(f"our {name} to check the original data and seed it", ours.seeding, timeout=TIMEOUT)
     return ours
@@ -327,26 +330,40 @@ def qbt_flags(qbt: QBittorrent, info_hash: str, seen: set[str]) -> set[str]:
     return seen
 
 
-def test_qbittorrent_requiring_seeds_ours_requiring_downloads(h: Harness, tmp_path: Path) -> None:
+# qBittorrent's BTProtocol → our transports (the defaults: uTP first) and the transport our rows must show.
+LINKS = {"TCP": ("tcp", "tcp"), "UTP": ("utp,tcp", "utp")}
+
+
+@pytest.mark.parametrize("protocol", sorted(LINKS))
+def test_qbittorrent_requiring_seeds_ours_requiring_downloads(h: Harness, tmp_path: Path, protocol: str) -> None:
+    transports, transport = LINKS[protocol]
     payload = make_torrent_payload(tmp_path, "single", seed=45)
-    qbt = start_qbittorrent(h, "qbt-seed", profile=tmp_path / "qbt-profile", encryption=ENCRYPTION["forced"])
+    qbt = start_qbittorrent(h, "qbt-seed", profile=tmp_path / "qbt-profile", encryption=ENCRYPTION["forced"],
+                            protocol=protocol)
     qbt.add_torrent(payload.torrent, payload.parent)
     qbt.wait_seeding(payload.info_hash, timeout=TIMEOUT)
-    ours = ours_leech(h, "ours-leech", payload, encryption="require", peer=("127.0.0.1", qbt.listen_port))
+    ours = ours_leech(h, "ours-leech", payload, encryption="require", peer=("127.0.0.1", qbt.listen_port),
+                      transports=transports)
     flags: set[str] = set()
     h.wait_for("qBittorrent to show our connection", lambda: qbt_flags(qbt, payload.info_hash, flags),
                timeout=TIMEOUT, interval=0.1, watch=[qbt.proc])
     finish(h, ours, payload, "qBittorrent")
     rows = ours.connected(incoming=False)
     assert rows and {r.encryption for r in rows} == {"rc4"}, rows
+    assert {r.transport for r in rows} == {transport}, rows
     assert all("E" in f.split() for f in flags), flags
-    print(f"qBittorrent {qbt.version()} → ours: {len(rows)} connection(s), qBittorrent's flags {sorted(flags)}")
+    assert all(("P" in f.split()) == (transport == "utp") for f in flags), flags  # qBittorrent's "P": uTP
+    print(f"qBittorrent {qbt.version()} → ours over {transport}: {len(rows)} connection(s), qBittorrent's flags "
+          f"{sorted(flags)}")
 
 
-def test_ours_requiring_seeds_qbittorrent_requiring_downloads(h: Harness, tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", sorted(LINKS))
+def test_ours_requiring_seeds_qbittorrent_requiring_downloads(h: Harness, tmp_path: Path, protocol: str) -> None:
+    transports, transport = LINKS[protocol]
     payload = make_torrent_payload(tmp_path, "multi", seed=46)
-    ours = ours_seed(h, "ours-seed", payload, encryption="require")
-    qbt = start_qbittorrent(h, "qbt-leech", profile=tmp_path / "qbt-profile", encryption=ENCRYPTION["forced"])
+    ours = ours_seed(h, "ours-seed", payload, encryption="require", transports=transports)
+    qbt = start_qbittorrent(h, "qbt-leech", profile=tmp_path / "qbt-profile", encryption=ENCRYPTION["forced"],
+                            protocol=protocol)
     out = tmp_path / "qbt-download"
     out.mkdir()
     qbt.add_torrent(payload.torrent, out)
@@ -368,8 +385,11 @@ def test_ours_requiring_seeds_qbittorrent_requiring_downloads(h: Harness, tmp_pa
                 what="qBittorrent's download from our seeder to match the original", watch=[qbt.proc])
     rows = ours.connected(incoming=True)
     assert rows and {r.encryption for r in rows} == {"rc4"}, rows
+    assert {r.transport for r in rows} == {transport}, rows
     assert flags and all("E" in f.split() for f in flags), flags
-    print(f"ours → qBittorrent {qbt.version()}: {len(rows)} connection(s), qBittorrent's flags {sorted(flags)}")
+    assert all(("P" in f.split()) == (transport == "utp") for f in flags), flags
+    print(f"ours → qBittorrent {qbt.version()} over {transport}: {len(rows)} connection(s), qBittorrent's flags "
+          f"{sorted(flags)}")
 
 
 # ---- Transmission ------------------------------------------------------------------------------

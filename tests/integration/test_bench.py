@@ -78,3 +78,14 @@ def test_encrypted_bench_runs_every_pairing_with_rc4_required(tmp_path: Path) ->
     assert report["settings"]["encryption"] == "RC4 required by every peer"
     assert {s["scenario"] for s in report["scenarios"]} == SCENARIOS
     assert all(s["runs"][0]["mb_per_s"] > 0 for s in report["scenarios"])
+
+
+def test_utp_bench_runs_every_pairing_over_utp_alone(tmp_path: Path) -> None:
+    """libtorrent is told TCP off and ours transports=utp: a pairing that completes went over uTP."""
+    result = bench("--size", "2M", "--piece-size", "64K", "--runs", "1", "--settle", "0", "--transport", "utp",
+                   "--no-ceilings", "--json", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["transport"] == "utp"
+    assert {s["scenario"] for s in report["scenarios"]} == SCENARIOS
+    assert all(s["runs"][0]["mb_per_s"] > 0 for s in report["scenarios"])

@@ -43,11 +43,13 @@ TRANSPORTS = ("tcp", "utp")
 
 
 def link_config(encrypted: bool, transport: str) -> str:
-    """Our settings for the bench's link: RC4 over every byte, and uTP alone."""
+    """Our settings for the bench's link, as lt_peer.py configures libtorrent: one transport alone (our
+    default dials uTP first, which a TCP-only libtorrent would leave unanswered for utp_connect_timeout),
+    and RC4 over every byte if asked."""
     if transport not in TRANSPORTS:
         raise BenchError(f"unknown transport {transport!r}: choose from {', '.join(TRANSPORTS)}")
-    lines = (['encryption = "require"'] if encrypted else []) + (['transports = "utp"'] if transport == "utp" else [])
-    return "\n[network]\n" + "\n".join(lines) + "\n" if lines else ""
+    lines = [f'transports = "{transport}"'] + (['encryption = "require"'] if encrypted else [])
+    return "\n[network]\n" + "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,17 @@ class PeerServer:
         raise NotImplementedError
 
 
+async def connected_row(session: Session, torrent_id: str, timeout: float = 20.0) -> Any:
+    """The first connected peer row of a torrent (a ``PeerSnapshot``), polled until there is one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [p for p in session.peers(torrent_id) if p.status == "connected"]
+        if rows:
+            return rows[0]
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no connected peer within {timeout} s: {session.peers(torrent_id)}")
+
+
 def drain(subscription: Any) -> list[Any]:
     """Every event a session subscription holds now, in order."""
     out = []

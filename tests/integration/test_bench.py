@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCENARIOS = {"ours-ours", "lt-ours", "ours-lt", "lt-lt"}
 
 
@@ -69,23 +71,18 @@ def test_observed_twins_run_in_the_same_rounds(tmp_path: Path) -> None:
     assert all(s["runs"][0]["leecher_user_s"] > 0 for s in report["scenarios"])
 
 
-def test_encrypted_bench_runs_every_pairing_with_rc4_required(tmp_path: Path) -> None:
-    """libtorrent is told pe_forced + pe_rc4 and ours ``require``: a pairing that completes was RC4."""
-    result = bench("--size", "2M", "--piece-size", "64K", "--runs", "1", "--settle", "0", "--encryption",
+
+@pytest.mark.parametrize(("option", "key", "value"), [
+    ("--encryption", "encryption", "RC4 required by every peer"),
+    ("--transport=utp", "transport", "utp"),
+])
+def test_link_options_run_every_pairing_on_that_link_alone(tmp_path: Path, option: str, key: str, value: str) -> None:
+    """libtorrent is told pe_forced + pe_rc4 (or TCP off) and ours the same: a pairing with libtorrent
+    that completes was RC4 (or uTP), and ours → ours allows nothing else either."""
+    result = bench("--size", "2M", "--piece-size", "64K", "--runs", "1", "--settle", "0", option,
                    "--no-ceilings", "--json", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["settings"]["encryption"] == "RC4 required by every peer"
-    assert {s["scenario"] for s in report["scenarios"]} == SCENARIOS
-    assert all(s["runs"][0]["mb_per_s"] > 0 for s in report["scenarios"])
-
-
-def test_utp_bench_runs_every_pairing_over_utp_alone(tmp_path: Path) -> None:
-    """libtorrent is told TCP off and ours transports=utp: a pairing that completes went over uTP."""
-    result = bench("--size", "2M", "--piece-size", "64K", "--runs", "1", "--settle", "0", "--transport", "utp",
-                   "--no-ceilings", "--json", "--quiet", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["settings"]["transport"] == "utp"
+    assert report["settings"][key] == value
     assert {s["scenario"] for s in report["scenarios"]} == SCENARIOS
     assert all(s["runs"][0]["mb_per_s"] > 0 for s in report["scenarios"])

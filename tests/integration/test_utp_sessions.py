@@ -7,23 +7,22 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from swarmkit import PeerServer, local_settings, make_torrent, run, same_tree, start_session, wait_complete, wait_for
+from swarmkit import (
+    PeerServer,
+    connected_row,
+    local_settings,
+    make_torrent,
+    run,
+    same_tree,
+    start_session,
+    wait_complete,
+    wait_for,
+)
 
 from torrent.codec import wire
-from torrent.session import Session
 
 MiB = 1024 * 1024
 
-
-async def connected_row(session: Session, torrent_id: str, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        rows = [p for p in session.peers(torrent_id) if p.status == "connected"]
-        if rows:
-            return rows[0]
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no connected peer within {timeout} s: {session.peers(torrent_id)}")
 
 
 @pytest.mark.parametrize(("transports", "encryption", "expected"), [

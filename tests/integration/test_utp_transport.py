@@ -101,6 +101,19 @@ async def endpoint_pair(**kwargs):
     return ends
 
 
+def accept_into(utp_socket: UtpSocket) -> list[Sink]:
+    """Accept incoming connections on ``utp_socket`` with a ``Sink`` each; the list fills as they come."""
+    accepted: list[Sink] = []
+
+    def accept():
+        sink = Sink()
+        accepted.append(sink)
+        return sink
+
+    utp_socket.on_accept = accept
+    return accepted
+
+
 def close_all(ends):
     for endpoint, sock in ends:
         sock.close()
@@ -141,14 +154,7 @@ async def test_32_mib_both_ways():
 @on_uvloop
 async def test_pause_reading_closes_the_window():
     (ea, a), (eb, b) = await endpoint_pair(recv_window=256 * 1024)
-    accepted: list[Sink] = []
-
-    def accept():
-        sink = Sink()
-        accepted.append(sink)
-        return sink
-
-    b.on_accept = accept
+    accepted = accept_into(b)
     try:
         transport, client = await a.connect(("127.0.0.1", eb.port), Sink, timeout=5)
         transport.write(b"x" * 100)
@@ -201,14 +207,7 @@ async def test_connect_timeout_to_silence():
 @on_uvloop
 async def test_abort_resets_the_peer():
     (ea, a), (eb, b) = await endpoint_pair()
-    accepted: list[Sink] = []
-
-    def accept():
-        sink = Sink()
-        accepted.append(sink)
-        return sink
-
-    b.on_accept = accept
+    accepted = accept_into(b)
     try:
         transport, client = await a.connect(("127.0.0.1", eb.port), Sink, timeout=5)
         transport.write(b"hello")

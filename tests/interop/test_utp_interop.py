@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from torrent.bench.lt_peer import LOOPBACK_SETTINGS, UTP_ONLY
 from torrent.codec import wire
 from torrent.core.bitfield import Bitfield
 from torrent.peer.connection import PeerConnection
@@ -27,14 +28,7 @@ PIECE = 64 * 1024
 BLOCK = 16 * 1024
 SIZE = 40 * PIECE + 1000  # 2.5 MiB: hundreds of uTP packets each way, a short last piece
 
-LT_SETTINGS = {
-    "listen_interfaces": "127.0.0.1:0",
-    "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
-    "enable_incoming_utp": True, "enable_outgoing_utp": True,
-    "enable_incoming_tcp": False, "enable_outgoing_tcp": False,
-    "allow_multiple_connections_per_ip": True,
-    "alert_mask": 0,
-}
+LT_SETTINGS = dict(LOOPBACK_SETTINGS, **UTP_ONLY, alert_mask=0)  # libtorrent on loopback, uTP alone
 
 
 def make_torrent(lt: Any, tmp_path: Path) -> tuple[bytes, Any]:

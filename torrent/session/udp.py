@@ -24,6 +24,9 @@ log = logging.getLogger("torrent.session")
 Address = tuple[Any, ...]
 _TRACKER_QUEUE = 64  # replies waiting for one tracker transaction; more is a flood
 _MAX_TRACKER_VIEWS = 256  # tracker transactions in flight on one endpoint
+# Asked of the kernel for each direction (it grants at most net.core.rmem_max / wmem_max, often 208 KiB):
+# uTP peers may have this much in flight toward us, and what overflows the socket buffer is lost.
+SOCKET_BUFFER = 4 * 1024 * 1024
 
 
 class _TrackerView:
@@ -87,6 +90,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         try:
             if family == socket.AF_INET6:  # beside the IPv4 socket on the same port, not over it
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
             sock.bind((host, port))
             sock.setblocking(False)
             _, endpoint = await loop.create_datagram_endpoint(lambda: cls(on_krpc), sock=sock)
@@ -94,6 +100,13 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             sock.close()
             raise
         return endpoint
+
+    @property
+    def receive_buffer(self) -> int:
+        """The socket's receive buffer as the kernel accounts it (twice the payload it holds, or more:
+        each datagram is charged its kernel bookkeeping too)."""
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
     @property
     def port(self) -> int:

@@ -129,12 +129,12 @@ def test_libtorrent_sending_flat_out_loses_nothing_to_our_socket_buffer(lt: Any,
     while not handle.status().is_seeding:
         assert time.monotonic() < deadline, "libtorrent did not finish checking the payload"
         time.sleep(0.02)
+    port = lt_session.listen_port()
 
     async def main() -> None:
         leecher = await start_session(tmp_path, "l", local_settings(network__transports="utp"))
         try:
-            lid = await leecher.add(torrent, save_path=tmp_path / "out",
-                                    peers=[("127.0.0.1", lt_session.listen_port())])
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", port)])
             await wait_complete(leecher, lid, timeout=90)
         finally:
             await leecher.close()

@@ -183,3 +183,34 @@ def test_cli_refuses_an_unusable_list_in_one_line(tmp_path: Path) -> None:
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.splitlines() == [f"torrent: error: {expected}"]
         assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_a_blocked_peer_dialling_in_over_utp_is_refused(tmp_path: Path) -> None:
+    """The same guard holds for uTP: the connection it opens is aborted (a RESET) before its handshake."""
+    meta, data, torrent = make_torrent(tmp_path, 600_000)
+    listed = tmp_path / "list.p2p"
+    listed.write_text(f"blocked:{BLOCKED}-{BLOCKED}\n")
+
+    async def main() -> None:
+        seeder, _ = await seed(tmp_path, "seed", torrent, data, network__blocklist=str(listed),
+                               network__transports="utp,tcp")
+        port = seeder.listen_port
+        blocked_leecher = await start_session(tmp_path, "blocked", local_settings(network__bind=BLOCKED,
+                                                                                  network__transports="utp"))
+        good_leecher = await start_session(tmp_path, "good", local_settings(network__bind=ALLOWED,
+                                                                            network__transports="utp"))
+        try:
+            bad = await blocked_leecher.add(torrent, save_path=tmp_path / "bad", peers=[("127.0.0.1", port)])
+            good = await good_leecher.add(torrent, save_path=tmp_path / "good", peers=[("127.0.0.1", port)])
+            await wait_complete(good_leecher, good)
+            await wait_for(blocked_leecher, bad,
+                           lambda s: any(p.status == "failed" for p in blocked_leecher.peers(bad)),
+                           what="the blocked leecher's attempt to fail")
+            assert blocked_leecher.torrent(bad).downloaded == 0
+            assert seeder.snapshot().blocked >= 1
+        finally:
+            await good_leecher.close()
+            await blocked_leecher.close()
+            await seeder.close()
+
+    run(main())

@@ -636,7 +636,8 @@ def _mse_run(mode: int, parts: Iterator[bytes]) -> tuple[Any, ...]:
                 after += done.decrypt.process(part) if done.decrypt else part
                 continue
             events = side.receive(part)
-            check(side.buffered <= mse.MAX_PAD + 20, "more buffered than the largest handshake step")
+            check(side.buffered <= max(mse.MAX_PAD + 20, mse.DEFAULT_MAX_INITIAL_PAYLOAD),
+                  "more buffered than the largest handshake step (the sync window, or the IA's limit)")
             sent += side.data_to_send()
             if events:
                 done = events[0]

@@ -406,7 +406,7 @@ def test_ten_megabytes_of_garbage_is_dropped_early() -> None:
 
 def test_buffer_never_exceeds_the_largest_step() -> None:
     """A valid handshake with every pad at its maximum, one byte at a time: the buffer stays under
-    the longest unit (the 532-byte sync window), never the whole handshake."""
+    the longest unit (here the 532-byte sync window), never the whole handshake."""
     peer = SpecPeer()
     r, _ = responder_after_ya(peer, bytes(512))
     step3 = peer.step3(pad_c=bytes(512), ia=handshake())[0]
@@ -415,3 +415,21 @@ def test_buffer_never_exceeds_the_largest_step() -> None:
         events = r.receive(step3[i : i + 1])
         high = max(high, r.buffered)
     assert events and high <= 512 + 20
+
+
+def test_an_initial_payload_at_our_limit_is_held_whole_and_no_more() -> None:
+    """The IA is the one step longer than the sync window: it is held until complete (up to
+    ``max_initial_payload``), found by the fuzzer when a valid 631-byte IA sat in the buffer."""
+    peer = SpecPeer()
+    r, _ = responder_after_ya(peer, b"")
+    ia = bytes(range(256)) * 4  # 1024 bytes: DEFAULT_MAX_INITIAL_PAYLOAD
+    step3 = peer.step3(ia=ia)[0]
+    high = 0
+    events: list[Done] = []
+    for i in range(len(step3)):
+        events = r.receive(step3[i : i + 1])
+        high = max(high, r.buffered)
+    (done,) = events
+    assert done.initial_payload == ia
+    assert mse.MAX_PAD + 20 < high <= mse.DEFAULT_MAX_INITIAL_PAYLOAD
+

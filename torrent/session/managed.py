@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -659,7 +659,6 @@ class ManagedTorrent:
             self.connecting.discard(address)
             return
         session = self.session
-        loop = asyncio.get_running_loop()
 
         def make() -> PeerConnection:
             encrypted = candidate.encrypted
@@ -671,27 +670,18 @@ class ManagedTorrent:
             conn.on_close = self.peer_closed
             return conn
 
-        network = self.settings.network
-        order = dial_order(network.transports, candidate.transport)
+        order = dial_order(self.settings.network.transports, candidate.transport)
         try:
-            for kind in order:
+            for i, kind in enumerate(order):
                 try:
-                    if kind == "utp":
-                        utp = session.utp_socket(address[0])
-                        if utp is None:
-                            raise OSError("no UDP socket of that address family")
-                        await utp.connect(address, make, timeout=min(network.utp_connect_timeout,
-                                                                      network.connect_timeout))
-                    else:
-                        await asyncio.wait_for(loop.create_connection(make, *address, local_addr=session.local_addr()),
-                                               network.connect_timeout)
+                    await self._connect_over(kind, address, make)
                 except (OSError, asyncio.TimeoutError, OverflowError, ValueError) as exc:
                     reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
                         exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc))
-                    if kind != order[-1]:  # the next transport now, and first from now on
+                    if i + 1 < len(order):  # the next transport now, and first from now on
+                        candidate.transport = order[i + 1]
                         log.debug("%s: %s to %s failed (%s); trying %s", self.name, kind, format_address(*address),
-                                  reason, order[order.index(kind) + 1])
-                        candidate.transport = order[order.index(kind) + 1]
+                                  reason, candidate.transport)
                         continue
                     delay = self.candidates.failed(address, f"{reason} ({'/'.join(order)})", time.monotonic())
                     log.info("%s: connect to %s failed: %s%s", self.name, format_address(*address), reason,
@@ -701,6 +691,18 @@ class ManagedTorrent:
                 return
         finally:
             self.connecting.discard(address)
+
+    async def _connect_over(self, kind: str, address: Address, make: Callable[[], PeerConnection]) -> None:
+        """One connection attempt over ``kind`` ("utp" or "tcp"); OSError or TimeoutError if it fails."""
+        network = self.settings.network
+        if kind == "utp":
+            utp = self.session.utp_socket(address[0])
+            if utp is None:
+                raise OSError("no UDP socket of that address family")
+            await utp.connect(address, make, timeout=min(network.utp_connect_timeout, network.connect_timeout))
+        else:
+            await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+                make, *address, local_addr=self.session.local_addr()), network.connect_timeout)
 
     # ---- trackers -------------------------------------------------------------------------
 

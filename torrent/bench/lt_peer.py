@@ -4,11 +4,13 @@ It imports only the standard library and libtorrent, so the bench can run it
 under whichever Python has libtorrent: the PyPI wheel in the venv, or
 Debian's ``python3-libtorrent`` under ``/usr/bin/python3``.
 
-    lt_peer.py seed  FILE.torrent SAVE_DIR PORT [--encrypted] [--utp]
+    lt_peer.py seed  FILE.torrent SAVE_DIR PORT [--encrypted] [--utp] [--max-up=BYTES_PER_S]
     lt_peer.py leech FILE.torrent SAVE_DIR PORT [--encrypted] [--utp] [HOST:PORT ...]
+    lt_peer.py version
 
 ``--encrypted`` requires RC4 over the whole stream both ways (as ``torrent --encryption require``);
-``--utp`` speaks uTP only, TCP off both ways.
+``--utp`` speaks uTP only, TCP off both ways; ``--max-up`` caps the upload rate (as ``torrent --max-up``).
+``version`` prints libtorrent's version and the Python running it, for the bench's report.
 
 A seeder prints ``ready`` once it has checked its data and then serves until
 it is terminated; a leecher connects to the given peers, exits 0 as soon as
@@ -47,14 +49,25 @@ POLL = 0.02  # seconds between status checks: small against a transfer of second
 def main(argv: list[str]) -> int:
     import libtorrent as lt
 
-    flags = {arg for arg in argv if arg.startswith("--")}
+    if argv == ["version"]:
+        print(f"libtorrent {lt.__version__}, Python {sys.version.split()[0]} ({sys.executable})")
+        return 0
+    flags = dict(arg.partition("=")[::2] for arg in argv if arg.startswith("--"))
     mode, torrent, save, port, *peers = [arg for arg in argv if not arg.startswith("--")]
     settings = dict(LOOPBACK_SETTINGS, listen_interfaces=f"127.0.0.1:{int(port)}", alert_mask=0)
     if "--encrypted" in flags:
         settings.update(ENCRYPTED)
     if "--utp" in flags:
         settings.update(UTP_ONLY)
+    if flags.get("--max-up"):
+        settings["upload_rate_limit"] = int(flags["--max-up"])
     session = lt.session(settings)
+    if "upload_rate_limit" in settings:
+        # libtorrent exempts loopback and LAN peers from rate limits (its "local" peer class):
+        # every address in the global class, so the cap holds on 127.0.0.1.
+        every = lt.ip_filter()
+        every.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        session.set_peer_class_filter(every)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = save

@@ -22,8 +22,10 @@ class Child:
     """One seeder or leecher, its output in a log file (never a pipe that
     could fill and stall it)."""
 
-    def __init__(self, role: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, role: str, argv: list[str], log: Path, env: dict[str, str] | None = None, *,
+                 port: int = 0) -> None:
         self.role = role
+        self.port = port  # where it listens
         self.log = log
         self._log_file = open(log, "wb")
         self.started = time.perf_counter()

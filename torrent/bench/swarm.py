@@ -116,6 +116,15 @@ def libtorrent_python() -> str | None:
     return None
 
 
+def libtorrent_version(lt_python: str | None) -> str | None:
+    """What runs the libtorrent peers, as the report names it: libtorrent's version and the Python under it."""
+    if lt_python is None:
+        return None
+    done = subprocess.run([lt_python, lt_peer.__file__, "version"], check=False, capture_output=True, text=True,
+                          timeout=60)
+    return done.stdout.strip() if done.returncode == 0 else f"{lt_python} (its version unreadable)"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -127,7 +136,8 @@ class BenchSwarm:
 
     def __init__(self, metainfo: Metainfo, torrent: Path, payload_dir: Path, work_dir: Path, *,
                  seeders: int = 1, leechers: int = 1, pure_python: bool = False,
-                 lt_python: str | None = None, encrypted: bool = False, transport: str = "tcp") -> None:
+                 lt_python: str | None = None, encrypted: bool = False, transport: str = "tcp",
+                 seeder_max_up: int = 0) -> None:
         self.metainfo = metainfo
         self.torrent = torrent
         self.payload_dir = payload_dir
@@ -141,6 +151,7 @@ class BenchSwarm:
         self._config.write_text("# torrent bench runs our client on its default settings\n" + LOOPBACK_CONFIG
                                 + link_config(encrypted, transport))
         self._lt_flags = (["--encrypted"] if encrypted else []) + (["--utp"] if transport == "utp" else [])
+        self.seeder_max_up = seeder_max_up  # bytes/s each seeder may upload; 0: no cap
         self._env = dict(os.environ)
         if pure_python:
             self._env["TORRENT_PURE_PYTHON"] = "1"
@@ -158,8 +169,12 @@ class BenchSwarm:
         seeders = [self._seeder(scenario, i, port, run_dir) for i, port in enumerate(seed_ports)]
         leechers: list[Child] = []
         try:
+            # Ready means checked and serving: libtorrent's "ready" comes once it is seeding; ours says how
+            # many pieces it verified once it listens, and only a whole payload will do.
+            pieces = self.metainfo.num_pieces
             for child in seeders:
-                child.wait_for_line("ready" if scenario.seeder == LIBTORRENT else "listening on port",
+                child.wait_for_line("ready" if scenario.seeder == LIBTORRENT else
+                                    f"listening on port {child.port}, {pieces} of {pieces} pieces verified",
                                     READY_TIMEOUT)
             seeder_cpu_before = _cpu_sum(seeders)
             out_dirs = []
@@ -201,14 +216,17 @@ class BenchSwarm:
 
     def _seeder(self, scenario: Scenario, i: int, port: int, run_dir: Path) -> Child:
         log = run_dir / f"seeder-{i}.log"
+        cap = self.seeder_max_up
         if scenario.seeder == LIBTORRENT:
-            return Child(f"libtorrent seeder {i}", self._lt_argv("seed", self.payload_dir, port), log)
+            flags = [f"--max-up={cap}"] if cap else []
+            return Child(f"libtorrent seeder {i}", self._lt_argv("seed", self.payload_dir, port, *flags), log,
+                         port=port)
         # The resume directory outlives the run: later runs start seeding
         # without hashing the payload again, as a user's seeder would.
         resume = self.work_dir / f"seeder-resume-{i}"
         argv = self._ours_argv(scenario, "seed", "--dir", str(self.payload_dir), "--port", str(port),
-                               "--state-dir", str(resume))
-        return Child(f"our seeder {i}", argv, log, self._env)
+                               "--state-dir", str(resume), *(["--max-up", str(cap)] if cap else []))
+        return Child(f"our seeder {i}", argv, log, self._env, port=port)
 
     def _leecher(self, scenario: Scenario, i: int, port: int, out: Path, peers: list[str], run_dir: Path) -> Child:
         log = run_dir / f"leecher-{i}.log"

@@ -298,32 +298,35 @@ def test_small_messages_queued_in_one_iteration_leave_in_one_write_and_blocks_in
     run(loop_factory, main())
 
 
-def test_receive_buffer_grows_only_while_reads_fill_it() -> None:
-    RECV_BUFFER_MIN, RECV_BUFFER_MAX = Settings().peer.recv_buffer_min, Settings().peer.recv_buffer_max
-    leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
-    peer = PeerConnection(leech, address=("127.0.0.1", 1))  # no transport: what it sends goes nowhere
-    stream = wire.Handshake(INFO_HASH, b"S" * 20).to_bytes()
-    sizes = []
+def test_every_connection_reads_into_one_buffer_and_loses_nothing_between_reads() -> None:
+    """Two peers' reads interleave in the loop's one receive buffer; a block cut off at the end of one read
+    is completed by the next, after the other peer's read has overwritten the buffer."""
+    async def main() -> None:
+        leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
+        peers = [PeerConnection(leech, address=("127.0.0.1", n)) for n in (1, 2)]  # no transport
+        blocks = {peer: (n, 0, bytes([n + 1]) * 16384) for n, peer in enumerate(peers)}
+        streams = {peer: wire.Handshake(INFO_HASH, b"S" * 20).to_bytes() + wire.build_bitfield(b"\xff\xc0")
+                   + wire.build_piece(*blocks[peer]) for peer in peers}
+        buffers = []
 
-    def read(n: int | None = None) -> None:
-        """One read of ``n`` bytes of keep-alives (after the handshake); None fills the buffer."""
-        nonlocal stream
-        buffer = peer.get_buffer(-1)
-        sizes.append(len(buffer))
-        n = len(buffer) if n is None else n
-        stream += wire.build_keepalive() * ((n - len(stream)) // 4)
-        buffer[:n] = stream[:n]
-        stream = stream[n:]
-        peer.buffer_updated(n)
+        def read(peer: PeerConnection, n: int) -> None:
+            buffer = peer.get_buffer(-1)
+            buffers.append(buffer)
+            buffer[:n] = streams[peer][:n]
+            streams[peer] = streams[peer][n:]
+            peer.buffer_updated(n)
 
-    read()  # full: the next buffer is twice the size
-    read(100)  # a short read keeps the size
-    while sizes[-1] < RECV_BUFFER_MAX:
-        read()
-    read()
-    assert sizes[:3] == [RECV_BUFFER_MIN, 2 * RECV_BUFFER_MIN, 2 * RECV_BUFFER_MIN]
-    assert sizes[-2:] == [RECV_BUFFER_MAX, RECV_BUFFER_MAX]
-    assert not peer.closed and leech.attached == [peer]
+        for peer in peers:
+            read(peer, 68 + 7 + 5000)  # the handshake, the bitfield, and a third of the block
+        for peer in peers:
+            read(peer, len(streams[peer]))
+        assert not any(peer.closed for peer in peers), [peer.close_reason for peer in peers]
+        assert all(buffer is buffers[0] for buffer in buffers)
+        assert len(buffers[0]) == Settings().peer.recv_buffer
+        assert [e[1:] for e in leech.events if e[0] == "block"] == [blocks[peer] for peer in peers]
+        assert not any(peer.closed for peer in peers)
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("message", [wire.build_have(10**9), wire.build_request(10**9, 0, 16384),

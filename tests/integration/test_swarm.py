@@ -33,6 +33,7 @@ from swarmkit import (
     start_session,
     wait_complete,
     wait_for,
+    wait_state,
 )
 
 from torrent.codec import wire
@@ -682,6 +683,45 @@ def test_an_idle_crowd_does_not_shut_an_honest_leecher_out(tmp_path: Path) -> No
             await asyncio.gather(*crowd, return_exceptions=True)
             await leecher.close()
             await seeder.close()
+        assert same_tree(data / "payload", tmp_path / "out" / "payload")
+
+    run(main())
+
+
+def test_pieces_in_progress_stay_within_the_assembly_budget_whatever_the_peer_count(tmp_path: Path) -> None:
+    """Six seeders feed one leecher whose budget is 16 pieces: pieces requested, arriving or waiting for
+    the disk, and the spare buffers kept for reuse, never exceed it (counting only pieces with a block
+    in let every peer's pipeline start its own pieces: the leecher's memory grew with the peer count)."""
+    meta, data, torrent = make_torrent(tmp_path, 8 * 1024 * 1024)
+    budget = 16
+    leech_settings = local_settings(torrent__assembly_bytes=budget * meta.piece_length)
+
+    async def main() -> None:
+        seeders = [await start_session(tmp_path, f"s{n}") for n in range(6)]
+        leecher = await start_session(tmp_path, "l", leech_settings)
+        try:
+            for seeder in seeders:
+                sid = await seeder.add(torrent, save_path=data)
+                await wait_state(seeder, sid, "seeding")
+            lid = await leecher.add(torrent, save_path=tmp_path / "out",
+                                    peers=[("127.0.0.1", s.listen_port) for s in seeders])
+            swarm = None
+            most_in_progress = most_buffers = 0
+            while leecher.torrent(lid).wanted_verified < meta.payload_length:
+                running = leecher._torrents[lid].swarm
+                if running is not None:
+                    swarm = running
+                    most_in_progress = max(most_in_progress, swarm.picker.num_in_progress())
+                    most_buffers = max(most_buffers, len(swarm.partial) + len(swarm._spare)
+                                       + swarm.backlog // meta.piece_length)
+                await asyncio.sleep(0)
+            assert swarm is not None and len({p.address for p in leecher.peers(lid)}) >= 2
+            assert 0 < most_in_progress <= budget
+            assert 0 < most_buffers <= budget
+        finally:
+            await leecher.close()
+            for seeder in seeders:
+                await seeder.close()
         assert same_tree(data / "payload", tmp_path / "out" / "payload")
 
     run(main())

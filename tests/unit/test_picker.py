@@ -1570,7 +1570,21 @@ def test_no_new_pieces_gives_only_blocks_of_pieces_in_progress() -> None:
     picker.peer_bitfield("b", full)
     first = picker.pick("a", 2)  # starts one piece, half of it requested
     assert {b.index for b in first} == {first[0].index}
-    capped = picker.pick("b", 10, new_pieces=False)
+    capped = picker.pick("b", 10, new_pieces=0)
     assert capped and {b.index for b in capped} == {first[0].index}  # the rest of that piece only
-    assert picker.pick("b", 10, new_pieces=False) == []
+    assert picker.pick("b", 10, new_pieces=0) == []
     assert picker.pick("b", 10)  # without the cap it starts new pieces
+
+
+def test_new_pieces_caps_how_many_untouched_pieces_one_pick_starts() -> None:
+    """One pick of 40 blocks would start ten 4-block pieces; with room for three it starts three."""
+    geometry = Geometry(4 * BLOCK_SIZE, (4 * BLOCK_SIZE * 20,))
+    picker = PiecePicker(geometry, rng=random.Random(2))
+    full = PyBitfield(geometry.num_pieces)
+    full.set_all()
+    picker.peer_bitfield("a", full)
+    capped = picker.pick("a", 40, new_pieces=3)
+    assert len({b.index for b in capped}) == 3 and len(capped) == 12
+    assert picker.num_in_progress() == 3
+    assert len({b.index for b in picker.pick("a", 40)}) == 10  # no cap: as many as the count asks
+    assert picker.num_in_progress() == 13

@@ -138,6 +138,7 @@ class Swarm:
         self.uploads = UploadReads(storage, metainfo.geometry.piece_size, metainfo.piece_length, host.executor,
                                    cache_bytes=settings.torrent.read_cache_bytes)
         self._to_fill: set[PeerConnection] = set()
+        self._short: set[PeerConnection] = set()  # given less than they could take: the budget was spent
         self._fill_scheduled = False
         self._closing = False
         self.backlog = 0  # bytes of complete pieces not yet hashed and written
@@ -231,6 +232,7 @@ class Swarm:
             state.serve_task.cancel()
         state.reads.close()
         self._to_fill.discard(peer)
+        self._short.discard(peer)
         self._wake_all()
 
     def on_bitfield(self, peer: PeerConnection) -> None:
@@ -311,8 +313,12 @@ class Swarm:
         return bytearray(size)
 
     def _recycle(self, data: bytearray) -> None:
-        if len(data) == self.metainfo.piece_length and len(self._spare) < self._max_spare:
-            self._spare.append(data)
+        """Keep a buffer for the next piece while pieces in progress and spares stay within the assembly
+        budget: the leecher's memory is that budget, whatever the number of peers."""
+        spare = self._spare
+        if len(data) == self.metainfo.piece_length and len(spare) < self._max_spare and \
+                len(spare) + self.picker.num_in_progress() < self._max_assembling:
+            spare.append(data)
 
     def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
         if peer in self.peers and self.picker.block_rejected(peer, index, begin):
@@ -410,9 +416,13 @@ class Swarm:
             if want <= 0:
                 asyncio.get_running_loop().call_later(BLOCK_SIZE / limited, self._schedule_fill, peer)
                 return
-        new_pieces = len(self.partial) < self._max_assembling
+        # Pieces asked for, not only those with a block in: every outstanding request may bring a piece
+        # buffer, and with many peers the requests, not the arrivals, are what grows.
+        new_pieces = max(0, self._max_assembling - picker.num_in_progress())
         blocks = picker.pick(peer, want, now=now, allowed_fast=peer.allowed_fast, choked=choked,
                              snubbed=state.snubbed, new_pieces=new_pieces)
+        if len(blocks) < want and picker.num_in_progress() >= self._max_assembling:
+            self._short.add(peer)  # the next verified piece makes room for it
         if not blocks:
             if not outstanding and not picker.interesting(peer):
                 peer.set_interested(False)
@@ -452,6 +462,10 @@ class Swarm:
         else:
             self._piece_bad(index, data)
         self._recycle(data)
+        if self._short:  # a verified piece left the budget: room for those it held back
+            short, self._short = self._short, set()
+            for peer in short:
+                self._schedule_fill(peer)
 
     def _piece_good(self, index: int, data: bytearray) -> None:
         self.have.set(index)
@@ -585,10 +599,14 @@ class Swarm:
                 peer.send_blocks(batch)
                 self.uploaded += size
             elif serving:
-                try:
-                    # Shielded: a piece read is shared, one peer leaving must not cancel it for all.
-                    await asyncio.shield(uploads.source(account, serving[0])[0])
-                except StorageError as exc:
+                # Waited for, not awaited: a piece read is shared, so one peer leaving must not cancel it
+                # for all; and a block read cancelled under us (the peer cancelled its request, perhaps
+                # in the same read as its next request) only sends the loop round again.
+                read = uploads.source(account, serving[0])[0]
+                await asyncio.wait((read,))
+                if not read.cancelled() and (exc := read.exception()) is not None:
+                    if not isinstance(exc, StorageError):
+                        raise exc
                     self._serving_failed(peer, state, exc)
                     return
 

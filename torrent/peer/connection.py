@@ -3,8 +3,9 @@
 The protocol owns the connection-level state (handshake, choke and interest
 flags, the peer's bitfield, BEP 6 allowed-fast sets, keep-alives) and hands
 torrent-level events to its owner, the swarm, through ``PeerOwner``. Bytes
-are received into one preallocated buffer (``get_buffer``) and parsed in
-place; a protocol violation closes the connection with the reason recorded.
+are received into one buffer shared by every connection on the loop
+(``get_buffer``) and parsed in place; a protocol violation closes the
+connection with the reason recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import ipaddress
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
@@ -62,6 +64,24 @@ Resolver = Callable[[bytes], "PeerOwner | None"]
 SkeyLookup = Callable[[bytes], "bytes | None"]  # HASH('req2', info-hash) -> info-hash, for MSE (mse.Responder)
 
 
+_LOOP_BUFFERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = weakref.WeakKeyDictionary()
+
+
+def _loop_buffer(size: int) -> memoryview:
+    """The receive buffer of the running loop, at least ``size`` bytes. One serves every connection:
+    a transport calls ``get_buffer`` and then ``buffer_updated`` for one read, with no other read between,
+    and parsing consumes the read or copies what it keeps (``WireParser`` keeps a message cut off at the
+    end; blocks are copied into their piece before ``buffer_updated`` returns)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # driven by hand, outside a loop
+        return memoryview(bytearray(size))
+    view = _LOOP_BUFFERS.get(loop)
+    if view is None or len(view) < size:
+        view = _LOOP_BUFFERS[loop] = memoryview(bytearray(size))
+    return view
+
+
 class PeerConnection(asyncio.BufferedProtocol):
     """A BitTorrent peer over a stream transport (TCP or uTP), either side of the connection.
 
@@ -87,12 +107,11 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.identity: object = None  # whom a ban applies to, set by the owner on attach
         self.on_close: Callable[[PeerConnection], None] | None = None  # the dialler's, called once on close
         self._settings = settings
-        self._recv_max = settings.peer.recv_buffer_max
         # Incoming: the piece count is known only once the handshake names the torrent, so what follows
         # it in the same read waits until then (a have for piece 10**9 must fail the check, not pass it).
         self._parser = wire.WireParser(settings.limits, num_pieces=owner.num_pieces if owner else None,
                                        hold_after_handshake=owner is None)
-        self._rview = memoryview(bytearray(settings.peer.recv_buffer_min))
+        self._rview: memoryview | None = None  # the loop's receive buffer, from the first read on
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.close_reason: str | None = None
@@ -168,15 +187,16 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.close(f"no handshake within {self._settings.network.handshake_timeout:g} s")
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._rview
+        view = self._rview
+        if view is None:
+            view = self._rview = _loop_buffer(self._settings.peer.recv_buffer)
+        return view
 
     def buffer_updated(self, nbytes: int) -> None:
         now = self.last_received = time.monotonic()
         try:
             view = self._rview
-            if nbytes == len(view) and nbytes < self._recv_max:
-                # Parsing consumes or copies all of this read: the next one may use a new buffer.
-                self._rview = memoryview(bytearray(min(2 * nbytes, self._recv_max)))
+            assert view is not None
             if self._decrypt is not None:
                 self._decrypt.process_into(view, 0, nbytes)
             elif self._before_wire:

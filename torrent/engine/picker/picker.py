@@ -158,6 +158,7 @@ class PiecePicker:
         self.have = have  # the same bitfield as ``self._pri.have``: ours, never replaced
         self._sequential = False
         self._clock = 0.0  # the latest request time seen: times never go back
+        self._may_start = 0  # untouched pieces the pick under way may still start
 
     # ------------------------------------------------------------------ helpers
 
@@ -362,7 +363,7 @@ class PiecePicker:
         allowed_fast: Collection[int] = (),
         choked: bool = False,
         snubbed: bool = False,
-        new_pieces: bool = True,
+        new_pieces: int | None = None,
     ) -> list[Block]:
         """Up to ``count`` blocks to request from ``peer`` now, in request order.
 
@@ -371,8 +372,9 @@ class PiecePicker:
         as that one, so a peer's requests stay in time order).
         ``choked``: only pieces in the peer's BEP 6 ``allowed_fast`` set. ``snubbed``:
         a slow peer gets common pieces and never holds a piece for itself.
-        ``new_pieces=False``: only blocks of pieces already in progress (the engine's
-        cap on memory for pieces being assembled).
+        ``new_pieces``: at most this many untouched pieces are started (0: only blocks
+        of pieces already in progress; the engine's cap on memory for pieces in
+        progress); None: no limit.
         """
         st = self._peers.get(peer)
         if st is None or count <= 0:
@@ -420,7 +422,8 @@ class PiecePicker:
                 return out
 
         # 4. Untouched pieces.
-        if new_pieces:
+        self._may_start = self.num_pieces if new_pieces is None else new_pieces
+        if self._may_start > 0:
             need = self._pick_fresh(st, need, out, allowed, snubbed, now)
             if not need:
                 return out
@@ -470,6 +473,7 @@ class PiecePicker:
         """Begin untouched piece ``i`` (a member of ``fresh``) with ``st``; returns
         need left."""
         fresh.clear(i)
+        self._may_start -= 1
         P = self._new_partial(i)
         nb = P.nblocks
         take = nb if nb <= need else need
@@ -524,8 +528,8 @@ class PiecePicker:
                 for i in sorted(allowed):
                     if 0 <= i < n and fresh.get(i) and bf.get(i):
                         need = self._start(i, fresh, st, need, out, fill, now)
-                        if not need:
-                            return 0
+                        if not need or not self._may_start:
+                            return need
                 continue
             cand = fresh if st.seed else bf.and_(fresh)
             if cand.none():
@@ -534,17 +538,17 @@ class PiecePicker:
                 i = cand.next_set(0)
                 while i >= 0:
                     need = self._start(i, fresh, st, need, out, fill, now)
-                    if not need:
-                        return 0
+                    if not need or not self._may_start:
+                        return need
                     i = cand.next_set(i + 1)
             elif self.have.count() < self.random_first:
                 need = self._take_set(cand, cand, fresh, st, need, out, fill, now)
             else:
                 extreme = self._avail.extreme
-                while need and not cand.none():
+                while need and self._may_start and not cand.none():
                     need = self._take_set(extreme(cand, snubbed), cand, fresh, st, need, out, fill, now)
-            if not need:
-                return 0
+            if not need or not self._may_start:
+                return need
         return need
 
     def _take_set(
@@ -559,8 +563,8 @@ class PiecePicker:
             need = self._start(i, fresh, st, need, out, fill, now)
             s.clear(i)
             cand.clear(i)
-            if not need:
-                return 0
+            if not need or not self._may_start:
+                return need
             i = s.next_set(i + 1)
             if i < 0:
                 i = s.next_set(0)
@@ -907,6 +911,10 @@ class PiecePicker:
         """Pieces in progress, by index."""
         partials = self._partials
         return [partials[i].progress() for i in sorted(partials)]
+
+    def num_in_progress(self) -> int:
+        """Pieces started and not yet verified: requested, arriving, or waiting for their hash check."""
+        return len(self._partials)
 
     def in_progress(self) -> list[tuple[int, bool]]:
         """(piece, whether any block of it arrived) for each piece in progress,

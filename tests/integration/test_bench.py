@@ -86,3 +86,45 @@ def test_link_options_run_every_pairing_on_that_link_alone(tmp_path: Path, optio
     assert report["settings"][key] == value
     assert {s["scenario"] for s in report["scenarios"]} == SCENARIOS
     assert all(s["runs"][0]["mb_per_s"] > 0 for s in report["scenarios"])
+
+
+@pytest.mark.parametrize(("option", "measured", "ours_against"), [
+    ("--seeders=3", "leecher", {"ours-ours": "ours-lt", "lt-ours": "lt-lt"}),
+    ("--leechers=3", "seeder", {"ours-ours": "lt-ours", "ours-lt": "lt-lt"}),
+])
+def test_fan_in_and_fan_out_hold_our_side_against_libtorrent_in_our_place(
+        tmp_path: Path, option: str, measured: str, ours_against: dict[str, str]) -> None:
+    """Several seeders (or leechers), every pairing: each leecher holds the whole payload, and our side of
+    the topology is compared with libtorrent on that side, fed by (or feeding) the same peers."""
+    result = bench("--size", "2M", "--piece-size", "32K", "--runs", "1", "--settle", "0", option,
+                   "--no-ceilings", "--json", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    scenarios = {s["scenario"]: s for s in report["scenarios"]}
+    assert set(scenarios) == SCENARIOS
+    leechers = report["settings"]["leechers"]
+    for key, s in scenarios.items():
+        (run,) = s["runs"]
+        assert run["mb_per_s"] == pytest.approx(2 * 1024 * 1024 * leechers / run["seconds"] / 1e6, rel=0.01)
+        other = ours_against.get(key)
+        if other is None:
+            assert s["ratio_to_libtorrent_in_our_place"] is None
+        else:
+            expected = s["mb_per_s"]["median"] / scenarios[other]["mb_per_s"]["median"]
+            assert s["ratio_to_libtorrent_in_our_place"] == pytest.approx(expected, rel=0.02)
+    assert report["settings"]["libtorrent"].startswith("libtorrent 2.")
+    assert "Python 3." in report["settings"]["libtorrent"]
+
+
+def test_seeder_upload_cap_holds_for_ours_and_libtorrent(tmp_path: Path) -> None:
+    """Two seeders capped at 256 KiB/s each cannot deliver 2 MiB faster than 512 KiB/s (libtorrent's cap
+    holds on loopback only because every address is put in its global peer class)."""
+    result = bench("--size", "2M", "--piece-size", "32K", "--runs", "1", "--settle", "0", "--seeders", "2",
+                   "--seeder-max-up", "256K", "--scenario", "ours-ours", "--scenario", "lt-lt",
+                   "--no-ceilings", "--json", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["settings"]["seeder_max_up"] == 256 * 1024
+    for s in report["scenarios"]:
+        # A burst at the start is allowed for (a second of the cap); never the uncapped hundreds of MB/s.
+        assert s["runs"][0]["seconds"] > 2 * 1024 * 1024 / (2 * 256 * 1024) - 1.5, s["scenario"]

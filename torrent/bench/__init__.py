@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import compileall
 import dataclasses
+import os
 import random
 import shutil
 import sys
@@ -24,9 +25,11 @@ from pathlib import Path
 
 from torrent.codec import metainfo
 from torrent.core import speedups
-from torrent.bench import ceilings
+from torrent.bench import ceilings, many
+from torrent.bench.many_report import ManyReport, ManySummary
 from torrent.bench.report import Report, Summary
-from torrent.bench.swarm import SCENARIOS, BenchSwarm, RunResult, Scenario, libtorrent_python
+from torrent.bench.swarm import (LIBTORRENT, OURS, SCENARIOS, BenchSwarm, RunResult, Scenario, libtorrent_python,
+                                 libtorrent_version)
 from torrent.create import create_torrent
 from torrent.core.errors import BenchError
 from torrent.core.units import format_size
@@ -52,10 +55,15 @@ class BenchOptions:
     snapshot_hz: float = 0.0  # also run each scenario with our client observed: every API snapshot this often
     encrypted: bool = False  # every peer requires RC4 over the whole stream (MSE/PE)
     transport: str = "tcp"  # "utp": every peer speaks uTP alone
+    seeder_max_up: int = 0  # bytes/s each seeder may upload (ours and libtorrent's alike); 0: no cap
+    torrents: int = 0  # N > 0: the many-torrents scenario (N idle seeding torrents) instead of downloads
+    idle_seconds: float = 30.0  # its idle window
 
 
-def run_bench(options: BenchOptions) -> Report:
+def run_bench(options: BenchOptions) -> Report | ManyReport:
     lt_python = libtorrent_python()
+    if options.torrents:
+        return _run_many(options, lt_python)
     scenarios = _choose(options.scenarios, lt_python is not None)
     if options.snapshot_hz:
         # Each scenario with our client runs twice a round, observed and not,
@@ -68,7 +76,7 @@ def run_bench(options: BenchOptions) -> Report:
         found = tuple(ceilings.measure_all(work, options.size, options.settle)) if options.measure_ceilings else ()
         bench = BenchSwarm(meta, torrent, payload_dir, work, seeders=options.seeders, leechers=options.leechers,
                            pure_python=options.pure_python, lt_python=lt_python, encrypted=options.encrypted,
-                           transport=options.transport)
+                           transport=options.transport, seeder_max_up=options.seeder_max_up)
         results: dict[Scenario, list[RunResult]] = {s: [] for s in scenarios}
         for n in range(1, options.runs + 1):
             # Each round starts one scenario later: a run's speed depends on the
@@ -89,11 +97,47 @@ def run_bench(options: BenchOptions) -> Report:
         "snapshot_hz": options.snapshot_hz,
         "encryption": "RC4 required by every peer" if options.encrypted else "defaults (no RC4 on the stream)",
         "transport": options.transport,
-        "speedups": "pure Python" if options.pure_python else
-        ("compiled" if speedups.all_compiled() else "pure Python (compiled modules unavailable)"),
-        "libtorrent": lt_python,
+        "seeder_max_up": options.seeder_max_up,
+        "speedups": _speedups_text(options.pure_python),
+        "libtorrent": libtorrent_version(lt_python),
     }
     return Report(settings, found, tuple(Summary(s, tuple(r)) for s, r in results.items()))
+
+
+def _run_many(options: BenchOptions, lt_python: str | None) -> ManyReport:
+    """The many-torrents scenario for ours, and for libtorrent when it is installed; runs interleaved."""
+    clients = [OURS, LIBTORRENT] if lt_python is not None else [OURS]
+    if lt_python is None:
+        print("torrent bench: libtorrent is not installed, so only our session runs "
+              "(pip install 'torrent[bench]' for the reference)", file=sys.stderr)
+    _compile_bytecode()
+    env = dict(os.environ, TORRENT_PURE_PYTHON="1") if options.pure_python else dict(os.environ)
+    with _work_dir(options.work_dir) as work, _Progress(options.progress) as progress:
+        progress.note(f"{options.torrents} torrents in {work}")
+        torrents, payload, total = many.prepare(work, options.torrents)
+        bench = many.ManyBench(work, torrents, payload, options.torrents, idle_seconds=options.idle_seconds,
+                               settle=options.settle, lt_python=lt_python, env=env)
+        results: dict[str, list[many.ManyRun]] = {c: [] for c in clients}
+        for n in range(1, options.runs + 1):
+            shift = (n - 1) % len(clients)
+            for client in clients[shift:] + clients[:shift]:
+                time.sleep(options.settle)
+                label = f"run {n}/{options.runs}, {client}"
+                results[client].append(bench.run(client, lambda text: progress.note(f"{label}, {text}")))
+    settings = {
+        "torrents": options.torrents, "runs": options.runs, "idle_s": options.idle_seconds,
+        "settle_s": options.settle, "payload_bytes": total, "payload_text": format_size(total),
+        "piece_size": many.PIECE_SIZE, "piece_size_text": format_size(many.PIECE_SIZE),
+        "targets": many.TARGETS, "speedups": _speedups_text(options.pure_python),
+        "libtorrent": libtorrent_version(lt_python),
+    }
+    return ManyReport(settings, tuple(ManySummary(c, tuple(r)) for c, r in results.items()))
+
+
+def _speedups_text(pure_python: bool) -> str:
+    if pure_python:
+        return "pure Python"
+    return "compiled" if speedups.all_compiled() else "pure Python (compiled modules unavailable)"
 
 
 def _compile_bytecode() -> None:

@@ -125,8 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: a temporary directory, removed)")
     bench.add_argument("--encryption", action="store_true",
                        help="every peer (libtorrent's too) requires RC4 over the whole stream (MSE/PE)")
+    bench.add_argument("--seeder-max-up", default="0", metavar="RATE",
+                       help="cap each seeder's upload (ours and libtorrent's alike), e.g. 20M: many slow peers "
+                            "rather than a few fast ones (default: no cap)")
     bench.add_argument("--transport", choices=("tcp", "utp"), default="tcp",
                        help="tcp (default) or utp: every peer (libtorrent's too) speaks that alone")
+    bench.add_argument("--torrents", type=int, metavar="N",
+                       help="instead of downloads: one session seeding N small torrents, idle, nothing queued "
+                            "(start-up, restart from the saved session, idle CPU and memory; ours and libtorrent)")
+    bench.add_argument("--idle-seconds", type=float, default=30.0, metavar="SECONDS",
+                       help="with --torrents: the idle window measured (default 30)")
     bench.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     bench.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     return parser
@@ -540,6 +548,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--settle must be between 0 and 600 seconds")
     if not 0 <= args.snapshots <= 100:
         raise UsageError("--snapshots must be between 0 and 100 per second")
+    if args.torrents is not None and not 1 <= args.torrents <= 100_000:
+        raise UsageError("--torrents must be between 1 and 100000")
+    if not 0 < args.idle_seconds <= 3600:
+        raise UsageError("--idle-seconds must be more than 0 and at most 3600")
     size = parse_size(args.size)
     if size < 1:
         raise UsageError("--size must be at least 1 byte")
@@ -548,7 +560,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            scenarios=tuple(args.scenario), pure_python=args.pure_python,
                            measure_ceilings=not args.no_ceilings, work_dir=Path(args.dir) if args.dir else None,
                            progress=not args.quiet, settle=args.settle, snapshot_hz=args.snapshots,
-                           encrypted=args.encryption, transport=args.transport)
+                           encrypted=args.encryption, transport=args.transport, torrents=args.torrents or 0,
+                           idle_seconds=args.idle_seconds, seeder_max_up=parse_size(args.seeder_max_up))
     report = run_bench(options)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0

@@ -129,6 +129,7 @@ class Session:
         self._settings_dirty = False
         self._save_handle: asyncio.TimerHandle | None = None
         self._requeue_scheduled = False
+        self._seeding_saved = time.monotonic()  # when seeding times were last marked for saving
         self._started = False
         self._closed = False
         self.warnings: list[str] = []  # from loading the saved session
@@ -533,8 +534,7 @@ class Session:
     def _insert(self, torrent: ManagedTorrent) -> None:
         self._torrents[torrent.id] = torrent
         self._index_skey(torrent)
-        self._order.append(torrent.id)
-        self._renumber()
+        self._order.append(torrent.id)  # last, where its record says: nothing else moves
         self.mark_dirty(torrent)
 
     async def _restore_saved(self) -> None:
@@ -808,7 +808,8 @@ class Session:
 
     def torrents(self) -> tuple[TorrentSnapshot, ...]:
         now = time.monotonic()
-        return tuple(views.torrent_snapshot(self._torrents[t], now) for t in self._order)
+        connections = self.connection_count()  # once, not once per torrent: it walks them all
+        return tuple(views.torrent_snapshot(self._torrents[t], now, connections) for t in self._order)
 
     def peers(self, torrent_id: TorrentId) -> tuple[PeerSnapshot, ...]:
         return views.peer_snapshots(self._get(torrent_id), time.monotonic())
@@ -842,6 +843,15 @@ class Session:
         self._requeue_scheduled = False
         if self._closed:
             return
+        queue = self._settings.queue
+        if queue.max_active_downloads < 0 and queue.max_active_seeds < 0:
+            # No queue: what is queued starts, without ranking every torrent (a pass per finished check
+            # made each restart quadratic: a second of ranking in a restart of 1 000 torrents).
+            for torrent_id in self._order:
+                t = self._torrents[torrent_id]
+                if t.state is TorrentState.QUEUED and not t.record.paused:
+                    t.activate()
+            return
         entries = []
         for position, torrent_id in enumerate(self._order):
             t = self._torrents[torrent_id]
@@ -864,23 +874,27 @@ class Session:
     # ---- timers ------------------------------------------------------------------------
 
     async def _ticker(self) -> None:
-        last = last_save = time.monotonic()
+        last = time.monotonic()
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
-            elapsed, last = now - last, now
-            self._apply_rate_limits()
-            for torrent in list(self._torrents.values()):
-                try:
-                    torrent.tick(now, elapsed)
-                except Exception:  # one torrent's bug must not stop the others' timers
-                    log.exception("%s: internal error in its periodic work", torrent.name)
-            if now - last_save >= SEEDING_TIME_SAVE:
-                # Seeding time advances every second; it is saved this often.
-                last_save = now
-                for torrent in self._torrents.values():
-                    if torrent.state is TorrentState.SEEDING:
-                        self.mark_dirty(torrent)
+            self._tick(now, now - last)
+            last = now
+
+    def _tick(self, now: float, elapsed: float) -> None:
+        """One pass of the periodic work: the limits' schedule, then every torrent's timers."""
+        self._apply_rate_limits()
+        for torrent in list(self._torrents.values()):
+            try:
+                torrent.tick(now, elapsed)
+            except Exception:  # one torrent's bug must not stop the others' timers
+                log.exception("%s: internal error in its periodic work", torrent.name)
+        if now - self._seeding_saved >= SEEDING_TIME_SAVE:
+            # Seeding time advances every second; it is saved this often.
+            self._seeding_saved = now
+            for torrent in self._torrents.values():
+                if torrent.state is TorrentState.SEEDING:
+                    self.mark_dirty(torrent)
 
     def _apply_rate_limits(self) -> None:
         down, up, alt = effective_limits(self._settings.rates, datetime.now())
@@ -920,7 +934,8 @@ class Session:
         if not self.remember or self.store is None:
             return
         store = self.store
-        records = [(self._torrents[t].record, self._torrents[t].source) for t in self._dirty if t in self._torrents]
+        records = [(self._torrents[t].saved_record(), self._torrents[t].source) for t in self._dirty
+                   if t in self._torrents]
         self._dirty.clear()
         settings = dict(self.runtime_settings) if self._settings_dirty else None
         self._settings_dirty = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import os
 import shutil
@@ -84,7 +85,8 @@ class ManagedTorrent:
         self.session = session
         self.id = record.id
         self.info_hash = bytes.fromhex(record.id)
-        self.record = record
+        self.record = record  # its seeding_time is that of the start; ``seeding_time`` counts on
+        self.seeding_time = record.seeding_time  # seconds spent seeding, all-time
         self.metainfo = metainfo
         self.source = source
         self.magnet = magnet
@@ -132,6 +134,7 @@ class ManagedTorrent:
         self._last_resume = 0.0
         self._last_rechoke = 0.0
         self._saved_states: list[FileState | None] | None = None
+        self._saved_contents: tuple[object, ...] | None = None  # of the resume data last written
         self._downloaded_at_save = 0
         self._wanted: Bitfield | None = None
         self._wanted_size = 0
@@ -354,6 +357,10 @@ class ManagedTorrent:
             self.uploaded_before = max(self.uploaded_before, data.uploaded)
             self.downloaded_before = max(self.downloaded_before, data.downloaded)
         self.have = restored.have
+        if data is not None:
+            # What the resume file holds now: the next periodic save writes it again only if that changed.
+            self._saved_contents = (data.have, data.uploaded, data.downloaded, data.priorities, data.download_dir)
+            self._saved_states = list(data.files)
         if journal_file is not None:
             if self.journal is not None:
                 self.journal.close()
@@ -582,11 +589,14 @@ class ManagedTorrent:
                 self.pex.tick()
                 self.connect_more(now)
             return
-        self.pex.tick()
-        swarm.tick(now)
-        if now - self._last_rechoke >= self.settings.torrent.rechoke_interval or swarm.needs_quick_rechoke():
-            swarm.rechoke(now)
-            self._last_rechoke = now
+        if swarm.peers or swarm.down_rate or swarm.up_rate:
+            # Peers to time out, keep alive, rechoke and tell of others. An empty swarm has none of that
+            # once its rates read 0: skipping it was most of what 1 000 idle seeds cost a second.
+            self.pex.tick()
+            swarm.tick(now)
+            if now - self._last_rechoke >= self.settings.torrent.rechoke_interval or swarm.needs_quick_rechoke():
+                swarm.rechoke(now)
+                self._last_rechoke = now
         if self.state is TorrentState.SEEDING:
             self.update_seeding_time(elapsed)
             self._check_seed_limits()
@@ -596,14 +606,19 @@ class ManagedTorrent:
         self.connect_more(now)
 
     def update_seeding_time(self, elapsed: float) -> None:
-        self.record = dataclasses.replace(self.record, seeding_time=self.record.seeding_time + elapsed)
+        # A float, not a new record each second: for 1 000 seeds that was half the session's idle work.
+        self.seeding_time += elapsed
+
+    def saved_record(self) -> TorrentRecord:
+        """The record as it is saved: with the seeding time up to now."""
+        return dataclasses.replace(self.record, seeding_time=self.seeding_time)
 
     def _check_seed_limits(self) -> None:
         queue = self.settings.queue
         reason = None
         if queue.seed_ratio >= 0 and self.ratio() >= queue.seed_ratio:
             reason = f"seed ratio {queue.seed_ratio:g} reached"
-        elif queue.seed_time >= 0 and self.record.seeding_time >= queue.seed_time * 60:
+        elif queue.seed_time >= 0 and self.seeding_time >= queue.seed_time * 60:
             reason = f"seeding time of {queue.seed_time:g} min reached"
         if reason is not None and not self.record.forced:
             self.stop_reason = reason
@@ -633,6 +648,12 @@ class ManagedTorrent:
         if swarm is None or (self.swarm is not None and self.swarm.completed and self.have is not None
                              and not self.have.all()):
             return  # done with what the user wanted; others will dial us
+        due = self.candidates.due(now)
+        first = next(due, None)
+        if first is None:
+            # Nobody to dial: the session-wide count below walks every torrent, and this runs for
+            # every torrent every second (1 000 idle seeds: a million steps a second).
+            return
         session = self.session
         connected = set(swarm.connected_addresses())
         room = min(swarm.max_peers - len(swarm.peers),
@@ -640,7 +661,7 @@ class ManagedTorrent:
                    self.settings.network.max_connections - session.connection_count())
         if room <= 0:
             return
-        for address in self.candidates.due(now):
+        for address in itertools.chain((first,), due):
             if room <= 0:
                 break
             if address in connected or address in self.connecting or session.is_self(address):
@@ -796,8 +817,16 @@ class ManagedTorrent:
         journal = self.journal
         previous = self._saved_states if watch_files and self.downloaded == self._downloaded_at_save else None
         downloaded_now = self.downloaded
+        # What the file holds besides the files' states: when neither changed since it was written,
+        # it is not written again (an idle seed would rewrite and fsync the same bytes every period).
+        contents = (snapshot.to_bytes(), uploaded, downloaded, tuple(priorities), str(storage.root))
+        written = self._saved_states if contents == self._saved_contents else None
 
         def save() -> list[FileState | None]:
+            if written is not None:
+                states = storage.file_states()
+                if states == written:
+                    return states
             if journal is not None:
                 journal.rotate()  # records from here on go to a fresh file; the old one goes at commit
             data = resume.snapshot(storage, snapshot, uploaded=uploaded, downloaded=downloaded,
@@ -814,6 +843,7 @@ class ManagedTorrent:
             return
         self._downloaded_at_save = downloaded_now
         self._saved_states = states
+        self._saved_contents = contents
         if previous is not None:
             changed = self._changed_file(previous, states)
             if changed is not None and self.state is TorrentState.SEEDING:
@@ -919,7 +949,8 @@ class ManagedTorrent:
 
     # ---- what holds it back --------------------------------------------------------------
 
-    def waiting_on(self) -> tuple[str, ...]:
+    def waiting_on(self, connections: int | None = None) -> tuple[str, ...]:
+        """``connections``: the session's count, when the caller has it (it walks every torrent)."""
         out: list[str] = []
         state = self.state
         if state is TorrentState.METADATA:
@@ -939,8 +970,9 @@ class ManagedTorrent:
         if swarm.up_limiter.rate and swarm.up_limiter.available() < BLOCK_SIZE and \
                 any(s.serving for s in swarm.peers.values()):
             out.append("upload limit")
-        if len(swarm.peers) >= swarm.max_peers or \
-                self.session.connection_count() >= self.settings.network.max_connections:
+        if connections is None:
+            connections = self.session.connection_count()
+        if len(swarm.peers) >= swarm.max_peers or connections >= self.settings.network.max_connections:
             out.append("peer limit")
         return tuple(out)
 

@@ -123,7 +123,7 @@ def _free_space(directory: str) -> int:
 # ---- torrent ------------------------------------------------------------------------------
 
 
-def torrent_snapshot(t: ManagedTorrent, now: float) -> TorrentSnapshot:
+def torrent_snapshot(t: ManagedTorrent, now: float, connections: int | None = None) -> TorrentSnapshot:
     meta = t.metainfo
     swarm = t.swarm
     record = t.record
@@ -165,10 +165,10 @@ def torrent_snapshot(t: ManagedTorrent, now: float) -> TorrentSnapshot:
         sequential=record.sequential, first_last=record.first_last, max_down=record.max_down,
         max_up=record.max_up, max_peers=record.max_peers or t.settings.torrent.max_peers,
         upload_slots=record.upload_slots or t.settings.torrent.upload_slots,
-        last_error=t.last_error or t.stop_reason, waiting_on=t.waiting_on(),
+        last_error=t.last_error or t.stop_reason, waiting_on=t.waiting_on(connections),
         checking_progress=t.checking_progress, hashed=t.hashed,
         hash_failures=t.hash_failures_before + (swarm.hash_failures if swarm else 0),
-        banned=len(t.banned | swarm.banned) if swarm else len(t.banned), seeding_time=record.seeding_time,
+        banned=len(t.banned | swarm.banned) if swarm else len(t.banned), seeding_time=t.seeding_time,
         piece_length=meta.piece_length if meta else 0, num_pieces=meta.num_pieces if meta else 0,
         creation_date=meta.creation_date if meta else None, created_by=meta.created_by if meta else None,
         comment=meta.comment if meta else None, private=meta.private if meta else False,

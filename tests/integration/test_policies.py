@@ -105,7 +105,9 @@ def test_bind_uses_one_address_for_every_socket(tmp_path: Path) -> None:
         tracker = FakeTracker()
         await tracker.start()
         seeder = await start_session(tmp_path, "s")
-        bound = await start_session(tmp_path, "b", local_settings(network__bind="127.0.0.2"))
+        # Slowed, so the connection is seen before the download ends (two seeds then part).
+        bound = await start_session(tmp_path, "b", local_settings(network__bind="127.0.0.2",
+                                                                  rates__max_down=256 * 1024))
         try:
             meta2, data2, torrent2 = make_torrent(tmp_path / "tracked", 512 * 1024, files=1, trackers=[[tracker.url]])
             sid = await seeder.add(torrent, save_path=data)

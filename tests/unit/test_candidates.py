@@ -315,3 +315,13 @@ def test_the_handshake_that_worked_is_remembered_and_allows_a_later_switch() -> 
     c.closed(A, "done", 100.0, useful=True)
     assert c.get(A).encrypted is False  # the next dial goes straight to what worked
     assert c.switch_handshake(A, True, 101.0)  # it worked since: the peer may have changed its policy
+
+
+def test_a_seed_leaves_known_seeds_alone() -> None:
+    candidates = Candidates(NetworkSettings())
+    candidates.add(("10.0.0.1", 1), PeerSource.PEX)
+    candidates.add(("10.0.0.2", 2), PeerSource.PEX)
+    candidates.mark_seeds([("10.0.0.2", 2), ("10.0.0.9", 9)])  # an unknown address is not remembered for it
+    assert list(candidates.due(0.0)) == [("10.0.0.1", 1), ("10.0.0.2", 2)]
+    assert list(candidates.due(0.0, seeds=False)) == [("10.0.0.1", 1)]
+    assert ("10.0.0.9", 9) not in candidates

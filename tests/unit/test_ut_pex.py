@@ -47,7 +47,8 @@ class Clock:
 def setup(peers: list[FakePeer], *, enabled: bool = True):
     learned: list[tuple[str, int]] = []
     clock = Clock()
-    ext = PexExtension(connected=lambda: peers, on_peers=learned.extend, enabled=lambda: enabled, clock=clock)
+    ext = PexExtension(connected=lambda: peers, on_peers=lambda added, seeds: learned.extend(added),
+                       enabled=lambda: enabled, clock=clock)
     for peer in peers:
         ext.peer_ready(peer)  # type: ignore[arg-type]
     return ext, learned, clock
@@ -87,6 +88,15 @@ def test_what_peers_tell_us_becomes_candidates_once_a_minute() -> None:
     clock.now += 60
     ext.received(a, pex.build([("10.0.0.7", 6002, 0)]))  # type: ignore[arg-type]
     assert learned[-1] == ("10.0.0.7", 6002)
+
+
+def test_peers_flagged_as_seeds_are_named_as_such() -> None:
+    a = FakePeer("10.0.0.1", 6881)
+    told: list[tuple[list[tuple[str, int]], set[tuple[str, int]]]] = []
+    ext = PexExtension(connected=lambda: [a], on_peers=lambda added, seeds: told.append((added, seeds)))
+    ext.peer_ready(a)  # type: ignore[arg-type]
+    ext.received(a, pex.build([("10.0.0.7", 6002, pex.SEED | pex.REACHABLE), ("10.0.0.8", 6003, 0)]))  # type: ignore[arg-type]
+    assert told == [([("10.0.0.7", 6002), ("10.0.0.8", 6003)], {("10.0.0.7", 6002)})]
 
 
 def test_off_for_private_torrents_and_peers_without_ut_pex() -> None:

@@ -48,6 +48,11 @@ from torrent.storage.verifier import PieceVerifier
 log = logging.getLogger(__name__)
 
 
+# Why a connection between two seeds ends (neither has anything for the other), as libtorrent and
+# Transmission end it; the dialler then leaves that address alone while it seeds.
+BOTH_SEEDS = "both seeds"
+
+
 def peer_identity(host: str, port: int) -> tuple[str, int] | str:
     """Whom a ban applies to: the IP, except on loopback where many honest
     peers share one address."""
@@ -238,6 +243,9 @@ class Swarm:
     def on_bitfield(self, peer: PeerConnection) -> None:
         assert peer.bitfield is not None
         if peer.bitfield.all():
+            if self.have.all():
+                peer.close(BOTH_SEEDS)
+                return
             interested = self.picker.peer_have_all(peer)  # O(1): seeds are a counter
         else:
             interested = self.picker.peer_bitfield(peer, peer.bitfield)
@@ -249,6 +257,8 @@ class Swarm:
         if self.picker.peer_have(peer, index):
             peer.set_interested(True)
             self._schedule_fill(peer)
+        elif self.have.all() and peer.bitfield.all():  # type: ignore[union-attr]
+            peer.close(BOTH_SEEDS)
 
     def on_choke_change(self, peer: PeerConnection) -> None:
         if peer not in self.peers:
@@ -476,7 +486,11 @@ class Swarm:
         if earlier is not None:
             self._blame(index, earlier, data)
         have_msg = wire.build_have(index)
+        seed = self.have.all()
         for peer in list(self.peers):
+            if seed and peer.bitfield is not None and peer.bitfield.all():
+                peer.close(BOTH_SEEDS)
+                continue
             peer.send_soon(have_msg)
             if peer.am_interested and not self.picker.interesting(peer) and not self.picker.num_outstanding(peer):
                 peer.set_interested(False)

@@ -25,10 +25,11 @@ class PexExtension:
     name = NAME
 
     def __init__(self, *, connected: Callable[[], Iterable[PeerConnection]],
-                 on_peers: Callable[[list[Address]], None], enabled: Callable[[], bool] = lambda: True,
+                 on_peers: Callable[[list[Address], set[Address]], None],
+                 enabled: Callable[[], bool] = lambda: True,
                  clock: Callable[[], float] = time.monotonic, interval: float = pex.INTERVAL) -> None:
         self.connected = connected
-        self.on_peers = on_peers
+        self.on_peers = on_peers  # (the addresses added, those of them flagged as seeds)
         self.enabled = enabled
         self.clock = clock
         self.interval = interval
@@ -62,7 +63,7 @@ class PexExtension:
         added = [(p.host, p.port) for p in message.added]
         if added:
             self.learned += len(added)
-            self.on_peers(added)
+            self.on_peers(added, {(p.host, p.port) for p in message.added if p.flags & pex.SEED})
 
     def tick(self) -> None:
         """Send each peer what changed, when its minute is up."""

@@ -14,7 +14,7 @@ arguments (the loop's monotonic clock in the session, a fake one in tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from torrent.core.settings import NetworkSettings
@@ -37,6 +37,7 @@ class Candidate:
     encrypted: bool | None = None  # the handshake to dial with (MSE or plain); None: the policy's first
     switched: bool = False  # the handshake was switched after a failure and has not worked since
     transport: str | None = None  # "utp" or "tcp": the one that connected last (dialled first next time)
+    seed: bool = False  # it has every piece (its bitfield said, or a PEX flag): of no use while we seed
 
 
 class Candidates:
@@ -84,11 +85,18 @@ class Candidates:
                 return
         del self._known[next(iter(self._known))]
 
-    def due(self, now: float) -> Iterator[Address]:
-        """Addresses whose time has come, oldest first."""
+    def due(self, now: float, *, seeds: bool = True) -> Iterator[Address]:
+        """Addresses whose time has come, oldest first; ``seeds=False`` (we are one): not those known
+        to be seeds, as libtorrent and Transmission leave them."""
         for address, candidate in list(self._known.items()):
-            if candidate.next_try <= now:
+            if candidate.next_try <= now and (seeds or not candidate.seed):
                 yield address
+
+    def mark_seeds(self, addresses: Iterable[Address]) -> None:
+        for address in addresses:
+            candidate = self._known.get(address)
+            if candidate is not None:
+                candidate.seed = True
 
     def dialling(self, address: Address, now: float) -> None:
         """An attempt starts: not due again until it ends (``failed`` or ``closed``)."""

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +33,7 @@ from torrent.core.settings import Settings
 from torrent.engine.metadata_swarm import MetadataSwarm
 from torrent.engine.picker import piece_priorities
 from torrent.engine.ratelimit import LimiterChain, RateLimiter
-from torrent.engine.swarm import Swarm
+from torrent.engine.swarm import BOTH_SEEDS, Swarm
 from torrent.peer.connection import PeerConnection
 from torrent.peer.encryption import EncryptionPolicy
 from torrent.peer.extensions import PeerExtensions
@@ -573,7 +573,10 @@ class ManagedTorrent:
                          peer.close_reason, "encrypted" if other else "plain")
                 asyncio.get_running_loop().call_soon(lambda: self.connect_more(time.monotonic()))
                 return
-        useful = bool(peer.downloaded.total or peer.uploaded.total) or now - peer.connected_at > USEFUL_AFTER
+        if peer.bitfield is not None and peer.bitfield.all():
+            self.candidates.mark_seeds((address,))  # not dialled again while we seed
+        useful = bool(peer.downloaded.total or peer.uploaded.total) or now - peer.connected_at > USEFUL_AFTER \
+            or peer.close_reason == BOTH_SEEDS
         delay = self.candidates.closed(address, peer.close_reason or "closed", now, useful=useful)
         log.info("%s: connection to %s ended (%s)%s", self.name, format_address(*address), peer.close_reason,
                  f"; next attempt in {delay:g} s" if delay is not None else "")
@@ -628,27 +631,29 @@ class ManagedTorrent:
 
     # ---- peers ----------------------------------------------------------------------------
 
-    def add_peers(self, peers: Sequence[Address], source: PeerSource) -> None:
+    def add_peers(self, peers: Sequence[Address], source: PeerSource, seeds: Collection[Address] = ()) -> None:
+        """``seeds``: those said to have every piece (PEX flags), never dialled while we seed."""
         now = time.monotonic()
         for address in peers:
             self.candidates.add(address, source, now)
+        self.candidates.mark_seeds(seeds)
         if self.peer_owner is not None:
             self.connect_more(now)
 
-    def _pex_peers(self, peers: Sequence[Address]) -> None:
+    def _pex_peers(self, peers: Sequence[Address], seeds: set[Address]) -> None:
         """Addresses other peers gave us, up to ``discovery.max_pex_peers`` remembered at once: a peer's
         word costs us memory and connection attempts, so it is bounded apart from the trackers'."""
         room = self.settings.discovery.max_pex_peers - sum(
             1 for _, c in self.candidates.items() if c.source is PeerSource.PEX)
         if room > 0:
-            self.add_peers(list(peers)[:room], PeerSource.PEX)
+            self.add_peers(list(peers)[:room], PeerSource.PEX, seeds)
 
     def connect_more(self, now: float) -> None:
         swarm = self.peer_owner
         if swarm is None or (self.swarm is not None and self.swarm.completed and self.have is not None
                              and not self.have.all()):
             return  # done with what the user wanted; others will dial us
-        due = self.candidates.due(now)
+        due = self.candidates.due(now, seeds=self.have is None or not self.have.all())
         first = next(due, None)
         if first is None:
             # Nobody to dial: the session-wide count below walks every torrent, and this runs for

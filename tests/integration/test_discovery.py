@@ -14,6 +14,7 @@ from portmap_gateway import EXTERNAL_ADDRESS, FakeGateway
 from swarmkit import local_settings, make_torrent, run, same_tree, start_session, wait_complete, wait_for
 
 from torrent.codec import bencoding, wire
+from torrent.core.settings import with_values
 from torrent.create import create_torrent
 from torrent.dht.node import DhtNode
 from torrent.session import PeerSource
@@ -61,16 +62,22 @@ def test_a_magnet_finds_its_seeder_on_the_local_network(tmp_path: Path) -> None:
 
     async def main() -> None:
         seeder = await start_session(tmp_path, "seed", settings)
-        leecher = await start_session(tmp_path, "leech", settings)
+        # Slowed, so the connection is seen before the download ends (two seeds then part).
+        leecher = await start_session(tmp_path, "leech", with_values(settings, {"rates.max_down": 256 * 1024}))
         try:
             assert seeder.snapshot().lsd.startswith("announcing to ")
             await seeder.add(torrent_file, save_path=data_parent)
             await wait_for(seeder, meta.info_hash_hex, lambda s: s.state == "seeding")
             tid = await leecher.add(f"magnet:?xt=urn:btih:{meta.info_hash_hex}", save_path=tmp_path / "down")
-            await wait_complete(leecher, tid, timeout=30)
             # Whichever side heard the other's announce first dialled.
-            sources = connected_sources(leecher, tid) + connected_sources(seeder, meta.info_hash_hex)
+            sources: list[str] = []
+            for _ in range(400):
+                sources = connected_sources(leecher, tid) + connected_sources(seeder, meta.info_hash_hex)
+                if sources:
+                    break
+                await asyncio.sleep(0.05)
             assert PeerSource.LSD.value in sources
+            await wait_complete(leecher, tid, timeout=30)
         finally:
             await leecher.close()
             await seeder.close()

@@ -640,7 +640,7 @@ class ManagedTorrent:
         if self.peer_owner is not None:
             self.connect_more(now)
 
-    def _pex_peers(self, peers: Sequence[Address], seeds: set[Address]) -> None:
+    def _pex_peers(self, peers: Sequence[Address], seeds: Collection[Address] = ()) -> None:
         """Addresses other peers gave us, up to ``discovery.max_pex_peers`` remembered at once: a peer's
         word costs us memory and connection attempts, so it is bounded apart from the trackers'."""
         room = self.settings.discovery.max_pex_peers - sum(

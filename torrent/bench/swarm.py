@@ -162,6 +162,7 @@ class BenchSwarm:
         peer fails, hangs, or ends with bytes that do not match the torrent."""
         self._runs += 1
         run_dir = self.work_dir / f"run-{self._runs}"
+        shutil.rmtree(run_dir, ignore_errors=True)  # left by a bench that was interrupted
         run_dir.mkdir()
         size = self.metainfo.payload_length
         seed_ports = [free_port() for _ in range(self.seeders)]

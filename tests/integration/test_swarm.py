@@ -726,3 +726,46 @@ def test_pieces_in_progress_stay_within_the_assembly_budget_whatever_the_peer_co
         assert same_tree(data / "payload", tmp_path / "out" / "payload")
 
     run(main())
+
+
+def test_a_choke_rejects_every_request_still_queued_for_a_fast_peer(tmp_path: Path) -> None:
+    """BEP 6: with the fast extension a choke no longer drops a peer's requests, so each one queued when
+    the choke comes is answered by a reject. Dropped silently, they stayed outstanding at libtorrent for
+    good: 16 libtorrent leechers fed by our seeder left one to four of them stalled, unchoked and asking
+    for nothing more."""
+    meta, data, torrent = make_torrent(tmp_path, 4 * 1024 * 1024, piece_length=256 * 1024)
+    slow = local_settings(rates__max_up=256 * 1024)  # most requests still queued when the choke comes
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s", slow)
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_for(seeder, sid, lambda s: s.state == "seeding")
+            reader, writer = await asyncio.open_connection("127.0.0.1", seeder.listen_port)
+            writer.write(wire.Handshake(meta.info_hash, b"-AT0001-" + os.urandom(12),
+                                        wire.build_reserved(fast=True)).to_bytes())
+            writer.write(wire.build_interested())
+            parser = wire.WireParser(num_pieces=meta.num_pieces)
+            while not any(isinstance(e, wire.Unchoke) for e in parser.feed(await reader.read(65536))):
+                pass
+            asked = [(i, b * 16384, 16384) for i in range(8) for b in range(16)]
+            writer.write(b"".join(wire.build_request(*r) for r in asked))
+            await writer.drain()
+            swarm = seeder._torrents[sid].swarm
+            (peer,) = swarm.peers
+            for _ in range(100):
+                if len(swarm.peers[peer].serving) > 64:
+                    break
+                await asyncio.sleep(0.01)
+            peer.set_choking(True)
+            answered: set[tuple[int, int, int]] = set()
+            while len(answered) < len(asked):
+                events = parser.feed(await asyncio.wait_for(reader.read(1 << 20), 10))
+                answered.update((e.index, e.begin, len(e.data)) for e in events if isinstance(e, wire.Piece))
+                answered.update((e.index, e.begin, e.length) for e in events if isinstance(e, wire.Reject))
+            assert answered == set(asked)
+            writer.close()
+        finally:
+            await seeder.close()
+
+    run(main())

@@ -593,6 +593,8 @@ class Swarm:
                 if peer.am_choking:
                     serving.popleft()
                     account.forget(request)
+                    if peer.supports_fast:  # BEP 6: a choke no longer drops requests; each is rejected
+                        peer.send(wire.build_reject(*request))
                     continue
                 future, offset = uploads.source(account, request)
                 if not future.done():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torrent.bench.many import Life, ManyRun
+from torrent.bench.report import table_lines
 from torrent.bench.swarm import LIBTORRENT, OURS
 
 
@@ -107,12 +108,7 @@ class ManyReport:
             rows.append(("ours ÷ libtorrent", cell("first_start_s"), cell("restore_s"), "", "",
                          cell("idle_user_pct"), cell("idle_sys_pct"), cell("restored_idle_cpu_pct"),
                          cell("idle_rss_mb"), cell("peak_rss_mb")))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        for n, row in enumerate(rows):
-            cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
-            lines.append("  ".join(cells))
-            if n == 0:
-                lines.append("  ".join("-" * w for w in widths))
+        lines += table_lines(rows)
         return "\n".join(lines)
 
 

@@ -151,15 +151,22 @@ class Report:
                          f"{of_ceiling:.0%}" if of_ceiling is not None else "-",
                          *(f"{s.per_gib(field):.2f}" for field in CPU_FIELDS[2:]),
                          f"{s.leecher_rss / 1e6:.0f} MB", f"{s.seeder_rss / 1e6:.0f} MB"))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        for n, row in enumerate(rows):
-            cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
-            lines.append("  ".join(cells))
-            if n == 0:
-                lines.append("  ".join("-" * w for w in widths))
+        lines += table_lines(rows)
         if any(s.disagree for s in self.summaries):
             lines.append(f"! its runs differ by more than {SPREAD_WARNING - 1:.0%}: read the range, not the median")
         return "\n".join(lines)
+
+
+def table_lines(rows: list[tuple[str, ...]]) -> list[str]:
+    """A header row, a rule, then the rows: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
 
 
 def _rounded(value: float | None) -> float | None:

@@ -147,9 +147,17 @@ def test_garbage_is_a_pex_error_or_a_message(payload: bytes) -> None:
 
 
 _v4 = st.builds(lambda n: str(__import__("ipaddress").IPv4Address(n)), st.integers(0, 2**32 - 1))
-_v6 = st.builds(lambda n: str(__import__("ipaddress").IPv6Address(n)), st.integers(2**32, 2**128 - 1))
+# IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are left out: they go out as the IPv4 address they are
+# (test_a_mapped_address_goes_out_as_ipv4), so they do not come back as written.
+_v6 = st.builds(lambda n: str(__import__("ipaddress").IPv6Address(n)),
+                st.integers(2**32, 2**128 - 1).filter(lambda n: n >> 32 != 0xFFFF))
 _peers = st.lists(st.tuples(st.one_of(_v4, _v6), st.integers(1, 65535), st.integers(0, 255)), max_size=MAX_ADDED,
                   unique_by=lambda p: (p[0], p[1]))
+
+
+def test_a_mapped_address_goes_out_as_ipv4() -> None:
+    message = pex.parse(pex.build([("::ffff:10.0.0.1", 6881, 0)], [("::ffff:0:0", 1)]))
+    assert message.added == (("10.0.0.1", 6881, 0),) and message.dropped == (("0.0.0.0", 1),)
 
 
 @given(_peers, _peers)

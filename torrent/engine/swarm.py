@@ -591,11 +591,11 @@ class Swarm:
             while serving and size < limit:
                 request = serving[0]
                 if peer.am_choking:
-                    serving.popleft()
-                    account.forget(request)
-                    if peer.supports_fast:  # BEP 6: a choke no longer drops requests; each is rejected
-                        peer.send(wire.build_reject(*request))
-                    continue
+                    # BEP 6: a choke no longer drops a fast peer's requests; each is rejected.
+                    for queued in serving:
+                        account.forget(queued)
+                    self._reject_queue(peer, state)
+                    break
                 future, offset = uploads.source(account, request)
                 if not future.done():
                     break
@@ -626,14 +626,18 @@ class Swarm:
                     self._serving_failed(peer, state, exc)
                     return
 
-    def _serving_failed(self, peer: PeerConnection, state: PeerState, exc: StorageError) -> None:
-        """A read for serving failed (storage never hands out a piece that fails its hash): nothing more
-        goes to this peer, a fast peer has its requests rejected (BEP 6), pieces whose data is gone are
-        ours no longer, and the owner stops the torrent (error state: a recheck tells what is still good)."""
+    def _reject_queue(self, peer: PeerConnection, state: PeerState) -> None:
+        """Empty a peer's queue, rejecting every request in it, in one write, if it speaks BEP 6."""
         if peer.supports_fast and state.serving:
             build = wire.build_reject
             peer.send(b"".join([build(index, begin, length) for index, begin, length in state.serving]))
         state.serving.clear()
+
+    def _serving_failed(self, peer: PeerConnection, state: PeerState, exc: StorageError) -> None:
+        """A read for serving failed (storage never hands out a piece that fails its hash): nothing more
+        goes to this peer, a fast peer has its requests rejected (BEP 6), pieces whose data is gone are
+        ours no longer, and the owner stops the torrent (error state: a recheck tells what is still good)."""
+        self._reject_queue(peer, state)
         state.reads.close()
         if isinstance(exc, DataChangedError):
             for index in exc.pieces:

@@ -105,7 +105,8 @@ def test_fan_in_and_fan_out_hold_our_side_against_libtorrent_in_our_place(
     leechers = report["settings"]["leechers"]
     for key, s in scenarios.items():
         (run,) = s["runs"]
-        assert run["mb_per_s"] == pytest.approx(2 * 1024 * 1024 * leechers / run["seconds"] / 1e6, rel=0.01)
+        # the report rounds MB/s to a tenth, which matters at the few MB/s of a 2 MiB payload
+        assert run["mb_per_s"] == pytest.approx(2 * 1024 * 1024 * leechers / run["seconds"] / 1e6, rel=0.01, abs=0.051)
         other = ours_against.get(key)
         if other is None:
             assert s["ratio_to_libtorrent_in_our_place"] is None

@@ -165,8 +165,14 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield mnt
 
 
-def test_full_disk_errors_keeps_verified_pieces_and_resumes_after_space_is_freed(tmp_path: Path,
-                                                                                   small_fs: Path) -> None:
+# Pieces assembled in memory and written once verified, or (no assembly memory) every block written as
+# it arrives and the piece read back to be hashed: the path pieces past the assembly budget take.
+ASSEMBLY = pytest.mark.parametrize("assembly", [32 * MiB, 0], ids=["in-memory", "every-block-to-disk"])
+
+
+@ASSEMBLY
+def test_full_disk_errors_keeps_verified_pieces_and_resumes_after_space_is_freed(tmp_path: Path, small_fs: Path,
+                                                                                   assembly: int) -> None:
     """A 3 MiB torrent into a 1 MiB filesystem: the torrent goes to `error` with one line saying
     the disk is full and how much more is needed; what was verified stays verified (a recheck
     finds it); after the filesystem grows, `resume` completes the download byte-exact."""
@@ -174,7 +180,7 @@ def test_full_disk_errors_keeps_verified_pieces_and_resumes_after_space_is_freed
 
     async def main() -> None:
         seeder = await start_session(tmp_path, "s")
-        leecher = await start_session(tmp_path, "l")
+        leecher = await start_session(tmp_path, "l", local_settings(torrent__assembly_bytes=assembly))
         events = leecher.subscribe()
         try:
             sid = await seeder.add(torrent, save_path=data)
@@ -372,9 +378,11 @@ class SplitLiar(PeerServer):
             pass
 
 
+@ASSEMBLY
 @pytest.mark.parametrize("honest_rate", [0, 512 * KiB], ids=["fast-honest", "slow-honest"])
 def test_a_peer_corrupting_part_of_each_piece_is_banned_and_the_honest_one_never(tmp_path: Path,
-                                                                                  honest_rate: int) -> None:
+                                                                                  honest_rate: int,
+                                                                                  assembly: int) -> None:
     """Pieces of 16 blocks; the liar sends 8 of each piece it is asked for (4 intact, 4 corrupt)
     and the honest seeder (our session) the other 8. The pieces fail their hash with two senders
     each; the smart ban must name the liar alone, and the download completes byte-exact."""
@@ -389,7 +397,8 @@ def test_a_peer_corrupting_part_of_each_piece_is_banned_and_the_honest_one_never
         # Plain text first: the liar speaks no MSE, and the switch after its refusal would let the
         # honest seeder take every piece before the liar is asked for one.
         leecher = await start_session(tmp_path, "l", local_settings(peer__request_timeout=3.0,
-                                                                    network__encryption="allow"))
+                                                                    network__encryption="allow",
+                                                                    torrent__assembly_bytes=assembly))
         events = leecher.subscribe()
         try:
             sid = await seeder.add(torrent, save_path=data)

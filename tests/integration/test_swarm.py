@@ -689,13 +689,17 @@ def test_an_idle_crowd_does_not_shut_an_honest_leecher_out(tmp_path: Path) -> No
     run(main())
 
 
-def test_pieces_in_progress_stay_within_the_assembly_budget_whatever_the_peer_count(tmp_path: Path) -> None:
-    """Six seeders feed one leecher whose budget is 16 pieces: pieces requested, arriving or waiting for
-    the disk, and the spare buffers kept for reuse, never exceed it (counting only pieces with a block
-    in let every peer's pipeline start its own pieces: the leecher's memory grew with the peer count)."""
-    meta, data, torrent = make_torrent(tmp_path, 8 * 1024 * 1024)
-    budget = 16
-    leech_settings = local_settings(torrent__assembly_bytes=budget * meta.piece_length)
+def test_pieces_past_the_assembly_budget_go_to_disk_as_they_arrive_whatever_the_peer_count(tmp_path: Path) -> None:
+    """Six seeders feed one leecher whose memory budget is 4 pieces and that requests up to 48: the
+    buffers in memory (assembling and spare) never exceed the budget, whatever the peer count (counting
+    only pieces with a block in let every peer's pipeline start its own pieces: memory grew with the
+    peers), the pieces past it have their blocks written to disk as they arrive, the blocks queued for
+    the disk stay bounded, and the download is whole."""
+    meta, data, torrent = make_torrent(tmp_path, 8 * 1024 * 1024, piece_length=128 * 1024)
+    budget, requested, backlog = 4, 48, 1024 * 1024
+    leech_settings = local_settings(torrent__assembly_bytes=budget * meta.piece_length,
+                                    torrent__requested_bytes=requested * meta.piece_length,
+                                    torrent__write_backlog_bytes=backlog)
 
     async def main() -> None:
         seeders = [await start_session(tmp_path, f"s{n}") for n in range(6)]
@@ -707,18 +711,22 @@ def test_pieces_in_progress_stay_within_the_assembly_budget_whatever_the_peer_co
             lid = await leecher.add(torrent, save_path=tmp_path / "out",
                                     peers=[("127.0.0.1", s.listen_port) for s in seeders])
             swarm = None
-            most_in_progress = most_buffers = 0
+            most_in_progress = most_buffers = most_on_disk = most_queued = 0
             while leecher.torrent(lid).wanted_verified < meta.payload_length:
                 running = leecher._torrents[lid].swarm
                 if running is not None:
                     swarm = running
                     most_in_progress = max(most_in_progress, swarm.picker.num_in_progress())
-                    most_buffers = max(most_buffers, len(swarm.partial) + len(swarm._spare)
-                                       + swarm.backlog // meta.piece_length)
+                    most_buffers = max(most_buffers, len(swarm.partial) + len(swarm._spare))
+                    most_on_disk = max(most_on_disk, len(swarm.on_disk))
+                    most_queued = max(most_queued, swarm.spill.queued_bytes)
                 await asyncio.sleep(0)
             assert swarm is not None and len({p.address for p in leecher.peers(lid)}) >= 2
-            assert 0 < most_in_progress <= budget
+            assert budget < most_in_progress <= requested
             assert 0 < most_buffers <= budget
+            assert most_on_disk > 0 and swarm.spill.written_bytes > 0
+            # what one read of each peer brings past the limit, at most
+            assert most_queued <= backlog // 4 + 6 * leech_settings.peer.recv_buffer
         finally:
             await leecher.close()
             for seeder in seeders:

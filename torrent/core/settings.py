@@ -170,11 +170,17 @@ class TorrentSettings:
     # took 6 % less time and CPU with 16 MiB than with 32. As many spare piece
     # buffers are kept for reuse, so refills fault in no new pages.
     write_backlog_bytes: int = _f(16 * MiB, "complete pieces waiting for the disk", kind="bytes", min=1)
-    # Pieces requested, arriving or waiting for the disk, and spare buffers, together: past this, peers
-    # only get blocks of pieces already in progress, so the leecher's memory stays put however many peers
-    # it has (16 seeders took 200 MB when only pieces with a block in counted). 32 MiB holds two fast
-    # peers' full request queues (500 blocks, 8 MiB each) with the 16 MiB write backlog beside them.
-    assembly_bytes: int = _f(32 * MiB, "memory for pieces in progress", kind="bytes", min=1)
+    # Piece buffers: pieces arriving, complete ones waiting for the verifier, and spares, together. A piece
+    # that starts past this has its blocks written to disk as they arrive, so the leecher's memory stays
+    # put however many peers it has (16 seeders took 200 MB when every piece arriving had a buffer). 32 MiB
+    # holds two fast peers' full request queues (500 blocks, 8 MiB each) with the write backlog beside them.
+    assembly_bytes: int = _f(32 * MiB, "memory for pieces in progress (0: every block to disk as it arrives)",
+                             kind="bytes", min=0)
+    # Pieces requested at once. Those past assembly_bytes get no buffer: their blocks are written to disk as
+    # they arrive, and the piece is read back to be hashed. Slow peers need it: a rate-capped libtorrent
+    # seeder sends half a second of its rate per burst, so sixteen at 16 MiB/s need 128 MiB requested.
+    requested_bytes: int = _f(256 * MiB, "pieces requested at once, in memory or written as they arrive",
+                              kind="bytes", min=1)
 
 
 @dataclass(frozen=True, slots=True)

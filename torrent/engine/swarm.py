@@ -3,8 +3,10 @@
 The swarm composes the policy objects (``PiecePicker``, ``Choker``), the
 storage, and the peer connections; it is the ``PeerOwner`` of each
 connection. It decides, the peers move bytes, storage and hashing run in
-worker threads. Blocks are assembled in per-piece buffers (bounded by the
-picker's partial pieces), verified, then written once per piece.
+worker threads. Blocks are assembled in per-piece buffers (``assembly_bytes`` of
+them), verified, then written once per piece; pieces requested past that budget
+(up to ``requested_bytes``, which slow peers need) have their blocks written to
+disk as they arrive and are read back to be hashed (``BlockSpill``).
 
 The picker is the one owner of what was requested from whom, when, and who
 delivered each block; the swarm asks it instead of keeping its own books.
@@ -43,6 +45,7 @@ from torrent.peer.connection import PeerConnection, settle_duplicate
 from torrent.peer.extensions import NO_EXTENSIONS, PeerExtensions
 from torrent.storage.files import DataChangedError, Storage
 from torrent.storage.journal import PieceJournal
+from torrent.storage.spill import BlockSpill
 from torrent.storage.verifier import PieceVerifier
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ log = logging.getLogger(__name__)
 
 # Why a connection between two seeds ends (neither has anything for the other), as libtorrent and
 # Transmission end it; the dialler then leaves that address alone while it seeds.
+LIMITED_WRITE_SECONDS = 0.02
 BOTH_SEEDS = "both seeds"
 
 
@@ -129,7 +133,10 @@ class Swarm:
         self.peers: dict[PeerConnection, PeerState] = {}
         self.banned: set[object] = set()
         self.ban_reasons: dict[object, str] = {}
-        self.partial: dict[int, bytearray] = {}  # pieces being assembled
+        self.partial: dict[int, bytearray] = {}  # pieces being assembled in memory
+        self.on_disk: set[int] = set()  # pieces in progress whose blocks go to disk as they arrive
+        self._read_back: set[int] = set()  # complete on disk, with the verifier (no buffer until then)
+        self._verifying = 0  # complete pieces in memory, with the verifier
         self.failed: dict[int, FailedPiece] = {}  # awaiting a smart-ban re-fetch
         self.refetch_refused: set[object] = set()  # identities that did not send a re-fetch reserved for them
         self.hash_failed: set[int] = set()  # failed their hash check and not verified since
@@ -146,10 +153,13 @@ class Swarm:
         self._short: set[PeerConnection] = set()  # given less than they could take: the budget was spent
         self._fill_scheduled = False
         self._closing = False
-        self.backlog = 0  # bytes of complete pieces not yet hashed and written
-        self._max_assembling = max(4, settings.torrent.assembly_bytes // metainfo.piece_length)
+        self.backlog = 0  # bytes waiting for the disk: complete pieces, and blocks of pieces on disk
+        self._max_assembling = self._max_requested = 0
+        self._budget(settings)
         self.verifier = PieceVerifier(storage, host.executor, self._verified, journal=journal)
+        self.spill = BlockSpill(storage, host.executor, self._spilled, self._spill_failed)
         self._spare: list[bytearray] = []
+        self._reading_held = False  # peers' reading waits for the spilled blocks to reach the disk
         # The backlog's buffers, once written, are the next ones filled.
         self._max_spare = max(2, settings.torrent.write_backlog_bytes // metainfo.piece_length)
 
@@ -162,9 +172,14 @@ class Swarm:
         self.choker.settings = settings.torrent
         self.choker.upload_slots = upload_slots or settings.torrent.upload_slots
         self.uploads.resize(settings.torrent.read_cache_bytes)
-        self._max_assembling = max(4, settings.torrent.assembly_bytes // self.metainfo.piece_length)
+        self._budget(settings)
         self._max_spare = max(2, settings.torrent.write_backlog_bytes // self.metainfo.piece_length)
         self._wake_all()
+
+    def _budget(self, settings: Settings) -> None:
+        piece_length = self.metainfo.piece_length
+        self._max_assembling = settings.torrent.assembly_bytes // piece_length
+        self._max_requested = max(4, self._max_assembling, settings.torrent.requested_bytes // piece_length)
 
     def set_priorities(self, piece_priorities: bytes, sequential: bool) -> None:
         self.picker.set_piece_priorities(piece_priorities)
@@ -306,29 +321,77 @@ class Swarm:
                     other.send(cancel)  # type: ignore[attr-defined]
             buf = partial.get(index)
             if buf is None:
-                buf = partial[index] = self._piece_buffer(index)
+                if index not in self.on_disk:
+                    buf = self._piece_buffer(index)
+                if buf is None:
+                    self._spill_block(index, begin, data, received.complete)
+                    continue
+                partial[index] = buf
             buf[begin:begin + length] = data
             if received.complete:
                 del partial[index]
                 self.backlog += len(buf)
-                self.verifier.submit((index, buf), index, buf)
+                self._verifying += 1
+                self.verifier.submit(index, buf)
         self._schedule_fill(peer)
 
-    def _piece_buffer(self, index: int) -> bytearray:
-        """Every block overwrites its part before the piece is complete, so a
-        reused buffer needs no clearing."""
+    def _piece_buffer(self, index: int) -> bytearray | None:
+        """A buffer for a piece's first block, None when pieces assembling, waiting for the verifier and
+        spare already fill the assembly budget (its blocks go to disk).
+        Every block overwrites its part before the piece is complete, so a reused buffer needs no
+        clearing."""
         size = self.metainfo.geometry.piece_size(index)
         if size == self.metainfo.piece_length and self._spare:
             return self._spare.pop()
+        if len(self.partial) + self._verifying >= self._max_assembling:
+            return None
         return bytearray(size)
 
     def _recycle(self, data: bytearray) -> None:
-        """Keep a buffer for the next piece while pieces in progress and spares stay within the assembly
+        """Keep a buffer for the next piece while pieces assembling and spares stay within the assembly
         budget: the leecher's memory is that budget, whatever the number of peers."""
         spare = self._spare
         if len(data) == self.metainfo.piece_length and len(spare) < self._max_spare and \
-                len(spare) + self.picker.num_in_progress() < self._max_assembling:
+                len(spare) + len(self.partial) + self._verifying < self._max_assembling:
             spare.append(data)
+
+    def _spill_block(self, index: int, begin: int, data: memoryview, complete: bool) -> None:
+        """A block of a piece without a buffer: to disk now. Past a quarter of the write backlog (a
+        worker writes to the page cache at GB/s: a short queue keeps up), reading from the swarm's
+        peers waits for the disk, so the blocks queued stay bounded whatever is outstanding."""
+        self.on_disk.add(index)
+        self.backlog += len(data)
+        self.spill.write(index, begin, bytes(data))
+        if complete:
+            self.on_disk.discard(index)
+            self.spill.seal(index)
+        if self.spill.queued_bytes > self.settings.torrent.write_backlog_bytes // 4 and not self._reading_held:
+            self._reading_held = True
+            for peer in self.peers:
+                peer.hold_reading(True)
+
+    def _spilled(self, nbytes: int, complete: list[int]) -> None:
+        """Blocks are on disk: pieces complete there are read back and hashed."""
+        self._disk_done(nbytes)
+        if self._reading_held and self.spill.queued_bytes <= self.settings.torrent.write_backlog_bytes // 8:
+            self._reading_held = False
+            for peer in self.peers:
+                peer.hold_reading(False)
+        for index in complete:
+            self._read_back.add(index)
+            self.verifier.submit(index, None)
+
+    def _spill_failed(self, exc: StorageError) -> None:
+        if not self._closing:
+            self.host.storage_failed(self, exc)
+
+    def _disk_done(self, nbytes: int) -> None:
+        """``nbytes`` left the backlog: peers held back by it may ask for more."""
+        limit = self.settings.torrent.write_backlog_bytes
+        was_full = self.backlog > limit
+        self.backlog -= nbytes
+        if was_full and self.backlog <= limit:
+            self._wake_all()
 
     def on_reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
         if peer in self.peers and self.picker.block_rejected(peer, index, begin):
@@ -426,12 +489,12 @@ class Swarm:
             if want <= 0:
                 asyncio.get_running_loop().call_later(BLOCK_SIZE / limited, self._schedule_fill, peer)
                 return
-        # Pieces asked for, not only those with a block in: every outstanding request may bring a piece
-        # buffer, and with many peers the requests, not the arrivals, are what grows.
-        new_pieces = max(0, self._max_assembling - picker.num_in_progress())
+        # Pieces asked for, not only those with a block in: with many peers the requests, not the
+        # arrivals, are what grows (in memory up to the assembly budget, then on disk).
+        new_pieces = max(0, self._max_requested - picker.num_in_progress())
         blocks = picker.pick(peer, want, now=now, allowed_fast=peer.allowed_fast, choked=choked,
                              snubbed=state.snubbed, new_pieces=new_pieces)
-        if len(blocks) < want and picker.num_in_progress() >= self._max_assembling:
+        if len(blocks) < want and picker.num_in_progress() >= self._max_requested:
             self._short.add(peer)  # the next verified piece makes room for it
         if not blocks:
             if not outstanding and not picker.interesting(peer):
@@ -452,15 +515,13 @@ class Swarm:
 
     # ---- verification and blame ---------------------------------------------
 
-    def _verified(self, token: tuple[int, bytearray], result: bool | StorageError) -> None:
+    def _verified(self, index: int, data: bytearray, result: bool | StorageError) -> None:
         """The verifier's answer for a complete piece (on the loop)."""
-        index, data = token
-        limit = self.settings.torrent.write_backlog_bytes
-        was_full = self.backlog > limit
-        size = self.metainfo.geometry.piece_size(index)
-        self.backlog -= size
-        if was_full and self.backlog <= limit:
-            self._wake_all()
+        if index in self._read_back:
+            self._read_back.discard(index)
+        else:
+            self._verifying -= 1
+            self._disk_done(len(data))
         if self._closing:
             return
         if isinstance(result, StorageError):
@@ -583,9 +644,12 @@ class Swarm:
                 await peer.drained.wait()
                 continue
             uploads.read_ahead(account, serving)
-            # With a limit, a block at a time keeps the rate smooth.
+            # Under a limit, a write carries what the limit allows in LIMITED_WRITE_SECONDS: smooth enough,
+            # and not a write, a timer and a read at the far end for every block.
             limited = limiter.rate
-            limit = BLOCK_SIZE if limited else self.settings.peer.send_batch_bytes
+            limit = self.settings.peer.send_batch_bytes
+            if limited:
+                limit = max(BLOCK_SIZE, min(limit, int(limited * LIMITED_WRITE_SECONDS)))
             batch: list[tuple[int, int, memoryview]] = []
             size = 0
             while serving and size < limit:
@@ -689,6 +753,7 @@ class Swarm:
 
     def close(self) -> None:
         self._closing = True
+        self.spill.stop()
         for peer in list(self.peers):
             peer.close("torrent stopped")
         self.verifier.stop()

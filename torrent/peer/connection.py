@@ -130,6 +130,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._decrypt: RC4 | None = None
         self.encryption = ""  # "" plain, "handshake" (MSE, then plain text), "rc4" (the whole stream)
         self._reading_paused = False  # by _check_backlog, until what we queued drains
+        self._reading_held = False  # by the owner, until its disk catches up
 
         self.remote_id: bytes | None = None
         self.supports_fast = False
@@ -289,7 +290,22 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.drained.set()
         if self._reading_paused and self.transport is not None and not self.closed:
             self._reading_paused = False
-            self.transport.resume_reading()
+            if not self._reading_held:
+                self.transport.resume_reading()
+
+    def hold_reading(self, hold: bool) -> None:
+        """Read nothing more while the owner's disk catches up (its queue of blocks is full); unlike a
+        peer that reads nothing we send, this is our doing, so no stall timeout runs."""
+        if hold == self._reading_held:
+            return
+        self._reading_held = hold
+        transport = self.transport
+        if transport is None or self.closed or self._reading_paused:
+            return
+        if hold:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def _check_backlog(self) -> None:
         """A peer that provokes messages (rejects, choke toggles) and never reads them would grow our
@@ -300,7 +316,8 @@ class PeerConnection(asyncio.BufferedProtocol):
                 transport.get_write_buffer_size() <= self._settings.peer.write_buffer_max:
             return
         self._reading_paused = True
-        transport.pause_reading()
+        if not self._reading_held:
+            transport.pause_reading()
         timeout = self._settings.peer.write_stall_timeout
         asyncio.get_running_loop().call_later(timeout, self._check_stall, transport)
 

@@ -65,16 +65,16 @@ import queue
 import stat
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+from torrent.codec.metainfo import DIGEST_SIZE, Metainfo
+from torrent.codec.paths import safe_join
 from torrent.core import hashing
 from torrent.core.bitfield import Bitfield
 from torrent.core.errors import StorageError
-from torrent.codec.metainfo import DIGEST_SIZE, Metainfo
-from torrent.codec.paths import safe_join
 from torrent.core.settings import StorageSettings
 from torrent.core.units import format_size
 
@@ -274,8 +274,9 @@ class Storage:
         for part in self.geometry.slices(start, len(view)):
             chunk = view[pos:pos + part.length]
             pos += part.length
-            if self.paths[part.file_index] is None:
-                continue  # pad file: the buffer is already zeros
+            if self.paths[part.file_index] is None:  # pad file: zeros (the buffer may be a reused one)
+                chunk[:] = bytes(part.length)
+                continue
             try:
                 if self._read_slice(part.file_index, chunk, part.offset, watch=watch) and changed is None:
                     changed = part.file_index
@@ -358,24 +359,43 @@ class Storage:
             raise result
         return result
 
-    def verify_and_write_many(self, pieces: Sequence[tuple[int, Buffer]]) -> list[bool | StorageError]:
+    def verify_and_write_many(self, pieces: Sequence[tuple[int, Buffer]], *,
+                              on_disk: Collection[int] = ()) -> list[bool | StorageError]:
         """``verify_and_write_sync`` for several pieces, hashed side by side
         (the multi-buffer kernel is over twice as fast as one stream). Per
         piece: True (written), False (bad hash, not written) or the
-        StorageError its write raised."""
+        StorageError its write raised. Pieces at the positions in ``on_disk``
+        were written block by block as they arrived: their buffer is filled
+        from the files first, and a good one is not written again."""
+        results: list[bool | StorageError | None] = [None] * len(pieces)
+        for position in on_disk:
+            index, data = pieces[position]
+            try:
+                self.read_written(index, data)
+            except StorageError as exc:
+                results[position] = exc
         digests = hashing.sha1_many([data for _, data in pieces])
-        results: list[bool | StorageError] = []
-        for (index, data), digest in zip(pieces, digests):
+        for position, ((index, data), digest) in enumerate(zip(pieces, digests)):
+            if results[position] is not None:
+                continue
             if len(data) != self.geometry.piece_size(index) or digest != self.metainfo.piece_hash(index):
-                results.append(False)
+                results[position] = False
                 continue
             try:
-                self.write_piece(index, data)
+                if position not in on_disk:
+                    self.write_piece(index, data)
             except StorageError as exc:
-                results.append(exc)
+                results[position] = exc
             else:
-                results.append(True)
-        return results
+                results[position] = True
+        return results  # type: ignore[return-value]  # every position is set
+
+    def read_written(self, index: int, into: Buffer) -> None:
+        """Fill ``into`` with piece ``index`` as written, verified or not (to hash what arrived)."""
+        view = memoryview(into).cast("B")
+        if len(view) != self.geometry.piece_size(index):
+            raise ValueError(f"piece {index} is {self.geometry.piece_size(index)} bytes, got a {len(view)} byte buffer")
+        self._read_into(index * self.geometry.piece_length, view)
 
     def check_existing(self, progress: Progress | None = None, *,
                        pieces: Bitfield | Iterable[int] | None = None,

@@ -14,7 +14,6 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
 
 from torrent.core.errors import StorageError
 from torrent.storage.files import Buffer, Storage
@@ -22,11 +21,11 @@ from torrent.storage.journal import PieceJournal
 
 BATCH = 4  # the kernel's lane count
 
-Done = Callable[[Any, "bool | StorageError"], None]
+Done = Callable[[int, Buffer, "bool | StorageError"], None]
 
 
 class PieceVerifier:
-    """``submit`` on the loop; ``done(token, result)`` is called on the loop
+    """``submit`` on the loop; ``done(index, data, result)`` is called on the loop
     with True (verified and written), False (bad hash) or a StorageError.
     Pieces written are recorded in ``journal`` right after their write, in the
     worker (so a record never precedes its data)."""
@@ -39,16 +38,18 @@ class PieceVerifier:
         self._executor = executor
         self._done = done
         self._workers = workers
-        self._pending: deque[tuple[Any, int, Buffer]] = deque()  # appended on the loop, taken by workers
+        self._pending: deque[tuple[int, Buffer | None]] = deque()  # appended on the loop, taken by workers
         self._running = 0  # jobs in the executor; changed only on the loop
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def submit(self, token: Any, index: int, data: Buffer) -> None:
-        """Queue piece ``index``; ``data`` must not change until ``done``."""
+    def submit(self, index: int, data: Buffer | None) -> None:
+        """Queue piece ``index``; ``data`` must not change until ``done``. None: the piece was written
+        as its blocks arrived; a worker reads it into a buffer of its own (so pieces waiting here hold
+        no memory), hashes it, and does not write it again."""
         if self._stopped:
             return
         self._loop = asyncio.get_running_loop()
-        self._pending.append((token, index, data))
+        self._pending.append((index, data))
         self._start_job()
 
     def _start_job(self) -> None:
@@ -75,16 +76,19 @@ class PieceVerifier:
                     pass
                 if not batch:
                     return
+                on_disk = [position for position, (_, data) in enumerate(batch) if data is None]
+                pieces = [(index, bytearray(self._storage.geometry.piece_size(index)) if data is None else data)
+                          for index, data in batch]
                 try:
-                    results: list[bool | StorageError] = self._storage.verify_and_write_many(
-                        [(index, data) for _, index, data in batch])
+                    results: list[bool | StorageError] = self._storage.verify_and_write_many(pieces,
+                                                                                             on_disk=on_disk)
                 except StorageError as exc:
                     results = [exc] * len(batch)
                 if self._journal is not None:
-                    written = [index for (_, index, _), result in zip(batch, results) if result is True]
+                    written = [index for (index, _), result in zip(pieces, results) if result is True]
                     if written:
                         self._journal.append(written)
-                loop.call_soon_threadsafe(self._deliver, batch, results)
+                loop.call_soon_threadsafe(self._deliver, pieces, results)
         except RuntimeError:
             return  # the loop is closed: nobody is left to tell
         finally:
@@ -93,9 +97,9 @@ class PieceVerifier:
             except RuntimeError:
                 pass
 
-    def _deliver(self, batch: list[tuple[Any, int, Buffer]], results: list[bool | StorageError]) -> None:
-        for (token, _, _), result in zip(batch, results):
-            self._done(token, result)
+    def _deliver(self, pieces: list[tuple[int, Buffer]], results: list[bool | StorageError]) -> None:
+        for (index, data), result in zip(pieces, results):
+            self._done(index, data, result)
 
     def stop(self) -> None:
         """Queued pieces are dropped (the torrent is stopping); the trip under way finishes."""

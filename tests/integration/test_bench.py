@@ -9,6 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import uvloop
+
+from torrent.bench.many import ManyBench
+from torrent.bench.swarm import BenchSwarm
+from torrent.codec import metainfo
+from torrent.create import create_torrent
+from torrent.session import Session
+from torrent.session.config import effective_settings
 
 SCENARIOS = {"ours-ours", "lt-ours", "ours-lt", "lt-lt"}
 
@@ -129,3 +137,34 @@ def test_seeder_upload_cap_holds_for_ours_and_libtorrent(tmp_path: Path) -> None
     for s in report["scenarios"]:
         # A burst at the start is allowed for (a second of the cap); never the uncapped hundreds of MB/s.
         assert s["runs"][0]["seconds"] > 2 * 1024 * 1024 / (2 * 256 * 1024) - 1.5, s["scenario"]
+
+
+@pytest.mark.parametrize("bench_kind", ["downloads", "torrents"])
+def test_our_bench_peers_run_no_dht_node_local_discovery_or_port_mapping(tmp_path: Path, bench_kind: str) -> None:
+    """Before, the config the bench writes for our peers (``torrent bench`` and ``--torrents N``) only emptied
+    ``discovery.dht_bootstrap``: each peer still ran a DHT node, which a bench has no use for. Here a session
+    starts from the file written, as our peers do (libtorrent's have DHT, LSD, UPnP and NAT-PMP off in
+    lt_peer.LOOPBACK_SETTINGS)."""
+    if bench_kind == "downloads":
+        (tmp_path / "payload.bin").write_bytes(b"x" * 1000)
+        raw = create_torrent(tmp_path / "payload.bin", piece_length=16 * 1024)
+        (tmp_path / "bench.torrent").write_bytes(raw)
+        BenchSwarm(metainfo.parse(raw), tmp_path / "bench.torrent", tmp_path, tmp_path)
+        config = tmp_path / "bench-config.toml"
+    else:
+        ManyBench(tmp_path, tmp_path, tmp_path, 1, idle_seconds=1.0, settle=0.0, lt_python=None, env={})
+        config = tmp_path / "many-config.toml"
+    effective = effective_settings(config_file=config, state_dir=tmp_path / "state",
+                                   command_line=("network.bind=127.0.0.1", "network.listen_port=0"))
+    discovery = effective.settings.discovery
+    assert (discovery.dht, discovery.lsd, discovery.port_map) == (False, False, False)
+
+    async def main() -> None:
+        session = Session(effective.settings, state_dir=tmp_path / "state")
+        await session.start()
+        try:
+            assert session.dht_port is None and session.lsd is None and session.port_mapper is None
+        finally:
+            await session.close()
+
+    uvloop.run(main())

@@ -6,9 +6,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from swarmkit import FakeTracker, local_settings, make_torrent, run, same_tree, start_session, wait_complete, wait_for, wait_state
+from swarmkit import (
+    FakeTracker,
+    local_settings,
+    make_torrent,
+    run,
+    same_tree,
+    start_session,
+    wait_complete,
+    wait_for,
+    wait_state,
+)
 
-from torrent.session import StateChanged, TorrentCompleted
+from torrent.session import StateChanged, Subscription, TorrentCompleted
 
 
 def test_seed_ratio_limit_stops_seeding(tmp_path: Path) -> None:
@@ -61,7 +71,20 @@ def test_seeding_time_limit_stops_seeding(tmp_path: Path) -> None:
 
 
 def test_the_queue_starts_the_next_download_when_one_completes(tmp_path: Path) -> None:
+    """The peer is given only once all three are checked and queued. Checks may end in any order (each
+    opens its files off the loop first): one checked before the torrent above it starts, and yields its
+    slot when that one is checked. With the peer given at once, that once ended in a torrent starting
+    before the one above it completed (under load), and could end in it completing first."""
     torrents = [make_torrent(tmp_path / f"t{i}", 1024 * 1024, files=1, name=f"p{i}") for i in range(3)]
+
+    def transitions(events: Subscription, ids: list[str]) -> list[tuple[int, str, str]]:
+        log = []
+        while (event := events.get_nowait()) is not None:
+            if isinstance(event, StateChanged):
+                log.append((ids.index(event.torrent_id), event.old, event.new))
+            elif isinstance(event, TorrentCompleted):
+                log.append((ids.index(event.torrent_id), "completed", ""))
+        return log
 
     async def main() -> None:
         seeder = await start_session(tmp_path, "s", local_settings(rates__max_up=2 * 1024 * 1024))
@@ -69,23 +92,29 @@ def test_the_queue_starts_the_next_download_when_one_completes(tmp_path: Path) -
         events = leecher.subscribe()
         try:
             for meta, data, torrent in torrents:
-                await seeder.add(torrent, save_path=data)
-            ids = [await leecher.add(t[2], save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
-                   for t in torrents]
+                await wait_state(seeder, await seeder.add(torrent, save_path=data), "seeding")
+            ids = [await leecher.add(t[2], save_path=tmp_path / "out") for t in torrents]
+            settled = ["downloading", "queued", "queued"]  # the first in line holds the one slot
+            deadline = asyncio.get_running_loop().time() + 30
+            while [leecher.torrent(t).state for t in ids] != settled:
+                assert asyncio.get_running_loop().time() < deadline, [leecher.torrent(t).state for t in ids]
+                await asyncio.sleep(0.05)
+            checked = transitions(events, ids)
+            assert all((i, "checking", "queued") in checked for i in range(3)), checked
+            for tid in ids:
+                await leecher.add_peers(tid, [("127.0.0.1", seeder.listen_port)])
             for tid in ids:
                 await wait_complete(leecher, tid)
-            await asyncio.sleep(0.1)
-            log = []
-            while (event := events.get_nowait()) is not None:
-                if isinstance(event, StateChanged):
-                    log.append((ids.index(event.torrent_id), event.old, event.new))
-                elif isinstance(event, TorrentCompleted):
-                    log.append((ids.index(event.torrent_id), "completed", ""))
-            started = [log.index((i, "queued", "downloading")) for i in range(3)]
+            log = transitions(events, ids)
+            states = dict(enumerate(settled))
+            for i, old, new in log:
+                if new:
+                    states[i] = new
+                    # One at a time: no torrent started while another was downloading.
+                    assert list(states.values()).count("downloading") <= 1, log
+            started = [log.index((i, "queued", "downloading")) for i in (1, 2)]
             finished = [log.index((i, "completed", "")) for i in range(3)]
-            # One at a time: each began only after the one before it had completed.
-            assert started[1] > finished[0] and started[2] > finished[1], log
-            assert (1, "checking", "queued") in log and (2, "checking", "queued") in log
+            assert finished[0] < started[0] < finished[1] < started[1] < finished[2], log
             assert all(leecher.torrent(t).state == "seeding" for t in ids)  # seeding is not queued
         finally:
             await leecher.close()

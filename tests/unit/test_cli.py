@@ -473,6 +473,24 @@ def test_bench_settle_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("option", [
+    ["--size", "1G"], ["--piece-size", "256K"], ["--seeders", "1"], ["--leechers", "1"], ["--scenario", "ours-ours"],
+    ["--no-ceilings"], ["--snapshots", "0"], ["--encryption"], ["--seeder-max-up", "0"], ["--transport", "tcp"],
+], ids=lambda option: option[0])
+def test_bench_torrents_refuses_the_download_options_it_would_ignore(option: list[str], tmp_path: Path) -> None:
+    """Before, ``--torrents N`` ran its own bench and dropped these without a word. Each is given with its
+    default value: given is what counts. (``--runs 0``: had the option passed, that would be the error.)"""
+    message = assert_user_error(run_cli("bench", "--torrents", "2", *option, "--runs", "0", cwd=tmp_path))
+    assert message == f"torrent: error: --torrents N (idle seeding) does not use {option[0]}: leave it out"
+    assert not list(tmp_path.iterdir())
+
+
+def test_bench_idle_seconds_without_torrents_is_a_usage_error(tmp_path: Path) -> None:
+    message = assert_user_error(run_cli("bench", "--idle-seconds", "30", "--runs", "0", cwd=tmp_path))
+    assert message == "torrent: error: --idle-seconds is for --torrents N only"
+    assert not list(tmp_path.iterdir())
+
+
 # ---- config ----------------------------------------------------------------------------
 
 

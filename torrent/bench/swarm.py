@@ -30,10 +30,11 @@ LIBTORRENT = "libtorrent"
 READY_TIMEOUT = 300.0  # a seeder hashing a large payload on a slow disk
 
 
-# Peers only from the command line: no DHT router, no multicast, no router discovery (127.0.0.1 only).
+# Peers only from the command line: no DHT node, no multicast, no router discovery (127.0.0.1 only),
+# as lt_peer.py's LOOPBACK_SETTINGS for libtorrent: a bench measures the transfer alone.
 LOOPBACK_CONFIG = """
 [discovery]
-dht_bootstrap = ""
+dht = false
 lsd = false
 port_map = false
 """

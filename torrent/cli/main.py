@@ -106,34 +106,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", default="256M", help="payload size (default 256M)")
 
     bench = sub.add_parser("bench", help="measure downloads on 127.0.0.1: ours and libtorrent, every pairing")
-    bench.add_argument("--size", default="1G", help="payload size (default 1G)")
-    bench.add_argument("--piece-size", default="256K", help="piece size (default 256K)")
-    bench.add_argument("--seeders", type=int, default=1, metavar="N", help="seeders per run (default 1)")
-    bench.add_argument("--leechers", type=int, default=1, metavar="N", help="leechers per run (default 1)")
+    # The download bench's own options default to None, so that --torrents can tell they were given.
+    bench.add_argument("--size", help="payload size (default 1G)")
+    bench.add_argument("--piece-size", help="piece size (default 256K)")
+    bench.add_argument("--seeders", type=int, metavar="N", help="seeders per run (default 1)")
+    bench.add_argument("--leechers", type=int, metavar="N", help="leechers per run (default 1)")
     bench.add_argument("--runs", type=int, default=3, metavar="N", help="runs of each scenario (default 3)")
-    bench.add_argument("--scenario", action="append", default=[], metavar="NAME",
+    bench.add_argument("--scenario", action="append", metavar="NAME",
                        help="ours-ours, lt-ours, ours-lt or lt-lt; repeatable (default: all)")
     bench.add_argument("--pure-python", action="store_true",
                        help="run our client with the pure-Python twins instead of the compiled speedups")
     bench.add_argument("--settle", type=float, default=3.0, metavar="SECONDS",
                        help="pause before each run so every run starts from the same memory state (default 3)")
-    bench.add_argument("--no-ceilings", action="store_true", help="skip measuring the machine's ceilings")
-    bench.add_argument("--snapshots", type=float, default=0.0, metavar="HZ",
+    bench.add_argument("--no-ceilings", action="store_true", default=None,
+                       help="skip measuring the machine's ceilings")
+    bench.add_argument("--snapshots", type=float, metavar="HZ",
                        help="also run each scenario with our client 'observed': it builds every API snapshot HZ "
                             "times a second, as a front end would (what observing costs, within one run)")
     bench.add_argument("--dir", metavar="DIR", help="work directory, kept with its payload for the next bench "
                        "(default: a temporary directory, removed)")
-    bench.add_argument("--encryption", action="store_true",
+    bench.add_argument("--encryption", action="store_true", default=None,
                        help="every peer (libtorrent's too) requires RC4 over the whole stream (MSE/PE)")
-    bench.add_argument("--seeder-max-up", default="0", metavar="RATE",
+    bench.add_argument("--seeder-max-up", metavar="RATE",
                        help="cap each seeder's upload (ours and libtorrent's alike), e.g. 20M: many slow peers "
                             "rather than a few fast ones (default: no cap)")
-    bench.add_argument("--transport", choices=("tcp", "utp"), default="tcp",
+    bench.add_argument("--transport", choices=("tcp", "utp"),
                        help="tcp (default) or utp: every peer (libtorrent's too) speaks that alone")
     bench.add_argument("--torrents", type=int, metavar="N",
                        help="instead of downloads: one session seeding N small torrents, idle, nothing queued "
                             "(start-up, restart from the saved session, idle CPU and memory; ours and libtorrent)")
-    bench.add_argument("--idle-seconds", type=float, default=30.0, metavar="SECONDS",
+    bench.add_argument("--idle-seconds", type=float, metavar="SECONDS",
                        help="with --torrents: the idle window measured (default 30)")
     bench.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     bench.add_argument("-q", "--quiet", action="store_true", help="no progress display")
@@ -537,31 +539,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+# The download bench's options (argparse dests): --torrents N, the many-torrents bench, uses none of them.
+_DOWNLOAD_ONLY = ("size", "piece_size", "seeders", "leechers", "scenario", "no_ceilings", "snapshots", "encryption",
+                  "seeder_max_up", "transport")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from torrent.bench import BenchOptions, run_bench
     from torrent.create import check_piece_length
 
-    for name in ("seeders", "leechers", "runs"):
-        if getattr(args, name) < 1:
+    given = {name: value for name in _DOWNLOAD_ONLY if (value := getattr(args, name)) is not None}
+    if args.torrents is not None and given:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise UsageError(f"--torrents N (idle seeding) does not use {flag}: leave it out")
+    if args.torrents is None and args.idle_seconds is not None:
+        raise UsageError("--idle-seconds is for --torrents N only")
+    for name, count in (("seeders", args.seeders), ("leechers", args.leechers), ("runs", args.runs)):
+        if count is not None and count < 1:
             raise UsageError(f"--{name} must be at least 1")
     if not 0 <= args.settle <= 600:
         raise UsageError("--settle must be between 0 and 600 seconds")
-    if not 0 <= args.snapshots <= 100:
+    if args.snapshots is not None and not 0 <= args.snapshots <= 100:
         raise UsageError("--snapshots must be between 0 and 100 per second")
     if args.torrents is not None and not 1 <= args.torrents <= 100_000:
         raise UsageError("--torrents must be between 1 and 100000")
-    if not 0 < args.idle_seconds <= 3600:
+    if args.idle_seconds is not None and not 0 < args.idle_seconds <= 3600:
         raise UsageError("--idle-seconds must be more than 0 and at most 3600")
-    size = parse_size(args.size)
-    if size < 1:
-        raise UsageError("--size must be at least 1 byte")
-    options = BenchOptions(size=size, piece_size=check_piece_length(parse_size(args.piece_size)),
-                           seeders=args.seeders, leechers=args.leechers, runs=args.runs,
-                           scenarios=tuple(args.scenario), pure_python=args.pure_python,
-                           measure_ceilings=not args.no_ceilings, work_dir=Path(args.dir) if args.dir else None,
-                           progress=not args.quiet, settle=args.settle, snapshot_hz=args.snapshots,
-                           encrypted=args.encryption, transport=args.transport, torrents=args.torrents or 0,
-                           idle_seconds=args.idle_seconds, seeder_max_up=parse_size(args.seeder_max_up))
+    # What is not given keeps BenchOptions' default.
+    chosen: dict[str, Any] = {field: given[name] for name, field in (
+        ("seeders", "seeders"), ("leechers", "leechers"), ("snapshots", "snapshot_hz"), ("encryption", "encrypted"),
+        ("transport", "transport")) if name in given}
+    if "size" in given:
+        chosen["size"] = parse_size(given["size"])
+        if chosen["size"] < 1:
+            raise UsageError("--size must be at least 1 byte")
+    if "piece_size" in given:
+        chosen["piece_size"] = check_piece_length(parse_size(given["piece_size"]))
+    if "scenario" in given:
+        chosen["scenarios"] = tuple(given["scenario"])
+    if "no_ceilings" in given:
+        chosen["measure_ceilings"] = False
+    if "seeder_max_up" in given:
+        chosen["seeder_max_up"] = parse_size(given["seeder_max_up"])
+    if args.idle_seconds is not None:
+        chosen["idle_seconds"] = args.idle_seconds
+    options = BenchOptions(runs=args.runs, pure_python=args.pure_python, work_dir=Path(args.dir) if args.dir else None,
+                           progress=not args.quiet, settle=args.settle, torrents=args.torrents or 0, **chosen)
     report = run_bench(options)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0

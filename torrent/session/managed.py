@@ -113,7 +113,7 @@ class ManagedTorrent:
         self.dht_searching = False  # a DHT lookup for this torrent is running
         self.dht_peers_found = 0  # peers the last DHT lookup returned
         self.journal: PieceJournal | None = None
-        self.tiers = TrackerTiers(self._tracker_tiers(), settings=session.settings.tracker)
+        self.tiers = TrackerTiers(self._tracker_tiers(), rng=session.rng, settings=session.settings.tracker)
         self.candidates = Candidates(session.settings.network, session.blocklist.refuses)
         self.connecting: set[Address] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -402,7 +402,7 @@ class ManagedTorrent:
                                upload_slots=self.record.upload_slots or None,
                                down_limiter=LimiterChain(s.download_limiter, self.down_limiter),
                                up_limiter=LimiterChain(s.upload_limiter, self.up_limiter),
-                               journal=self.journal, extensions=self.extensions)
+                               journal=self.journal, extensions=self.extensions, rng=s.rng)
             self.swarm.banned.update(self.banned)
         if self.metadata_swarm is not None:
             self.swarm.adopt(self.metadata_swarm.hand_over())
@@ -734,7 +734,7 @@ class ManagedTorrent:
 
     def set_trackers(self, tiers: Sequence[Sequence[str]]) -> None:
         self.update_record(trackers=tuple(tuple(t) for t in tiers if t))
-        self.tiers = TrackerTiers(self._tracker_tiers(), settings=self.settings.tracker)
+        self.tiers = TrackerTiers(self._tracker_tiers(), rng=self.session.rng, settings=self.settings.tracker)
         self._announce_now.set()
 
     def force_announce(self) -> None:

@@ -777,3 +777,32 @@ def test_a_choke_rejects_every_request_still_queued_for_a_fast_peer(tmp_path: Pa
             await seeder.close()
 
     run(main())
+
+
+def test_a_leecher_keeps_a_quarter_of_the_read_cache_until_it_completes(tmp_path: Path) -> None:
+    """The assembly budget is a leecher's memory; its read cache (serving other leechers the pieces it
+    verified last) takes a quarter of the setting until the download completes, then all of it."""
+    meta, data, torrent = make_torrent(tmp_path, 4 * 1024 * 1024, piece_length=128 * 1024)
+    cache = 4 * 1024 * 1024
+    settings = local_settings(torrent__read_cache_bytes=cache)
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s")
+        leecher = await start_session(tmp_path, "l", settings)
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_state(seeder, sid, "seeding")
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            sizes = set()
+            while leecher.torrent(lid).state != "seeding":
+                swarm = leecher._torrents[lid].swarm
+                if swarm is not None and not swarm.completed:
+                    sizes.add(swarm.uploads.cache_max)
+                await asyncio.sleep(0)
+            assert sizes == {cache // 4 // meta.piece_length}
+            assert leecher._torrents[lid].swarm.uploads.cache_max == cache // meta.piece_length
+        finally:
+            await leecher.close()
+            await seeder.close()
+
+    run(main())

@@ -19,6 +19,7 @@ from typing import Any
 from torrent import __version__
 from torrent.core import speedups
 from torrent.core.errors import TorrentError, UsageError
+from torrent.core.memory import limit_malloc_arenas
 from torrent.core.text import printable, printable_json
 from torrent.core.units import format_size, parse_size
 
@@ -190,6 +191,7 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    limit_malloc_arenas()  # before any thread: the disk threads' buffers share one arena
     try:
         if args.version:
             print(version_text())

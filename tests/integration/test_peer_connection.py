@@ -298,6 +298,48 @@ def test_small_messages_queued_in_one_iteration_leave_in_one_write_and_blocks_in
     run(loop_factory, main())
 
 
+def test_messages_sent_later_ride_on_the_next_write_or_leave_at_the_flush(loop_factory) -> None:
+    """A seed wakes for every packet it reads: haves for its display of us wait for the next request
+    (one write, haves first) or the owner's tick (``flush_later``), and none is lost or reordered."""
+    async def main() -> None:
+        seed = Owner(b"S" * 20, full())
+        leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
+        out, inc, server = await connect(seed, leech)
+        writes: list[int] = []
+        real = out.transport
+
+        class Counting:
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def write(self, data: bytes) -> None:
+                writes.append(len(data))
+                real.write(data)
+
+        out.transport = Counting()
+        out.send_later(wire.build_have(1))
+        out.send_later(wire.build_have(2))
+        await asyncio.sleep(0.2)
+        assert writes == [] and not [e for e in seed.events if e[0] == "have"]
+        out.send(wire.build_request(3, 0, 16384))
+        request = await seed.wait_for("request")
+        assert writes == [2 * 9 + 17]
+        haves = [e for e in seed.events if e[0] in ("have", "request")]
+        assert haves == [("have", 1), ("have", 2), request]
+        out.send_later(wire.build_have(4))
+        out.flush_later()
+        out.flush_later()  # nothing left: no empty write
+        for _ in range(100):
+            if ("have", 4) in seed.events:
+                break
+            await asyncio.sleep(0.01)
+        assert ("have", 4) in seed.events and writes == [2 * 9 + 17, 9]
+        out.close("done")
+        server.close()
+
+    run(loop_factory, main())
+
+
 def test_every_connection_reads_into_one_buffer_and_loses_nothing_between_reads() -> None:
     """Two peers' reads interleave in the loop's one receive buffer; a block cut off at the end of one read
     is completed by the next, after the other peer's read has overwritten the buffer."""

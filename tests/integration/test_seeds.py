@@ -70,3 +70,37 @@ def test_a_seed_told_of_another_seed_by_pex_never_dials_it(tmp_path: Path) -> No
                 await s.close()
 
     run(main())
+
+
+def test_haves_for_a_seed_wait_for_the_next_write_or_the_tick_and_all_arrive(tmp_path: Path) -> None:
+    """A seed only shows our progress with our haves: they leave with our next requests or at the tick,
+    not each in a packet of its own that wakes the seed, and it still sees our progress as we go."""
+    meta, data, torrent = make_torrent(tmp_path, 2 * 1024 * 1024, piece_length=32 * 1024)
+
+    async def main() -> None:
+        seeder = await start_session(tmp_path, "s")
+        await seeder.set_rate_limits(max_up=512 * 1024)  # four seconds: several ticks
+        leecher = await start_session(tmp_path, "l")
+        try:
+            sid = await seeder.add(torrent, save_path=data)
+            await wait_state(seeder, sid, "seeding")
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.listen_port)])
+            deferred = 0
+            seen_by_seed = []
+            while leecher.torrent(lid).state != "seeding":
+                swarm = leecher._torrents[lid].swarm
+                if swarm is not None:
+                    deferred = max([deferred] + [len(p._later) for p in swarm.peers])
+                seeding = seeder._torrents[sid].swarm
+                views = [p.bitfield.count() for p in seeding.peers if p.bitfield is not None] if seeding else []
+                if views:
+                    seen_by_seed.append(views[0])
+                await asyncio.sleep(0.01)
+            assert deferred > 0
+            # The seed saw the leecher's pieces grow while it downloaded, not only at the end.
+            assert len(set(seen_by_seed)) >= 3 and max(seen_by_seed) > 0
+        finally:
+            await leecher.close()
+            await seeder.close()
+
+    run(main())

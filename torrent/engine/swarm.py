@@ -557,10 +557,13 @@ class Swarm:
         have_msg = wire.build_have(index)
         seed = self.have.all()
         for peer in list(self.peers):
-            if seed and peer.bitfield is not None and peer.bitfield.all():
-                peer.close(BOTH_SEEDS)
-                continue
-            peer.send_soon(have_msg)
+            if peer.bitfield is not None and peer.bitfield.all():
+                if seed:
+                    peer.close(BOTH_SEEDS)
+                    continue
+                peer.send_later(have_msg)  # for its display of us only: with the next request, or the tick
+            else:
+                peer.send_soon(have_msg)
             if peer.am_interested and not self.picker.interesting(peer) and not self.picker.num_outstanding(peer):
                 peer.set_interested(False)
         if not self.completed and self.wanted_done():
@@ -733,6 +736,7 @@ class Swarm:
             if now - peer.last_received > ps.idle_timeout:
                 peer.close("idle for too long")
                 continue
+            peer.flush_later()
             if now - peer.last_sent > ps.keepalive_every:
                 peer.send(wire.build_keepalive())
             oldest = picker.oldest_request(peer)

@@ -118,6 +118,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.drained: asyncio.Event = asyncio.Event()
         self.drained.set()
         self._outbox: list[bytes] = []  # send_soon's messages, flushed at the end of the loop iteration
+        self._later: list[bytes] = []  # send_later's messages, riding on the next write
         # Protocol encryption: the policy, the handshake under way, the stream ciphers after it.
         self._policy = EncryptionPolicy(settings.network.encryption)
         self._skey_lookup = skey_lookup
@@ -333,6 +334,10 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
+            if self._later:
+                self._later.append(data)
+                data = b"".join(self._later)
+                self._later.clear()
             self.transport.write(data if self._encrypt is None else self._encrypt.process(data))
             self.last_sent = time.monotonic()
             if not self.drained.is_set():  # only past the high-water mark is the backlog worth a look
@@ -346,6 +351,17 @@ class PeerConnection(asyncio.BufferedProtocol):
         if not self._outbox:
             asyncio.get_running_loop().call_soon(self._flush)
         self._outbox.append(data)
+
+    def send_later(self, data: bytes) -> None:
+        """Queue a message nothing waits on: it leaves with the next write, or at ``flush_later``. A seed
+        wakes for every packet it reads, and our haves, which only update its display of us, were most
+        of what 16 seeders read from one leecher."""
+        if self.transport is not None and not self.closed:
+            self._later.append(data)
+
+    def flush_later(self) -> None:
+        if self._later:
+            self.send(b"")
 
     def _flush(self) -> None:
         if self._outbox:

@@ -53,7 +53,7 @@ class Child:
         while time.monotonic() < deadline:
             if text.encode() in self.log.read_bytes():
                 return
-            if self.proc.poll() is not None:
+            if self.poll():  # reaped here, with its CPU: Popen.poll would leave stop() nothing to reap
                 raise BenchError(f"{self.role} exited with code {self.proc.returncode} before it was ready: "
                                  f"{self.tail()}")
             time.sleep(0.02)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,10 +127,35 @@ def libtorrent_version(lt_python: str | None) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else f"{lt_python} (its version unreadable)"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_PORTS = random.SystemRandom()
+
+
+def free_port(taken: Collection[int] = ()) -> int:
+    """A port free for TCP and UDP (uTP) on every address, not in ``taken``, and below the kernel's range
+    for outgoing connections: a port picked from that range could go to a leecher's dial before the peer
+    it was picked for binds it (a bench of 16 seeders lost one so)."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = _PORTS.randrange(10_000, low) if low > 11_000 else _PORTS.randrange(low, 65_536)
+        if port in taken:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                tcp.bind(("0.0.0.0", port))
+                udp.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        return port
+    raise BenchError("no port free for both TCP and UDP: is the machine out of ports?")
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 class BenchSwarm:
@@ -166,8 +192,10 @@ class BenchSwarm:
         shutil.rmtree(run_dir, ignore_errors=True)  # left by a bench that was interrupted
         run_dir.mkdir()
         size = self.metainfo.payload_length
-        seed_ports = [free_port() for _ in range(self.seeders)]
-        leech_ports = [free_port() for _ in range(self.leechers)]
+        ports: list[int] = []
+        for _ in range(self.seeders + self.leechers):
+            ports.append(free_port(ports))
+        seed_ports, leech_ports = ports[:self.seeders], ports[self.seeders:]
         seeders = [self._seeder(scenario, i, port, run_dir) for i, port in enumerate(seed_ports)]
         leechers: list[Child] = []
         try:

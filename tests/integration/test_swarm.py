@@ -806,3 +806,89 @@ def test_a_leecher_keeps_a_quarter_of_the_read_cache_until_it_completes(tmp_path
             await seeder.close()
 
     run(main())
+
+
+class TrickleSeeder(PeerServer):
+    """A seed sending one block a write, a moment apart (a capped seeder at its finest), once ``go`` is set."""
+
+    def __init__(self, meta: Metainfo, payload: bytes) -> None:
+        super().__init__()
+        self.meta, self.payload = meta, payload
+        self.queue: asyncio.Queue[wire.Request] = asyncio.Queue()
+        self.go = asyncio.Event()
+        self.sent = 0
+
+    async def _send(self, writer: asyncio.StreamWriter) -> None:
+        await self.go.wait()
+        while True:
+            r = await self.queue.get()
+            start = r.index * self.meta.piece_length + r.begin
+            writer.write(wire.build_piece(r.index, r.begin, self.payload[start:start + r.length]))
+            self.sent += 1
+            await writer.drain()
+            await asyncio.sleep(0.002)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        parser = wire.WireParser(num_pieces=self.meta.num_pieces)
+        sender = None
+        try:
+            while chunk := await reader.read(65536):
+                for event in parser.feed(chunk):
+                    if isinstance(event, wire.Handshake):
+                        writer.write(wire.Handshake(self.meta.info_hash, b"-TS0001-" + os.urandom(12)).to_bytes())
+                        writer.write(wire.build_have_all() + wire.build_unchoke())
+                        sender = asyncio.get_running_loop().create_task(self._send(writer))
+                    elif isinstance(event, wire.Request):
+                        self.queue.put_nowait(event)
+        except (ConnectionError, wire.ProtocolError):
+            pass
+        finally:
+            if sender is not None:
+                sender.cancel()
+
+
+def test_a_leecher_tops_a_peer_up_once_an_eighth_of_its_pipeline_is_free_not_after_every_block(
+        tmp_path: Path) -> None:
+    """Blocks arriving one a read: the leecher's requests go out once an eighth of the peer's pipeline
+    is free, not in a write after every block, which woke the seeder and cost the leecher a fill a read."""
+    meta, data, torrent = make_torrent(tmp_path, 8 * 1024 * 1024, files=1, piece_length=64 * 1024)
+    payload = b"".join((data / Path(*f.path)).read_bytes() for f in meta.files)
+
+    async def main() -> None:
+        seeder = TrickleSeeder(meta, payload)
+        await seeder.start()
+        leecher = await start_session(tmp_path, "l", local_settings(network__encryption="allow"))
+        writes = 0
+        try:
+            lid = await leecher.add(torrent, save_path=tmp_path / "out", peers=[("127.0.0.1", seeder.port)])
+            while True:  # the first requests are out: count the leecher's writes from here on
+                swarm = leecher._torrents[lid].swarm
+                if swarm is not None and swarm.peers and seeder.queue.qsize() >= 16:
+                    break
+                await asyncio.sleep(0.005)
+            (peer,) = swarm.peers
+            real = peer.transport
+
+            class Counting:
+                def __getattr__(self, name: str) -> object:
+                    return getattr(real, name)
+
+                def write(self, data: bytes) -> None:
+                    nonlocal writes
+                    writes += 1
+                    real.write(data)
+
+            peer.transport = Counting()
+            seeder.go.set()
+            await wait_complete(leecher, lid, timeout=30)
+        finally:
+            await leecher.close()
+            seeder.close()
+        blocks = meta.payload_length // 16384
+        assert seeder.sent == blocks
+        # 512 blocks, a pipeline of 250 (the seeder sends no reqq): a write per block was 250 and more
+        assert writes <= blocks // 8, f"{writes} writes for {blocks} blocks received"
+
+    run(main())
+    assert same_tree(data / "payload", tmp_path / "out" / "payload")

@@ -180,7 +180,10 @@ def test_full_disk_errors_keeps_verified_pieces_and_resumes_after_space_is_freed
 
     async def main() -> None:
         seeder = await start_session(tmp_path, "s")
-        leecher = await start_session(tmp_path, "l", local_settings(torrent__assembly_bytes=assembly))
+        # Four pieces requested at a time: with every block written as it arrives, more would fill the
+        # disk with parts of many pieces before any is whole, and there would be nothing verified to keep.
+        leecher = await start_session(tmp_path, "l", local_settings(torrent__assembly_bytes=assembly,
+                                                                    torrent__requested_bytes=256 * KiB))
         events = leecher.subscribe()
         try:
             sid = await seeder.add(torrent, save_path=data)

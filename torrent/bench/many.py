@@ -22,7 +22,7 @@ from pathlib import Path
 
 from torrent.bench import lt_peer
 from torrent.bench.processes import Child
-from torrent.bench.swarm import LOOPBACK_CONFIG, OURS, READY_TIMEOUT, free_port, link_config
+from torrent.bench.swarm import BENCH_CONFIG, OURS, READY_TIMEOUT, free_port, link_config
 from torrent.core.errors import BenchError
 from torrent.create import create_torrent
 
@@ -34,7 +34,7 @@ _READY = re.compile(rb"^seeding (\d+)(?: hashed (\d+))?$", re.MULTILINE)
 
 # Our client on its defaults but for the bench's loopback and link, and with queueing off.
 MANY_CONFIG = ("# torrent bench --torrents: our client on its default settings, nothing queued\n"
-               + LOOPBACK_CONFIG + link_config(False, "tcp")
+               + BENCH_CONFIG + link_config(False, "tcp")
                + "\n[queue]\nmax_active_seeds = -1\nmax_active_downloads = -1\n")
 
 

@@ -31,9 +31,17 @@ LIBTORRENT = "libtorrent"
 READY_TIMEOUT = 300.0  # a seeder hashing a large payload on a slow disk
 
 
-# Peers only from the command line: no DHT node, no multicast, no router discovery (127.0.0.1 only),
-# as lt_peer.py's LOOPBACK_SETTINGS for libtorrent: a bench measures the transfer alone.
+# Discovery kept on 127.0.0.1: no public DHT router, no multicast, no router discovery (the tests that
+# run ``python -m torrent`` use it too, some with a DHT of their own).
 LOOPBACK_CONFIG = """
+[discovery]
+dht_bootstrap = ""
+lsd = false
+port_map = false
+"""
+# The bench's peers: peers only from the command line, no DHT node at all, as lt_peer.py's
+# LOOPBACK_SETTINGS for libtorrent: a bench measures the transfer alone.
+BENCH_CONFIG = """
 [discovery]
 dht = false
 lsd = false
@@ -175,7 +183,7 @@ class BenchSwarm:
         # Our client runs on its defaults, whatever the user's config file says, but for the link asked
         # for: RC4 required, or uTP only, both sides configured alike (lt_peer.py's flags).
         self._config = work_dir / "bench-config.toml"
-        self._config.write_text("# torrent bench runs our client on its default settings\n" + LOOPBACK_CONFIG
+        self._config.write_text("# torrent bench runs our client on its default settings\n" + BENCH_CONFIG
                                 + link_config(encrypted, transport))
         self._lt_flags = (["--encrypted"] if encrypted else []) + (["--utp"] if transport == "utp" else [])
         self.seeder_max_up = seeder_max_up  # bytes/s each seeder may upload; 0: no cap

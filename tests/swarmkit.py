@@ -164,3 +164,24 @@ def drain(subscription: Any) -> list[Any]:
         out.append(event)
     return out
 
+
+
+def count_writes(peer: Any) -> list[int]:
+    """Wrap a connection's transport so each write (and writelines) is counted, with its size."""
+    writes: list[int] = []
+    real = peer.transport
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def write(self, data: bytes) -> None:
+            writes.append(len(data))
+            real.write(data)
+
+        def writelines(self, parts: list) -> None:
+            writes.append(sum(len(p) for p in parts))
+            real.writelines(parts)
+
+    peer.transport = Counting()
+    return writes

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import uvloop
+from swarmkit import count_writes
 
 from torrent.codec import wire
 from torrent.core.bitfield import Bitfield
@@ -254,30 +255,11 @@ def test_small_messages_queued_in_one_iteration_leave_in_one_write_and_blocks_in
             await asyncio.sleep(0.01)
         raise AssertionError("condition not met within 5 s")
 
-    def counting(peer: PeerConnection, writes: list[int]) -> None:
-        """Wrap the peer's transport so each write call is counted (with its size)."""
-        real = peer.transport
-
-        class Counting:
-            def __getattr__(self, name: str) -> object:
-                return getattr(real, name)
-
-            def write(self, data: bytes) -> None:
-                writes.append(len(data))
-                real.write(data)
-
-            def writelines(self, parts: list) -> None:
-                writes.append(sum(len(p) for p in parts))
-                real.writelines(parts)
-
-        peer.transport = Counting()
-
     async def main() -> None:
         seed = Owner(b"S" * 20, full())
         leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
         out, inc, server = await connect(seed, leech)
-        out_writes: list[int] = []
-        counting(out, out_writes)
+        out_writes = count_writes(out)
         for index in (1, 2, 5):
             out.send_soon(wire.build_have(index))
         assert out_writes == []  # nothing leaves before the iteration ends
@@ -285,8 +267,7 @@ def test_small_messages_queued_in_one_iteration_leave_in_one_write_and_blocks_in
         assert out_writes == [3 * 9]
         assert [e[1] for e in seed.events if e[0] == "have"] == [1, 2, 5]
 
-        inc_writes: list[int] = []
-        counting(inc, inc_writes)
+        inc_writes = count_writes(inc)
         blocks = [(4, i * 16384, os.urandom(16384)) for i in range(3)]
         inc.send_blocks(blocks)
         assert inc_writes == [3 * (13 + 16384)]
@@ -305,18 +286,7 @@ def test_messages_sent_later_ride_on_the_next_write_or_leave_at_the_flush(loop_f
         seed = Owner(b"S" * 20, full())
         leech = Owner(b"L" * 20, Bitfield(NUM_PIECES))
         out, inc, server = await connect(seed, leech)
-        writes: list[int] = []
-        real = out.transport
-
-        class Counting:
-            def __getattr__(self, name: str) -> object:
-                return getattr(real, name)
-
-            def write(self, data: bytes) -> None:
-                writes.append(len(data))
-                real.write(data)
-
-        out.transport = Counting()
+        writes = count_writes(out)
         out.send_later(wire.build_have(1))
         out.send_later(wire.build_have(2))
         await asyncio.sleep(0.2)

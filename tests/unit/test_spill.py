@@ -38,8 +38,8 @@ def blocks_of(meta: Metainfo, data: bytes, index: int) -> list[tuple[int, int, b
 
 def spill_all(store: Storage, writes: list[tuple[int, int, bytes]], seal_after: dict[int, int]) -> tuple[
         list[int], list[StorageError], int]:
-    """Queue ``writes`` in order, sealing a piece right after the write at the position ``seal_after``
-    gives it; returns the pieces reported complete (in order), the failures, and the bytes queued at the end."""
+    """Queue ``writes`` in order, each piece's last at the position ``seal_after`` gives it; returns the
+    pieces reported complete (in order), the failures, and the bytes queued at the end."""
     complete: list[int] = []
     failures: list[StorageError] = []
 
@@ -59,10 +59,7 @@ def spill_all(store: Storage, writes: list[tuple[int, int, bytes]], seal_after: 
         with ThreadPoolExecutor(2) as executor:
             spill = BlockSpill(store, executor, written, failed)
             for position, (index, begin, block) in enumerate(writes):
-                spill.write(index, begin, block)
-                for piece, at in seal_after.items():
-                    if at == position:
-                        spill.seal(piece)
+                spill.write(index, begin, block, last=seal_after.get(index) == position)
             await asyncio.wait_for(done.wait(), 10)
             await asyncio.sleep(0.05)  # anything reported after the failure would show now
             return spill.queued_bytes

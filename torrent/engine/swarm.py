@@ -375,10 +375,9 @@ class Swarm:
         peers waits for the disk, so the blocks queued stay bounded whatever is outstanding."""
         self.on_disk.add(index)
         self.backlog += len(data)
-        self.spill.write(index, begin, bytes(data))
+        self.spill.write(index, begin, bytes(data), last=complete)
         if complete:
             self.on_disk.discard(index)
-            self.spill.seal(index)
         if self.spill.queued_bytes > self.settings.torrent.write_backlog_bytes // 4 and not self._reading_held:
             self._reading_held = True
             for peer in self.peers:

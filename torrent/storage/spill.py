@@ -11,6 +11,7 @@ bytes on disk are harmless: a piece is ours only once it hashes, and a fresh cop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -25,7 +26,7 @@ Failed = Callable[[StorageError], None]
 
 
 class BlockSpill:
-    """``write`` and ``seal`` on the loop. ``written(nbytes, pieces)`` is called on the loop after
+    """``write`` on the loop. ``written(nbytes, pieces)`` is called on the loop after
     each worker trip; ``failed(error)`` once, on the first write that fails (nothing more is written)."""
 
     def __init__(self, storage: Storage, executor: Executor, written: Written, failed: Failed) -> None:
@@ -42,25 +43,18 @@ class BlockSpill:
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def write(self, index: int, begin: int, data: bytes) -> None:
-        """Queue a block of piece ``index`` (a copy: the caller's buffer is reused)."""
+    def write(self, index: int, begin: int, data: bytes, *, last: bool = False) -> None:
+        """Queue a block of piece ``index`` (a copy: the caller's buffer is reused). ``last``: the piece
+        has all its blocks with this one, and is reported once they are all on disk."""
         if self._stopped:
             return
         self._queue.append((index, begin, data))
         self._pending[index] = self._pending.get(index, 0) + 1
+        if last:
+            self._sealed.add(index)
         self.queued_bytes += len(data)
         if not self._running:
             self._start()
-
-    def seal(self, index: int) -> None:
-        """Piece ``index`` has all its blocks: report it once the last of them is on disk."""
-        if self._stopped:
-            return
-        if self._pending.get(index):
-            self._sealed.add(index)
-        else:
-            self._loop = self._loop or asyncio.get_running_loop()
-            self._loop.call_soon(self._report, 0, [index])
 
     def stop(self) -> None:
         """Queued blocks are dropped (the torrent is stopping); the trip under way finishes."""
@@ -96,10 +90,8 @@ class BlockSpill:
                 nbytes += len(data)
         except IndexError:
             pass
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
             loop.call_soon_threadsafe(self._trip_ended, nbytes, done, error)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is left to tell
 
     def _trip_ended(self, nbytes: int, done: list[int], error: StorageError | None) -> None:
         self._running = False

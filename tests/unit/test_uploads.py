@@ -43,6 +43,9 @@ class Disk:
             self.bytes_read += PIECE
         return bytearray(PAYLOAD[index * PIECE:(index + 1) * PIECE])
 
+    def read_piece_cached(self, index: int) -> bytearray | None:
+        return None  # as if nothing were in the page cache: every piece read goes to a worker
+
     def read_block(self, index: int, begin: int, length: int) -> bytes:
         with self._lock:
             self.blocks += 1
@@ -90,6 +93,30 @@ def test_a_peer_taking_whole_pieces_gets_one_read_per_piece(executor: ThreadPool
     got = asyncio.run(serve(reads, ReadAccount(), requests))
     assert got == expected(requests)
     assert disk.pieces == PIECES and disk.blocks == 0
+
+
+def test_pieces_in_the_page_cache_are_read_on_the_loop(executor: ThreadPoolExecutor) -> None:
+    """Every other piece is cached: those are read at once, the rest in a worker, all in order."""
+
+    class HalfCached(Disk):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loop_reads: list[int] = []
+
+        def read_piece_cached(self, index: int) -> bytearray | None:
+            if index % 2:
+                return None
+            self.loop_reads.append(index)
+            assert threading.current_thread() is threading.main_thread()  # the loop's thread, not a worker
+            return bytearray(PAYLOAD[index * PIECE:(index + 1) * PIECE])
+
+    disk = HalfCached()
+    reads = reads_for(disk, executor)
+    requests = [(i, b, BLOCK) for i in range(PIECES) for b in range(0, PIECE, BLOCK)]
+    got = asyncio.run(serve(reads, ReadAccount(), requests))
+    assert got == expected(requests)
+    assert disk.loop_reads == list(range(0, PIECES, 2))
+    assert disk.pieces == PIECES // 2  # the workers read only the pieces not cached
 
 
 def test_a_peer_asking_one_block_per_piece_gets_exact_blocks(executor: ThreadPoolExecutor) -> None:

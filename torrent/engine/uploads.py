@@ -1,8 +1,9 @@
 """Disk reads for uploading, bounded whatever peers ask.
 
 Whole pieces are read once and shared by every peer through a small cache:
-one thread hop per piece instead of per block, which is what makes seeding
-fast. But a peer that asks for one block of each piece would have us read
+one read per piece instead of per block, which is what makes seeding fast. A
+piece in the page cache is read at once, on the loop; any other in a worker
+thread. But a peer that asks for one block of each piece would have us read
 the torrent many times over for a trickle of requests, so each peer keeps an
 account of the bytes read for it, the bytes it asked for and did not cancel,
 and the bytes it was sent. A whole piece is read for it only while the reads,
@@ -34,6 +35,7 @@ class PieceSource(Protocol):
     """What the reads come from (the torrent's storage), called from the executor's threads."""
 
     def read_piece(self, index: int) -> bytearray: ...
+    def read_piece_cached(self, index: int) -> bytearray | None: ...  # on the loop: None if it would wait
     def read_block(self, index: int, begin: int, length: int) -> bytes: ...
 
 
@@ -137,7 +139,11 @@ class UploadReads:
     def _start_piece(self, account: ReadAccount, index: int) -> asyncio.Future[bytearray]:
         account.read += self._piece_size(index)
         loop = asyncio.get_running_loop()
-        if self._in_flight < self._max_in_flight:
+        cached = self._source.read_piece_cached(index)
+        if cached is not None:
+            future: asyncio.Future[bytearray] = loop.create_future()
+            future.set_result(cached)
+        elif self._in_flight < self._max_in_flight:
             future = self._submit(loop, index)
         else:
             future = loop.create_future()

@@ -109,6 +109,10 @@ class DataChangedError(StorageError):
 Signature = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, links: what changes when the data can
 
 
+# preadv2's "only from the page cache" flag (Linux 4.14 and later); None where there is none.
+_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
 def _signature(st: os.stat_result) -> Signature:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink
 
@@ -166,6 +170,7 @@ class Storage:
         self._cache: OrderedDict[int, _Handle] = OrderedDict()
         self._dirty: set[int] = set()
         self._known: dict[int, Signature] = {}  # file index → its state when its data was last known good
+        self._nowait = _NOWAIT is not None  # read_piece_cached may try; off where the file system refuses
         self._root_fd: int | None = None
         self._closed = False
 
@@ -264,6 +269,37 @@ class Storage:
         if changed is not None and not self.verify_piece(index, buf):
             raise DataChangedError(f"{self.paths[changed]} changed on disk: piece {index} no longer matches its "
                                    "hash; recheck to find what is still good", (index,))
+        return buf
+
+    def read_piece_cached(self, index: int) -> bytearray | None:
+        """``read_piece`` without waiting: the piece if every byte of it is in the page cache, its files
+        are open already and none has changed; None otherwise (``read_piece`` in a worker then). A seeder
+        serves most pieces from the page cache, and a read there costs less than the hop to a worker
+        thread and back, which under load waits for the scheduler twice."""
+        if not self._nowait:
+            return None
+        buf = bytearray(self.geometry.piece_size(index))
+        view = memoryview(buf)
+        pos = 0
+        for part in self.geometry.slices(index * self.geometry.piece_length, len(buf)):
+            chunk = view[pos:pos + part.length]
+            pos += part.length
+            if self.paths[part.file_index] is None:
+                continue  # a pad file: the fresh buffer holds its zeros
+            handle = self._cached_handle(part.file_index)
+            if handle is None:
+                return None
+            try:
+                if os.preadv(handle.fd, [chunk], part.offset, _NOWAIT) != part.length:
+                    return None  # partly cached, or short: the worker's read tells which
+                if _signature(os.fstat(handle.fd)) != self._known.get(part.file_index):
+                    return None  # perhaps changed: the worker's read checks it under the write lock
+            except OSError as exc:  # EAGAIN: not in the page cache; anything else the worker's read reports
+                if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                    self._nowait = False  # a file system that cannot say: every read goes to a worker
+                return None
+            finally:
+                self._release(handle)
         return buf
 
     def _read_into(self, start: int, view: memoryview, *, watch: bool = False) -> int | None:
@@ -631,6 +667,16 @@ class Storage:
         if create and not handle.sized:
             self._extend(handle, file_index)
         return handle
+
+    def _cached_handle(self, file_index: int) -> _Handle | None:
+        """A referenced handle if the file is open already (``_release`` it); None rather than open it."""
+        with self._lock:
+            handle = self._cache.get(file_index)
+            if handle is None or self._closed:
+                return None
+            self._cache.move_to_end(file_index)
+            handle.refs += 1
+            return handle
 
     def _open_handle(self, file_index: int, create: bool) -> _Handle | None:
         fd, writable = self._open(file_index, create)

@@ -782,7 +782,8 @@ def test_a_choke_rejects_every_request_still_queued_for_a_fast_peer(tmp_path: Pa
 
 def test_a_leecher_keeps_a_quarter_of_the_read_cache_until_it_completes(tmp_path: Path) -> None:
     """The assembly budget is a leecher's memory; its read cache (serving other leechers the pieces it
-    verified last) takes a quarter of the setting until the download completes, then all of it."""
+    verified last) takes a quarter of the setting until the download completes, then all of it; and only
+    then are its reads for serving done on the loop."""
     meta, data, torrent = make_torrent(tmp_path, 4 * 1024 * 1024, piece_length=128 * 1024)
     cache = 4 * 1024 * 1024
     settings = local_settings(torrent__read_cache_bytes=cache)
@@ -798,10 +799,11 @@ def test_a_leecher_keeps_a_quarter_of_the_read_cache_until_it_completes(tmp_path
             while leecher.torrent(lid).state != "seeding":
                 swarm = leecher._torrents[lid].swarm
                 if swarm is not None and not swarm.completed:
-                    sizes.add(swarm.uploads.cache_max)
+                    sizes.add((swarm.uploads.cache_max, swarm.uploads.read_on_loop))
                 await asyncio.sleep(0)
-            assert sizes == {cache // 4 // meta.piece_length}
-            assert leecher._torrents[lid].swarm.uploads.cache_max == cache // meta.piece_length
+            assert sizes == {(cache // 4 // meta.piece_length, False)}
+            uploads = leecher._torrents[lid].swarm.uploads
+            assert (uploads.cache_max, uploads.read_on_loop) == (cache // meta.piece_length, True)
         finally:
             await leecher.close()
             await seeder.close()

@@ -95,8 +95,11 @@ def test_a_peer_taking_whole_pieces_gets_one_read_per_piece(executor: ThreadPool
     assert disk.pieces == PIECES and disk.blocks == 0
 
 
-def test_pieces_in_the_page_cache_are_read_on_the_loop(executor: ThreadPoolExecutor) -> None:
-    """Every other piece is cached: those are read at once, the rest in a worker, all in order."""
+@pytest.mark.parametrize("read_on_loop", [True, False])
+def test_pieces_in_the_page_cache_are_read_on_the_loop_by_a_seed(executor: ThreadPoolExecutor,
+                                                                  read_on_loop: bool) -> None:
+    """Every other piece is cached: a seed reads those at once, the rest in a worker, all in order; a
+    leecher reads every piece in a worker (bounded in flight, so its uploads pin little memory)."""
 
     class HalfCached(Disk):
         def __init__(self) -> None:
@@ -112,11 +115,15 @@ def test_pieces_in_the_page_cache_are_read_on_the_loop(executor: ThreadPoolExecu
 
     disk = HalfCached()
     reads = reads_for(disk, executor)
+    reads.resize(8 * PIECE, read_on_loop=read_on_loop)
     requests = [(i, b, BLOCK) for i in range(PIECES) for b in range(0, PIECE, BLOCK)]
     got = asyncio.run(serve(reads, ReadAccount(), requests))
     assert got == expected(requests)
-    assert disk.loop_reads == list(range(0, PIECES, 2))
-    assert disk.pieces == PIECES // 2  # the workers read only the pieces not cached
+    if read_on_loop:
+        assert disk.loop_reads == list(range(0, PIECES, 2))
+        assert disk.pieces == PIECES // 2  # the workers read only the pieces not cached
+    else:
+        assert disk.loop_reads == [] and disk.pieces == PIECES
 
 
 def test_a_peer_asking_one_block_per_piece_gets_exact_blocks(executor: ThreadPoolExecutor) -> None:

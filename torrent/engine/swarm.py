@@ -154,7 +154,8 @@ class Swarm:
         self.up_rate = 0.0
         self.completed = self.wanted_done()
         self.uploads = UploadReads(storage, metainfo.geometry.piece_size, metainfo.piece_length, host.executor,
-                                   cache_bytes=self._read_cache_bytes(settings))
+                                   cache_bytes=0)
+        self._size_uploads()
         self._to_fill: set[PeerConnection] = set()
         self._short: set[PeerConnection] = set()  # given less than they could take: the budget was spent
         self._fill_scheduled = False
@@ -177,17 +178,19 @@ class Swarm:
         self.max_peers = max_peers or settings.torrent.max_peers
         self.choker.settings = settings.torrent
         self.choker.upload_slots = upload_slots or settings.torrent.upload_slots
-        self.uploads.resize(self._read_cache_bytes(settings))
+        self._size_uploads()
         self._budget(settings)
         self._max_spare = max(2, settings.torrent.write_backlog_bytes // self.metainfo.piece_length)
         self._wake_all()
 
-    def _read_cache_bytes(self, settings: Settings) -> int:
-        """A quarter of the read cache while downloading: the assembly budget is the leecher's memory, and
-        other leechers ask for the pieces it verified last, which a small cache holds (fan-out leechers
-        were at 130 MB with both in full)."""
-        full = settings.torrent.read_cache_bytes
-        return full if self.completed else full // 4
+    def _size_uploads(self) -> None:
+        """A seed: the whole read cache, and pieces in the page cache read on the loop. A leecher: a quarter
+        of the cache, as the assembly budget is its memory and other leechers ask for the pieces it verified
+        last, which a small cache holds (fan-out leechers were at 130 MB with both in full); and its reads
+        in workers, a few at a time, as reads on the loop let its uploads pin 27 MB of pieces in sockets'
+        queues in a fan-out leecher."""
+        full = self.settings.torrent.read_cache_bytes
+        self.uploads.resize(full if self.completed else full // 4, read_on_loop=self.completed)
 
     def _budget(self, settings: Settings) -> None:
         piece_length = self.metainfo.piece_length
@@ -198,7 +201,7 @@ class Swarm:
         self.picker.set_piece_priorities(piece_priorities)
         self.picker.set_sequential(sequential)
         self.completed = self.wanted_done()
-        self.uploads.resize(self._read_cache_bytes(self.settings))
+        self._size_uploads()
         for peer in list(self.peers):
             if peer.bitfield is not None:
                 peer.set_interested(self.picker.interesting(peer) or self.picker.num_outstanding(peer) > 0)
@@ -573,7 +576,7 @@ class Swarm:
                 peer.set_interested(False)
         if not self.completed and self.wanted_done():
             self.completed = True
-            self.uploads.resize(self._read_cache_bytes(self.settings))
+            self._size_uploads()
             self.host.torrent_completed(self)
 
     def _piece_bad(self, index: int, data: bytearray) -> None:

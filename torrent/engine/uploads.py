@@ -1,9 +1,10 @@
 """Disk reads for uploading, bounded whatever peers ask.
 
 Whole pieces are read once and shared by every peer through a small cache:
-one read per piece instead of per block, which is what makes seeding fast. A
-piece in the page cache is read at once, on the loop; any other in a worker
-thread. But a peer that asks for one block of each piece would have us read
+one read per piece instead of per block, which is what makes seeding fast.
+With ``read_on_loop`` (a seed), a piece in the page cache is read at once, on
+the loop: the hop to a worker thread and back waited for the scheduler twice.
+Any other read goes to a worker. But a peer that asks for one block of each piece would have us read
 the torrent many times over for a trickle of requests, so each peer keeps an
 account of the bytes read for it, the bytes it asked for and did not cancel,
 and the bytes it was sent. A whole piece is read for it only while the reads,
@@ -68,7 +69,8 @@ class UploadReads:
     """The reads of one torrent's uploads."""
 
     def __init__(self, source: PieceSource, piece_size: Callable[[int], int], piece_length: int,
-                 executor: Executor, *, cache_bytes: int, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 executor: Executor, *, cache_bytes: int, max_in_flight: int = MAX_IN_FLIGHT,
+                 read_on_loop: bool = False) -> None:
         self._source = source
         self._piece_size = piece_size
         self._piece_length = piece_length
@@ -78,9 +80,11 @@ class UploadReads:
         self._max_in_flight = max(1, max_in_flight)
         self._in_flight = 0
         self._waiting: deque[tuple[int, asyncio.Future[bytearray]]] = deque()
+        self.read_on_loop = read_on_loop
 
-    def resize(self, cache_bytes: int) -> None:
+    def resize(self, cache_bytes: int, *, read_on_loop: bool) -> None:
         self.cache_max = max(2, cache_bytes // self._piece_length)
+        self.read_on_loop = read_on_loop
         self._trim()
 
     def drop(self, index: int) -> None:
@@ -139,7 +143,7 @@ class UploadReads:
     def _start_piece(self, account: ReadAccount, index: int) -> asyncio.Future[bytearray]:
         account.read += self._piece_size(index)
         loop = asyncio.get_running_loop()
-        cached = self._source.read_piece_cached(index)
+        cached = self._source.read_piece_cached(index) if self.read_on_loop else None
         if cached is not None:
             future: asyncio.Future[bytearray] = loop.create_future()
             future.set_result(cached)

@@ -4,7 +4,9 @@ Whole pieces are read once and shared by every peer through a small cache:
 one read per piece instead of per block, which is what makes seeding fast.
 With ``read_on_loop`` (a seed), a piece in the page cache is read at once, on
 the loop: the hop to a worker thread and back waited for the scheduler twice.
-Any other read goes to a worker. But a peer that asks for one block of each piece would have us read
+Any other read goes to a worker.
+
+But a peer that asks for one block of each piece would have us read
 the torrent many times over for a trickle of requests, so each peer keeps an
 account of the bytes read for it, the bytes it asked for and did not cancel,
 and the bytes it was sent. A whole piece is read for it only while the reads,
@@ -33,7 +35,8 @@ Request = tuple[int, int, int]  # index, begin, length
 
 
 class PieceSource(Protocol):
-    """What the reads come from (the torrent's storage), called from the executor's threads."""
+    """What the reads come from (the torrent's storage): ``read_piece_cached`` on the loop, the others
+    in the executor's threads."""
 
     def read_piece(self, index: int) -> bytearray: ...
     def read_piece_cached(self, index: int) -> bytearray | None: ...  # on the loop: None if it would wait

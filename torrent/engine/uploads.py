@@ -13,8 +13,9 @@ and the bytes it was sent. A whole piece is read for it only while the reads,
 with an exact read reserved for everything it is still waiting for, stay
 within twice what it asked for; otherwise it gets exactly the blocks it
 asked for.
-However many peers ask, at most ``max_in_flight`` piece reads hold a buffer
-at once; the rest wait their turn without one.
+However many peers ask, at most ``max_in_flight`` piece reads in workers hold
+a buffer at once; the rest wait their turn without one. (A read on the loop
+never waits, so it holds nothing while waiting.)
 """
 
 from __future__ import annotations

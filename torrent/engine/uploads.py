@@ -73,8 +73,7 @@ class UploadReads:
     """The reads of one torrent's uploads."""
 
     def __init__(self, source: PieceSource, piece_size: Callable[[int], int], piece_length: int,
-                 executor: Executor, *, cache_bytes: int, max_in_flight: int = MAX_IN_FLIGHT,
-                 read_on_loop: bool = False) -> None:
+                 executor: Executor, *, cache_bytes: int, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self._source = source
         self._piece_size = piece_size
         self._piece_length = piece_length
@@ -84,7 +83,7 @@ class UploadReads:
         self._max_in_flight = max(1, max_in_flight)
         self._in_flight = 0
         self._waiting: deque[tuple[int, asyncio.Future[bytearray]]] = deque()
-        self.read_on_loop = read_on_loop
+        self.read_on_loop = False  # set by resize: a seed's reads of cached pieces are done on the loop
 
     def resize(self, cache_bytes: int, *, read_on_loop: bool) -> None:
         self.cache_max = max(2, cache_bytes // self._piece_length)

@@ -65,11 +65,12 @@ import queue
 import stat
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+from torrent.codec.geometry import FileSlice
 from torrent.codec.metainfo import DIGEST_SIZE, Metainfo
 from torrent.codec.paths import safe_join
 from torrent.core import hashing
@@ -201,16 +202,20 @@ class Storage:
         self._check_range(index, begin, len(data))
         self._write(index * self.geometry.piece_length + begin, data)
 
+    def _parts(self, start: int, view: memoryview) -> Iterator[tuple[FileSlice, memoryview]]:
+        """Each file's slice of the payload bytes at ``start`` that ``view`` holds, with its part of
+        ``view``; pad files' slices too (their paths are None)."""
+        pos = 0
+        for part in self.geometry.slices(start, len(view)):
+            yield part, view[pos:pos + part.length]
+            pos += part.length
+
     def _write(self, start: int, data: Buffer) -> None:
         with self._write_lock:
             self._write_unlocked(start, data)
 
     def _write_unlocked(self, start: int, data: Buffer) -> None:
-        view = memoryview(data).cast("B")
-        pos = 0
-        for part in self.geometry.slices(start, len(view)):
-            chunk = view[pos:pos + part.length]
-            pos += part.length
+        for part, chunk in self._parts(start, memoryview(data).cast("B")):
             if self.paths[part.file_index] is None:  # pad file: never on disk
                 continue
             handle = self._acquire(part.file_index, create=True)
@@ -279,11 +284,7 @@ class Storage:
         if not self._nowait:
             return None
         buf = bytearray(self.geometry.piece_size(index))
-        view = memoryview(buf)
-        pos = 0
-        for part in self.geometry.slices(index * self.geometry.piece_length, len(buf)):
-            chunk = view[pos:pos + part.length]
-            pos += part.length
+        for part, chunk in self._parts(index * self.geometry.piece_length, memoryview(buf)):
             if self.paths[part.file_index] is None:
                 continue  # a pad file: the fresh buffer holds its zeros
             handle = self._cached_handle(part.file_index)
@@ -305,11 +306,8 @@ class Storage:
     def _read_into(self, start: int, view: memoryview, *, watch: bool = False) -> int | None:
         """Fill ``view`` from the payload at ``start``. With ``watch``, the
         first file read that is not as known (None: all are)."""
-        pos = 0
         changed = None
-        for part in self.geometry.slices(start, len(view)):
-            chunk = view[pos:pos + part.length]
-            pos += part.length
+        for part, chunk in self._parts(start, view):
             if self.paths[part.file_index] is None:  # pad file: zeros (the buffer may be a reused one)
                 chunk[:] = bytes(part.length)
                 continue

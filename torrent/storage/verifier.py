@@ -72,9 +72,7 @@ class PieceVerifier:
                 self._hold = self._loop.call_later(HOLD_SECONDS, self._held)
             return
         self._due = False
-        if self._hold is not None:
-            self._hold.cancel()
-            self._hold = None
+        self._cancel_hold()
         try:
             self._executor.submit(self._work)
         except RuntimeError:  # the executor is shut down: the session is closing
@@ -128,6 +126,9 @@ class PieceVerifier:
         """Queued pieces are dropped (the torrent is stopping); the trip under way finishes."""
         self._stopped = True
         self._pending.clear()
+        self._cancel_hold()
+
+    def _cancel_hold(self) -> None:
         if self._hold is not None:
             self._hold.cancel()
             self._hold = None

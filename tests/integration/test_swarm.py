@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import loopback_config_home
@@ -41,6 +42,7 @@ from torrent.codec import wire
 from torrent.codec.metainfo import Metainfo
 from torrent.core.units import format_size
 from torrent.session import FilePriority, PeerBanned, PieceState
+from torrent.storage.files import Storage
 
 
 def test_ours_to_ours(tmp_path: Path) -> None:
@@ -728,6 +730,53 @@ def test_pieces_past_the_assembly_budget_go_to_disk_as_they_arrive_whatever_the_
             assert most_on_disk > 0 and swarm.spill.written_bytes > 0
             # what one read of each peer brings past the limit, at most
             assert most_queued <= backlog // 4 + 6 * leech_settings.peer.recv_buffer
+        finally:
+            await leecher.close()
+            for seeder in seeders:
+                await seeder.close()
+        assert same_tree(data / "payload", tmp_path / "out" / "payload")
+
+    run(main())
+
+
+def test_fast_peers_wait_for_a_slow_verifier_rather_than_spill_to_disk(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast seeders outrun the verifier: complete pieces waiting for it fill the assembly budget. Writing
+    the next pieces' blocks to disk would only add a write and a read back to the disk that is behind,
+    so reading from the peers waits for the verifier instead: little is spilled (what the reads under
+    way bring), memory stays in the budget, and the download is whole."""
+    meta, data, torrent = make_torrent(tmp_path, 16 * 1024 * 1024, piece_length=128 * 1024)
+    budget = 16
+    leech_settings = local_settings(torrent__assembly_bytes=budget * meta.piece_length)
+    slow = Storage.verify_and_write_many
+
+    def slow_verify(self: Storage, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.01)
+        return slow(self, *args, **kwargs)
+
+    monkeypatch.setattr(Storage, "verify_and_write_many", slow_verify)
+
+    async def main() -> None:
+        seeders = [await start_session(tmp_path, f"s{n}") for n in range(3)]
+        leecher = await start_session(tmp_path, "l", leech_settings)
+        try:
+            for seeder in seeders:
+                sid = await seeder.add(torrent, save_path=data)
+                await wait_state(seeder, sid, "seeding")
+            lid = await leecher.add(torrent, save_path=tmp_path / "out",
+                                    peers=[("127.0.0.1", s.listen_port) for s in seeders])
+            swarm = None
+            held = most_buffers = 0
+            while leecher.torrent(lid).wanted_verified < meta.payload_length:
+                running = leecher._torrents[lid].swarm
+                if running is not None:
+                    swarm = running
+                    held += swarm._held_for_verifier
+                    most_buffers = max(most_buffers, len(swarm.partial) + swarm._verifying)
+                await asyncio.sleep(0)
+            # Before the hold: 10 of the 16 MiB went to disk.
+            assert swarm is not None and swarm.spill.written_bytes <= meta.payload_length // 16
+            assert held > 0 and most_buffers <= budget
         finally:
             await leecher.close()
             for seeder in seeders:

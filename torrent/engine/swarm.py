@@ -161,12 +161,14 @@ class Swarm:
         self._fill_scheduled = False
         self._closing = False
         self.backlog = 0  # bytes waiting for the disk: complete pieces, and blocks of pieces on disk
-        self._max_assembling = self._max_requested = 0
+        self._max_assembling = self._max_requested = self._hold_at = 0
         self._budget(settings)
         self.verifier = PieceVerifier(storage, host.executor, self._verified, journal=journal)
         self.spill = BlockSpill(storage, host.executor, self._spilled, self._spill_failed)
         self._spare: list[bytearray] = []
-        self._reading_held = False  # peers' reading waits for the spilled blocks to reach the disk
+        # Peers' reading waits while the disk is behind: spilled blocks queued for it, or complete pieces
+        # waiting for the verifier (from _hold_at to half of it).
+        self._held_for_spill = self._held_for_verifier = False
         # The backlog's buffers, once written, are the next ones filled.
         self._max_spare = max(2, settings.torrent.write_backlog_bytes // metainfo.piece_length)
 
@@ -195,6 +197,11 @@ class Swarm:
     def _budget(self, settings: Settings) -> None:
         piece_length = self.metainfo.piece_length
         self._max_assembling = settings.torrent.assembly_bytes // piece_length
+        # Fast peers' pieces can outrun the verifier and fill the budget with complete pieces: spilling the
+        # next ones would add a write and a read back to the disk that is already behind. Reading waits
+        # for the verifier instead, from where the reads under way still fit in the budget.
+        read = -(-settings.peer.recv_buffer // piece_length) + 1
+        self._hold_at = max(1, self._max_assembling // 2, self._max_assembling - read)
         self._max_requested = max(4, self._max_assembling, settings.torrent.requested_bytes // piece_length)
 
     def set_priorities(self, piece_priorities: bytes, sequential: bool) -> None:
@@ -230,6 +237,8 @@ class Swarm:
             return "too many connections in this session"
         self.peers[peer] = PeerState(identity)
         peer.identity = identity
+        if self._held_for_spill or self._held_for_verifier:
+            peer.hold_reading(True)
         self.host.peer_attached(self, peer)
         return None
 
@@ -350,6 +359,8 @@ class Swarm:
                 self.backlog += len(buf)
                 self._verifying += 1
                 self.verifier.submit(index, buf)
+                if self._verifying >= self._hold_at and not self._held_for_verifier:
+                    self._hold_reading(verifier=True)
         self._schedule_fill(peer)
 
     def _piece_buffer(self, index: int) -> bytearray | None:
@@ -381,21 +392,29 @@ class Swarm:
         self.spill.write(index, begin, bytes(data), last=complete)
         if complete:
             self.on_disk.discard(index)
-        if self.spill.queued_bytes > self.settings.torrent.write_backlog_bytes // 4 and not self._reading_held:
-            self._reading_held = True
-            for peer in self.peers:
-                peer.hold_reading(True)
+        if self.spill.queued_bytes > self.settings.torrent.write_backlog_bytes // 4:
+            self._hold_reading(spill=True)
 
     def _spilled(self, nbytes: int, complete: list[int]) -> None:
         """Blocks are on disk: pieces complete there are read back and hashed."""
         self._disk_done(nbytes)
-        if self._reading_held and self.spill.queued_bytes <= self.settings.torrent.write_backlog_bytes // 8:
-            self._reading_held = False
-            for peer in self.peers:
-                peer.hold_reading(False)
+        if self._held_for_spill and self.spill.queued_bytes <= self.settings.torrent.write_backlog_bytes // 8:
+            self._hold_reading(spill=False)
         for index in complete:
             self._read_back.add(index)
             self.verifier.submit(index, None)
+
+    def _hold_reading(self, *, spill: bool | None = None, verifier: bool | None = None) -> None:
+        """Set a reason to hold peers' reading; peers read while neither holds."""
+        was = self._held_for_spill or self._held_for_verifier
+        if spill is not None:
+            self._held_for_spill = spill
+        if verifier is not None:
+            self._held_for_verifier = verifier
+        held = self._held_for_spill or self._held_for_verifier
+        if held != was:
+            for peer in self.peers:
+                peer.hold_reading(held)
 
     def _spill_failed(self, exc: StorageError) -> None:
         if not self._closing:
@@ -538,6 +557,8 @@ class Swarm:
         else:
             self._verifying -= 1
             self._disk_done(len(data))
+            if self._held_for_verifier and self._verifying <= self._hold_at // 2:
+                self._hold_reading(verifier=False)
         if self._closing:
             return
         if isinstance(result, StorageError):

@@ -197,10 +197,7 @@ class Swarm:
     def _budget(self, settings: Settings) -> None:
         piece_length = self.metainfo.piece_length
         self._max_assembling = settings.torrent.assembly_bytes // piece_length
-        # Fast peers' pieces can outrun the verifier and fill the budget with complete pieces: spilling the
-        # next ones would add a write and a read back to the disk that is already behind. Reading waits
-        # for the verifier instead, from where the reads under way still fit in the budget.
-        read = -(-settings.peer.recv_buffer // piece_length) + 1
+        read = -(-settings.peer.recv_buffer // piece_length) + 1  # pieces one read can start or complete
         self._hold_at = max(1, self._max_assembling // 2, self._max_assembling - read)
         self._max_requested = max(4, self._max_assembling, settings.torrent.requested_bytes // piece_length)
 
@@ -359,8 +356,7 @@ class Swarm:
                 self.backlog += len(buf)
                 self._verifying += 1
                 self.verifier.submit(index, buf)
-                if self._verifying >= self._hold_at and not self._held_for_verifier:
-                    self._hold_reading(verifier=True)
+        self._check_verifier_hold()
         self._schedule_fill(peer)
 
     def _piece_buffer(self, index: int) -> bytearray | None:
@@ -403,6 +399,19 @@ class Swarm:
         for index in complete:
             self._read_back.add(index)
             self.verifier.submit(index, None)
+
+    def _check_verifier_hold(self) -> None:
+        """Fast peers' pieces can outrun the verifier and fill the assembly budget with complete pieces:
+        spilling the next ones would add a write and a read back to the disk that is already behind, so
+        reading waits for the verifier instead, from where the reads under way still fit in the budget
+        to where half of that is left. Pieces assembling (slow peers' pieces, which spilling is for)
+        never hold reading on their own, and a hold ends once the verifier is idle whatever they take."""
+        taken = len(self.partial) + self._verifying
+        if self._held_for_verifier:
+            if taken <= self._hold_at // 2 or not self._verifying:
+                self._hold_reading(verifier=False)
+        elif taken >= self._hold_at and self._verifying * 2 >= self._max_assembling:
+            self._hold_reading(verifier=True)
 
     def _hold_reading(self, *, spill: bool | None = None, verifier: bool | None = None) -> None:
         """Set a reason to hold peers' reading; peers read while neither holds."""
@@ -557,8 +566,7 @@ class Swarm:
         else:
             self._verifying -= 1
             self._disk_done(len(data))
-            if self._held_for_verifier and self._verifying <= self._hold_at // 2:
-                self._hold_reading(verifier=False)
+            self._check_verifier_hold()
         if self._closing:
             return
         if isinstance(result, StorageError):

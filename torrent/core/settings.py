@@ -174,6 +174,7 @@ class TorrentSettings:
     # that starts past this has its blocks written to disk as they arrive, so the leecher's memory stays
     # put however many peers it has (16 seeders took 200 MB when every piece arriving had a buffer). 32 MiB
     # holds two fast peers' full request queues (500 blocks, 8 MiB each) with the write backlog beside them.
+    # When complete pieces fill it (fast peers outrun the verifier), reading waits for the verifier instead.
     assembly_bytes: int = _f(32 * MiB, "memory for pieces in progress (0: every block to disk as it arrives)",
                              kind="bytes", min=0)
     # Pieces requested at once. Those past assembly_bytes get no buffer: their blocks are written to disk as

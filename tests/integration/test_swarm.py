@@ -692,51 +692,68 @@ def test_an_idle_crowd_does_not_shut_an_honest_leecher_out(tmp_path: Path) -> No
     run(main())
 
 
+FAN_IN_PIECE = 128 * 1024
+
+
+def fan_in_sampled(tmp_path: Path, size: int, seeders: int, sample: Callable[[Any], None],
+                   settings: Any) -> tuple[Any, int]:
+    """``seeders`` of ours feed one leecher (with ``settings``) a payload of ``size`` bytes in
+    FAN_IN_PIECE pieces; ``sample`` sees the leecher's swarm at every loop iteration until the download is
+    verified. Returns that swarm and the distinct peers it had; the download is checked whole."""
+    meta, data, torrent = make_torrent(tmp_path, size, piece_length=FAN_IN_PIECE)
+
+    async def main() -> tuple[Any, int]:
+        sessions = [await start_session(tmp_path, f"s{n}") for n in range(seeders)]
+        leecher = await start_session(tmp_path, "l", settings)
+        try:
+            for seeder in sessions:
+                sid = await seeder.add(torrent, save_path=data)
+                await wait_state(seeder, sid, "seeding")
+            lid = await leecher.add(torrent, save_path=tmp_path / "out",
+                                    peers=[("127.0.0.1", s.listen_port) for s in sessions])
+            swarm = None
+            while leecher.torrent(lid).wanted_verified < meta.payload_length:
+                running = leecher._torrents[lid].swarm
+                if running is not None:
+                    swarm = running
+                    sample(swarm)
+                await asyncio.sleep(0)
+            return swarm, len({p.address for p in leecher.peers(lid)})
+        finally:
+            await leecher.close()
+            for seeder in sessions:
+                await seeder.close()
+
+    swarm, peers = run(main())
+    assert swarm is not None and same_tree(data / "payload", tmp_path / "out" / "payload")
+    return swarm, peers
+
+
 def test_pieces_past_the_assembly_budget_go_to_disk_as_they_arrive_whatever_the_peer_count(tmp_path: Path) -> None:
     """Six seeders feed one leecher whose memory budget is 4 pieces and that requests up to 48: the
     buffers in memory (assembling and spare) never exceed the budget, whatever the peer count (counting
     only pieces with a block in let every peer's pipeline start its own pieces: memory grew with the
     peers), the pieces past it have their blocks written to disk as they arrive, the blocks queued for
     the disk stay bounded, and the download is whole."""
-    meta, data, torrent = make_torrent(tmp_path, 8 * 1024 * 1024, piece_length=128 * 1024)
     budget, requested, backlog = 4, 48, 1024 * 1024
-    leech_settings = local_settings(torrent__assembly_bytes=budget * meta.piece_length,
-                                    torrent__requested_bytes=requested * meta.piece_length,
-                                    torrent__write_backlog_bytes=backlog)
+    most = dict(in_progress=0, buffers=0, on_disk=0, queued=0)
 
-    async def main() -> None:
-        seeders = [await start_session(tmp_path, f"s{n}") for n in range(6)]
-        leecher = await start_session(tmp_path, "l", leech_settings)
-        try:
-            for seeder in seeders:
-                sid = await seeder.add(torrent, save_path=data)
-                await wait_state(seeder, sid, "seeding")
-            lid = await leecher.add(torrent, save_path=tmp_path / "out",
-                                    peers=[("127.0.0.1", s.listen_port) for s in seeders])
-            swarm = None
-            most_in_progress = most_buffers = most_on_disk = most_queued = 0
-            while leecher.torrent(lid).wanted_verified < meta.payload_length:
-                running = leecher._torrents[lid].swarm
-                if running is not None:
-                    swarm = running
-                    most_in_progress = max(most_in_progress, swarm.picker.num_in_progress())
-                    most_buffers = max(most_buffers, len(swarm.partial) + len(swarm._spare))
-                    most_on_disk = max(most_on_disk, len(swarm.on_disk))
-                    most_queued = max(most_queued, swarm.spill.queued_bytes)
-                await asyncio.sleep(0)
-            assert swarm is not None and len({p.address for p in leecher.peers(lid)}) >= 2
-            assert budget < most_in_progress <= requested
-            assert 0 < most_buffers <= budget
-            assert most_on_disk > 0 and swarm.spill.written_bytes > 0
-            # what one read of each peer brings past the limit, at most
-            assert most_queued <= backlog // 4 + 6 * leech_settings.peer.recv_buffer
-        finally:
-            await leecher.close()
-            for seeder in seeders:
-                await seeder.close()
-        assert same_tree(data / "payload", tmp_path / "out" / "payload")
+    def sample(swarm: Any) -> None:
+        most["in_progress"] = max(most["in_progress"], swarm.picker.num_in_progress())
+        most["buffers"] = max(most["buffers"], len(swarm.partial) + len(swarm._spare))
+        most["on_disk"] = max(most["on_disk"], len(swarm.on_disk))
+        most["queued"] = max(most["queued"], swarm.spill.queued_bytes)
 
-    run(main())
+    settings = local_settings(torrent__assembly_bytes=budget * FAN_IN_PIECE,
+                              torrent__requested_bytes=requested * FAN_IN_PIECE,
+                              torrent__write_backlog_bytes=backlog)
+    swarm, peers = fan_in_sampled(tmp_path, 8 * 1024 * 1024, 6, sample, settings)
+    assert peers >= 2
+    assert budget < most["in_progress"] <= requested
+    assert 0 < most["buffers"] <= budget
+    assert most["on_disk"] > 0 and swarm.spill.written_bytes > 0
+    # what one read of each peer brings past the limit, at most
+    assert most["queued"] <= backlog // 4 + 6 * swarm.settings.peer.recv_buffer
 
 
 def test_fast_peers_wait_for_a_slow_verifier_rather_than_spill_to_disk(tmp_path: Path,
@@ -745,9 +762,7 @@ def test_fast_peers_wait_for_a_slow_verifier_rather_than_spill_to_disk(tmp_path:
     the next pieces' blocks to disk would only add a write and a read back to the disk that is behind,
     so reading from the peers waits for the verifier instead: little is spilled (what the reads under
     way bring), memory stays in the budget, and the download is whole."""
-    meta, data, torrent = make_torrent(tmp_path, 16 * 1024 * 1024, piece_length=128 * 1024)
-    budget = 16
-    leech_settings = local_settings(torrent__assembly_bytes=budget * meta.piece_length)
+    budget, size = 16, 16 * 1024 * 1024
     slow = Storage.verify_and_write_many
 
     def slow_verify(self: Storage, *args: Any, **kwargs: Any) -> Any:
@@ -755,35 +770,16 @@ def test_fast_peers_wait_for_a_slow_verifier_rather_than_spill_to_disk(tmp_path:
         return slow(self, *args, **kwargs)
 
     monkeypatch.setattr(Storage, "verify_and_write_many", slow_verify)
+    seen = dict(held=0, buffers=0)
 
-    async def main() -> None:
-        seeders = [await start_session(tmp_path, f"s{n}") for n in range(3)]
-        leecher = await start_session(tmp_path, "l", leech_settings)
-        try:
-            for seeder in seeders:
-                sid = await seeder.add(torrent, save_path=data)
-                await wait_state(seeder, sid, "seeding")
-            lid = await leecher.add(torrent, save_path=tmp_path / "out",
-                                    peers=[("127.0.0.1", s.listen_port) for s in seeders])
-            swarm = None
-            held = most_buffers = 0
-            while leecher.torrent(lid).wanted_verified < meta.payload_length:
-                running = leecher._torrents[lid].swarm
-                if running is not None:
-                    swarm = running
-                    held += swarm._held_for_verifier
-                    most_buffers = max(most_buffers, len(swarm.partial) + swarm._verifying)
-                await asyncio.sleep(0)
-            # Before the hold: 10 of the 16 MiB went to disk.
-            assert swarm is not None and swarm.spill.written_bytes <= meta.payload_length // 16
-            assert held > 0 and most_buffers <= budget
-        finally:
-            await leecher.close()
-            for seeder in seeders:
-                await seeder.close()
-        assert same_tree(data / "payload", tmp_path / "out" / "payload")
+    def sample(swarm: Any) -> None:
+        seen["held"] += swarm._held_for_verifier
+        seen["buffers"] = max(seen["buffers"], len(swarm.partial) + swarm._verifying)
 
-    run(main())
+    swarm, _ = fan_in_sampled(tmp_path, size, 3, sample, local_settings(torrent__assembly_bytes=budget * FAN_IN_PIECE))
+    # Before the hold: 10 of the 16 MiB went to disk.
+    assert swarm.spill.written_bytes <= size // 16
+    assert seen["held"] > 0 and seen["buffers"] <= budget
 
 
 def test_a_choke_rejects_every_request_still_queued_for_a_fast_peer(tmp_path: Path) -> None:

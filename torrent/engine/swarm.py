@@ -234,7 +234,7 @@ class Swarm:
             return "too many connections in this session"
         self.peers[peer] = PeerState(identity)
         peer.identity = identity
-        if self._held_for_spill or self._held_for_verifier:
+        if self._reading_held:
             peer.hold_reading(True)
         self.host.peer_attached(self, peer)
         return None
@@ -413,14 +413,18 @@ class Swarm:
         elif taken >= self._hold_at and self._verifying * 2 >= self._max_assembling:
             self._hold_reading(verifier=True)
 
+    @property
+    def _reading_held(self) -> bool:
+        return self._held_for_spill or self._held_for_verifier
+
     def _hold_reading(self, *, spill: bool | None = None, verifier: bool | None = None) -> None:
         """Set a reason to hold peers' reading; peers read while neither holds."""
-        was = self._held_for_spill or self._held_for_verifier
+        was = self._reading_held
         if spill is not None:
             self._held_for_spill = spill
         if verifier is not None:
             self._held_for_verifier = verifier
-        held = self._held_for_spill or self._held_for_verifier
+        held = self._reading_held
         if held != was:
             for peer in self.peers:
                 peer.hold_reading(held)

@@ -652,12 +652,7 @@ class Storage:
         with self._lock:
             if self._closed:
                 raise StorageError(f"storage for {self.metainfo.name} is closed")
-            handle = self._cache.get(file_index)
-            if handle is not None and (handle.writable or not create):
-                self._cache.move_to_end(file_index)
-                handle.refs += 1
-            else:
-                handle = None
+            handle = self._take_open(file_index, create)
         if handle is None:
             handle = self._open_handle(file_index, create)
             if handle is None:
@@ -669,12 +664,16 @@ class Storage:
     def _cached_handle(self, file_index: int) -> _Handle | None:
         """A referenced handle if the file is open already (``_release`` it); None rather than open it."""
         with self._lock:
-            handle = self._cache.get(file_index)
-            if handle is None or self._closed:
-                return None
-            self._cache.move_to_end(file_index)
-            handle.refs += 1
-            return handle
+            return None if self._closed else self._take_open(file_index, False)
+
+    def _take_open(self, file_index: int, create: bool) -> _Handle | None:
+        """Under ``_lock``: the file's open handle, referenced, if it serves (writable to create)."""
+        handle = self._cache.get(file_index)
+        if handle is None or (create and not handle.writable):
+            return None
+        self._cache.move_to_end(file_index)
+        handle.refs += 1
+        return handle
 
     def _open_handle(self, file_index: int, create: bool) -> _Handle | None:
         fd, writable = self._open(file_index, create)
